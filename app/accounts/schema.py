@@ -1,0 +1,74 @@
+"""Accounts: register, login, refreshToken, logout, logoutAll, me."""
+
+from __future__ import annotations
+
+import strawberry
+
+from app.accounts.service import AuthResult
+from app.accounts.types import AuthPayload, AuthTokens, LogoutPayload, RegisterInput, UserType
+from app.graphql.context import Info
+from app.graphql.errors import UserError, run_mutation
+from app.security.policy import require_viewer
+
+
+def _auth_payload(result: AuthResult) -> AuthPayload:
+    return AuthPayload(
+        user=UserType(row=result.user),
+        tokens=AuthTokens(
+            access_token=result.access_token,
+            refresh_token=result.refresh_token,
+            expires_in=result.expires_in,
+        ),
+    )
+
+
+def _auth_errors(errors: list[UserError]) -> AuthPayload:
+    return AuthPayload(user_errors=errors)
+
+
+@strawberry.type
+class AccountsQuery:
+    @strawberry.field(description="The logged-in user, or null for an anonymous caller.")
+    def me(self, info: Info) -> UserType | None:
+        viewer = info.context.viewer
+        if viewer is None:
+            return None
+        return UserType(row=info.context.services.accounts.get_user(viewer.user_id))
+
+
+@strawberry.type
+class AccountsMutation:
+    @strawberry.mutation(description="Create a customer account and log in.")
+    def register(self, info: Info, input: RegisterInput) -> AuthPayload:
+        accounts = info.context.services.accounts
+        return run_mutation(
+            lambda: _auth_payload(accounts.register(input.email, input.password, input.name)),
+            _auth_errors,
+        )
+
+    @strawberry.mutation(description="Exchange email and password for tokens.")
+    def login(self, info: Info, email: str, password: str) -> AuthPayload:
+        accounts = info.context.services.accounts
+        ip = info.context.client_ip
+        return run_mutation(
+            lambda: _auth_payload(accounts.login(email, password, ip)), _auth_errors
+        )
+
+    @strawberry.mutation(
+        description="Spend a refresh token for a new pair. Reusing a spent one ends the session."
+    )
+    def refresh_token(self, info: Info, refresh_token: str) -> AuthPayload:
+        accounts = info.context.services.accounts
+        return run_mutation(lambda: _auth_payload(accounts.refresh(refresh_token)), _auth_errors)
+
+    @strawberry.mutation(description="End this session: its tokens stop working at once.")
+    def logout(self, info: Info) -> LogoutPayload:
+        viewer = require_viewer(info.context.viewer)
+        info.context.services.accounts.logout(viewer)
+        return LogoutPayload(ok=True, sessions_ended=1)
+
+    @strawberry.mutation(description="End every session of this account, on every device.")
+    def logout_all(self, info: Info) -> LogoutPayload:
+        viewer = require_viewer(info.context.viewer)
+        ended = info.context.services.accounts.logout_all(viewer)
+        return LogoutPayload(ok=True, sessions_ended=ended)

@@ -1,0 +1,244 @@
+"""Account use cases: register, login, refresh (rotation + reuse detection), logout, auth."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from app.accounts.models import AuthSession, RefreshToken, User
+from app.db import Database, utcnow
+from app.errors import BadUserInput, Conflict, DomainError, ErrorCode, Unauthenticated
+from app.security.passwords import Passwords, password_problem
+from app.security.policy import Viewer
+from app.security.ratelimit import Limiter
+from app.security.roles import Role
+from app.security.tokens import (
+    AccessTokens,
+    InvalidToken,
+    new_opaque_token,
+    new_public_id,
+    token_digest,
+)
+
+EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+MAX_EMAIL = 254
+MAX_NAME = 120
+
+
+class InvalidCredentials(DomainError):
+    code = ErrorCode.UNAUTHENTICATED
+    default_message = "Email or password is incorrect."
+    user_error = True
+
+
+class InvalidRefreshToken(DomainError):
+    code = ErrorCode.UNAUTHENTICATED
+    default_message = "The refresh token is invalid or expired. Log in again."
+    user_error = True
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    user: User
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+def normalise_email(email: str) -> str:
+    email = email.strip().lower()
+    if len(email) > MAX_EMAIL or not EMAIL_RE.match(email):
+        raise BadUserInput("Enter a valid email address.", field="email")
+    return email
+
+
+class AccountService:
+    def __init__(
+        self,
+        db: Database,
+        passwords: Passwords,
+        tokens: AccessTokens,
+        limiter: Limiter,
+        refresh_ttl_seconds: int,
+    ) -> None:
+        self._db = db
+        self._passwords = passwords
+        self._tokens = tokens
+        self._limiter = limiter
+        self._refresh_ttl = timedelta(seconds=refresh_ttl_seconds)
+
+    # -- accounts -----------------------------------------------------------------------
+    def create_user(
+        self, email: str, password: str, *, name: str = "", role: Role = Role.CUSTOMER
+    ) -> User:
+        email = normalise_email(email)
+        name = name.strip()
+        if len(name) > MAX_NAME:
+            raise BadUserInput(f"Name must have at most {MAX_NAME} characters.", field="name")
+        problem = password_problem(password, email)
+        if problem:
+            raise BadUserInput(problem, field="password")
+        user = User(
+            public_id=new_public_id(),
+            email=email,
+            password_hash=self._passwords.hash(password),
+            name=name,
+            role=role.value,
+        )
+        with self._db.write() as session:
+            session.add(user)
+            try:
+                session.commit()
+            except IntegrityError as exc:
+                raise Conflict(
+                    "An account with this email already exists.", field="email"
+                ) from exc
+        return user
+
+    def register(self, email: str, password: str, name: str) -> AuthResult:
+        """Self-registration always makes a CUSTOMER; staff come from the CLI."""
+        user = self.create_user(email, password, name=name, role=Role.CUSTOMER)
+        return self._start_session(user)
+
+    def login(self, email: str, password: str, client_ip: str) -> AuthResult:
+        email_key = email.strip().lower()[:MAX_EMAIL]
+        self._limiter.ensure_login_allowed(f"email:{email_key}", f"ip:{client_ip}")
+        with self._db.read() as session:
+            user = session.execute(select(User).where(User.email == email_key)).scalar_one_or_none()
+        # Unknown email: verify against a dummy hash, the same argon2 work as a wrong password.
+        ok = self._passwords.verify(user.password_hash if user else None, password)
+        if user is None or not ok:
+            self._limiter.record_login_failure(f"email:{email_key}", f"ip:{client_ip}")
+            raise InvalidCredentials()
+        self._limiter.record_login_success(f"email:{email_key}")
+        if self._passwords.needs_rehash(user.password_hash):
+            with self._db.write() as session:
+                session.execute(
+                    update(User)
+                    .where(User.id == user.id)  # type: ignore[arg-type]
+                    .values(password_hash=self._passwords.hash(password))
+                )
+                session.commit()
+        return self._start_session(user)
+
+    # -- sessions and tokens ------------------------------------------------------------
+    def _start_session(self, user: User) -> AuthResult:
+        assert user.id is not None
+        now = utcnow()
+        auth_session = AuthSession(public_id=new_public_id(), user_id=user.id, created_at=now)
+        refresh = new_opaque_token()
+        with self._db.write() as session:
+            session.add(auth_session)
+            session.flush()
+            assert auth_session.id is not None
+            session.add(
+                RefreshToken(
+                    session_id=auth_session.id,
+                    token_hash=token_digest(refresh),
+                    created_at=now,
+                    expires_at=now + self._refresh_ttl,
+                )
+            )
+            session.commit()
+        return self._result(user, auth_session, refresh)
+
+    def _result(self, user: User, auth_session: AuthSession, refresh: str) -> AuthResult:
+        access = self._tokens.issue(user.public_id, user.role, auth_session.public_id, datetime.now(UTC))
+        return AuthResult(user, access, refresh, self._tokens.ttl_seconds)
+
+    def refresh(self, refresh_token: str) -> AuthResult:
+        """Rotate: the presented token is spent and a new one issued in the same family.
+
+        Presenting an already-rotated token means it was copied: the whole family (the
+        session) is revoked, so both the thief and the victim must log in again.
+        """
+        now = utcnow()
+        digest = token_digest(refresh_token)
+        with self._db.write() as session:
+            row = session.execute(
+                select(RefreshToken, AuthSession, User)
+                .join(AuthSession, RefreshToken.session_id == AuthSession.id)  # type: ignore[arg-type]
+                .join(User, AuthSession.user_id == User.id)  # type: ignore[arg-type]
+                .where(RefreshToken.token_hash == digest)
+            ).one_or_none()
+            if row is None:
+                raise InvalidRefreshToken()
+            token, auth_session, user = row
+            if auth_session.revoked_at is not None or token.expires_at <= now:
+                raise InvalidRefreshToken()
+            # Spend the token with a conditional update: of two concurrent uses, one wins.
+            spent = session.execute(
+                update(RefreshToken)
+                .where(RefreshToken.id == token.id, RefreshToken.rotated_at.is_(None))  # type: ignore[arg-type,union-attr]
+                .values(rotated_at=now)
+            )
+            if spent.rowcount != 1:  # type: ignore[attr-defined]
+                session.execute(
+                    update(AuthSession)
+                    .where(AuthSession.id == auth_session.id)  # type: ignore[arg-type]
+                    .values(revoked_at=now, revoked_reason="refresh-reuse")
+                )
+                session.commit()
+                raise InvalidRefreshToken()
+            new_refresh = new_opaque_token()
+            session.add(
+                RefreshToken(
+                    session_id=auth_session.id,  # type: ignore[arg-type]
+                    token_hash=token_digest(new_refresh),
+                    created_at=now,
+                    expires_at=now + self._refresh_ttl,
+                )
+            )
+            session.commit()
+        return self._result(user, auth_session, new_refresh)
+
+    def logout(self, viewer: Viewer) -> None:
+        self._revoke(AuthSession.id == viewer.session_id, "logout")  # type: ignore[arg-type]
+
+    def logout_all(self, viewer: Viewer) -> int:
+        return self._revoke(AuthSession.user_id == viewer.user_id, "logout-all")  # type: ignore[arg-type]
+
+    def _revoke(self, condition: object, reason: str) -> int:
+        with self._db.write() as session:
+            result = session.execute(
+                update(AuthSession)
+                .where(condition, AuthSession.revoked_at.is_(None))  # type: ignore[arg-type,union-attr]
+                .values(revoked_at=utcnow(), revoked_reason=reason)
+            )
+            session.commit()
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def authenticate(self, access_token: str) -> Viewer:
+        """A valid signature is not enough: the session must still be live (logout is instant)."""
+        try:
+            claims = self._tokens.decode(access_token)
+        except InvalidToken as exc:
+            raise Unauthenticated("The access token is invalid or expired.") from exc
+        with self._db.read() as session:
+            row = session.execute(
+                select(User.id, User.public_id, User.role, User.email, AuthSession.id)
+                .join(AuthSession, AuthSession.user_id == User.id)  # type: ignore[arg-type]
+                .where(
+                    AuthSession.public_id == claims.session_id,
+                    AuthSession.revoked_at.is_(None),  # type: ignore[union-attr]
+                    User.public_id == claims.user_id,
+                )
+            ).one_or_none()
+        if row is None:
+            raise Unauthenticated("The session has ended. Log in again.")
+        user_id, public_id, role, email, session_id = row
+        return Viewer(
+            user_id=user_id, public_id=public_id, role=Role(role), session_id=session_id, email=email
+        )
+
+    def get_user(self, user_id: int) -> User:
+        with self._db.read() as session:
+            user = session.get(User, user_id)
+        if user is None:
+            raise Unauthenticated()
+        return user
+

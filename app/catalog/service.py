@@ -1,0 +1,40 @@
+"""Catalog use cases: the public product list, and pricing lookups for checkout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from app.catalog.models import Product
+from app.db import Database
+from app.pagination import CursorCodec, clamp_page_size
+
+
+@dataclass(frozen=True)
+class ProductPage:
+    products: list[Product]
+    cursors: list[str]
+    has_next_page: bool
+
+
+class CatalogService:
+    def __init__(self, db: Database, cursors: CursorCodec, max_page_size: int) -> None:
+        self._db = db
+        self._cursors = cursors
+        self._max = max_page_size
+
+    def list_products(self, first: int | None, after: str | None) -> ProductPage:
+        size = clamp_page_size(first, self._max)
+        query = select(Product).where(Product.active).order_by(Product.sku)  # type: ignore[arg-type]
+        if after:
+            (last_sku,) = self._cursors.decode("product", after)
+            query = query.where(Product.sku > str(last_sku))
+        with self._db.read() as session:
+            rows = list(session.execute(query.limit(size + 1)).scalars())
+        page = rows[:size]
+        return ProductPage(
+            products=page,
+            cursors=[self._cursors.encode("product", [p.sku]) for p in page],
+            has_next_page=len(rows) > size,
+        )

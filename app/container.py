@@ -1,0 +1,61 @@
+"""The composition root: builds every service once from Settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.accounts.service import AccountService
+from app.catalog.service import CatalogService
+from app.db import Database
+from app.orders.service import OrderService
+from app.pagination import CursorCodec
+from app.payments.provider import PaymentProvider, TestPaymentProvider
+from app.security.lookups import CodeLookups
+from app.security.passwords import Passwords
+from app.security.ratelimit import Limiter
+from app.security.tokens import AccessTokens
+from app.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    limiter: Limiter
+    passwords: Passwords
+    tokens: AccessTokens
+    accounts: AccountService
+    catalog: CatalogService
+    orders: OrderService
+    payments: PaymentProvider
+    lookups: CodeLookups
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def build_services(settings: Settings, *, passwords: Passwords | None = None) -> Services:
+    db = Database(settings.database_url)
+    limiter = Limiter(settings.rate_limits, settings.redis_url)
+    passwords = passwords or Passwords()
+    tokens = AccessTokens(
+        settings.jwt_secret,
+        settings.jwt_issuer,
+        settings.jwt_audience,
+        settings.access_token_ttl_seconds,
+    )
+    cursors = CursorCodec(settings.jwt_secret)
+    lookups = CodeLookups(limiter)
+    payments = TestPaymentProvider(db)
+    return Services(
+        settings=settings,
+        db=db,
+        limiter=limiter,
+        passwords=passwords,
+        tokens=tokens,
+        accounts=AccountService(db, passwords, tokens, limiter, settings.refresh_token_ttl_seconds),
+        catalog=CatalogService(db, cursors, settings.max_page_size),
+        orders=OrderService(db, payments, lookups, cursors, settings),
+        payments=payments,
+        lookups=lookups,
+    )

@@ -1,0 +1,133 @@
+"""Engine, sessions and the unit of work. The only module that knows about connection setup."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import MetaData, event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.pool import NullPool
+from sqlmodel import Session, SQLModel, create_engine
+
+from app.errors import ServiceUnavailable
+
+# Stable constraint names, so that Alembic migrations are the same on SQLite and PostgreSQL.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+SQLModel.metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def utcnow() -> datetime:
+    """Naive UTC: what every timestamp column stores (SQLite has no time zones)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def normalise_url(url: str) -> str:
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
+        )
+        _configure_sqlite(engine)
+        return engine
+    if "pool=null" in url:
+        return create_engine(url.replace("?pool=null", ""), poolclass=NullPool)
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,  # a restarted PostgreSQL costs one failed ping, not a 500
+        pool_timeout=5,
+        connect_args={"connect_timeout": 5},
+    )
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    # pysqlite's own transaction handling is off (isolation_level=None), so we emit BEGIN
+    # ourselves: writers take the write lock up front (BEGIN IMMEDIATE) instead of failing
+    # with "database is locked" when upgrading a read lock under concurrency.
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Database:
+    """Hands out sessions; `write()` is the unit of work that commits or rolls back."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = normalise_url(url)
+        self.engine = make_engine(url, pool_size=pool_size)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self._write_engine = (
+            self.engine.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else self.engine
+        )
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        try:
+            with Session(self.engine, expire_on_commit=False) as session:
+                yield session
+        except (OperationalError, DBAPIError) as exc:
+            if _is_unavailable(exc):
+                raise ServiceUnavailable() from exc
+            raise
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One transaction. The caller commits; an exception rolls everything back."""
+        try:
+            with Session(self._write_engine, expire_on_commit=False) as session:
+                yield session
+        except (OperationalError, DBAPIError) as exc:
+            if _is_unavailable(exc):
+                raise ServiceUnavailable() from exc
+            raise
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _is_unavailable(exc: DBAPIError) -> bool:
+    """Connection-level failures (server down, restarted) rather than bugs in a statement."""
+    if exc.connection_invalidated:
+        return True
+    message = str(exc.orig).lower() if exc.orig is not None else ""
+    markers = (
+        "connection", "server closed", "could not connect", "terminating", "timeout",
+        "database is locked", "the database system is", "ssl syscall",
+    )
+    return isinstance(exc, OperationalError) and any(m in message for m in markers)

@@ -1,0 +1,98 @@
+"""Demo data for `scripts/serve`: a catalog with bins and stock, two customers with orders
+in several states, and one account per staff role. Idempotent: run it as often as you like."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from app.accounts.models import User
+from app.catalog.models import Product
+from app.container import Services
+from app.errors import Conflict
+from app.orders.inputs import AddressInput, LineInput
+from app.orders.models import Order, OrderStatus
+from app.security.policy import Viewer
+from app.security.roles import Role
+
+DEMO_PASSWORD = "orders-demo-2026"  # noqa: S105  (documented in the README; demo only)
+
+PRODUCTS = [
+    ("MUG-001", "Enamel camping mug", 1299, 120, "A-01-03"),
+    ("TEE-BLK-M", "Organic T-shirt, black, M", 2499, 80, "B-04-01"),
+    ("TEE-WHT-L", "Organic T-shirt, white, L", 2499, 60, "B-04-02"),
+    ("BOTTLE-750", "Steel water bottle 750 ml", 1999, 200, "A-02-07"),
+    ("NOTE-A5", "Dotted notebook A5", 899, 300, "C-01-01"),
+    ("PEN-GEL-3", "Gel pens, pack of 3", 599, 500, "C-01-02"),
+    ("LAMP-DESK", "LED desk lamp", 4999, 25, "D-10-04"),
+    ("BAG-TOTE", "Canvas tote bag", 1499, 150, "B-01-05"),
+    ("SOCK-WOOL", "Merino socks", 1799, 90, "B-02-02"),
+    ("CABLE-USBC", "USB-C cable 1 m", 999, 400, "E-03-01"),
+    ("LIMITED-ED", "Limited edition print", 3999, 5, "F-01-01"),
+]
+
+USERS = [
+    ("alice@example.com", "Alice Example", Role.CUSTOMER),
+    ("bob@example.com", "Bob Example", Role.CUSTOMER),
+    ("support@example.com", "Sam Support", Role.SUPPORT),
+    ("warehouse@example.com", "Wendy Warehouse", Role.WAREHOUSE),
+    ("admin@example.com", "Ada Admin", Role.ADMIN),
+]
+
+ALICE_ADDRESS = AddressInput("Alice Example", "1 Demo Street", "Berlin", "10115", "DE")
+BOB_ADDRESS = AddressInput("Bob Example", "22 Sample Road", "Paris", "75001", "FR")
+
+# (owner, idempotency key, lines, status to move to, days ago)
+ORDERS = [
+    ("alice@example.com", "demo-alice-1", [("MUG-001", 2), ("NOTE-A5", 1)], OrderStatus.DELIVERED, 20),
+    ("alice@example.com", "demo-alice-2", [("TEE-BLK-M", 1)], OrderStatus.SHIPPED, 3),
+    ("alice@example.com", "demo-alice-3", [("LAMP-DESK", 1), ("CABLE-USBC", 2)], OrderStatus.PROCESSING, 1),
+    ("alice@example.com", "demo-alice-4", [("BOTTLE-750", 1)], OrderStatus.PLACED, 0),
+    ("bob@example.com", "demo-bob-1", [("BAG-TOTE", 1), ("SOCK-WOOL", 2)], OrderStatus.DELIVERED, 40),
+    ("bob@example.com", "demo-bob-2", [("PEN-GEL-3", 3)], OrderStatus.CANCELLED, 5),
+    ("bob@example.com", "demo-bob-3", [("TEE-WHT-L", 2)], OrderStatus.PLACED, 0),
+]
+
+
+def seed_demo(services: Services) -> int:
+    created = 0
+    with services.db.write() as session:
+        existing = set(session.execute(select(Product.sku)).scalars())
+        for sku, name, price, stock, bin_location in PRODUCTS:
+            if sku not in existing:
+                session.add(Product(sku=sku, name=name, price_minor=price, stock=stock,
+                                    bin_location=bin_location, currency="EUR"))
+                created += 1
+        session.commit()
+    users: dict[str, User] = {}
+    for email, name, role in USERS:
+        try:
+            users[email] = services.accounts.create_user(email, DEMO_PASSWORD, name=name, role=role)
+            created += 1
+        except Conflict:
+            with services.db.read() as session:
+                users[email] = session.execute(select(User).where(User.email == email)).scalar_one()
+    for owner, key, lines, status, days_ago in ORDERS:
+        user = users[owner]
+        assert user.id is not None
+        viewer = Viewer(user.id, user.public_id, Role(user.role), 0, user.email)
+        address = ALICE_ADDRESS if owner.startswith("alice") else BOB_ADDRESS
+        view = services.orders.place_order(
+            viewer, [LineInput(sku, qty) for sku, qty in lines], address, "tok_visa", key
+        )
+        order = view.order
+        if order.status != OrderStatus.PLACED.value:
+            continue  # already seeded and moved on
+        placed = order.placed_at - timedelta(days=days_ago)
+        values: dict[str, object] = {"placed_at": placed, "updated_at": placed,
+                                     "estimated_delivery": services.orders.estimated_delivery(placed)}
+        if status == OrderStatus.CANCELLED:
+            services.orders.cancel_order(viewer, order.code, "127.0.0.1")
+        elif status != OrderStatus.PLACED:
+            values["status"] = status.value
+        with services.db.write() as session:
+            session.execute(update(Order).where(Order.id == order.id).values(**values))  # type: ignore[arg-type]
+            session.commit()
+        created += 1
+    return created

@@ -1,0 +1,97 @@
+"""The per-request GraphQL context: services, the caller (resolved lazily), client IP,
+request id and the per-request DataLoaders."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import strawberry
+from strawberry.dataloader import DataLoader
+from strawberry.types import Info as StrawberryInfo
+
+from app.errors import Unauthenticated
+from app.security.policy import Viewer
+
+if TYPE_CHECKING:
+    from app.container import Services
+    from app.orders.models import OrderLine
+
+
+def client_ip_from(peer: str | None, forwarded_for: str | None, trusted: tuple[str, ...]) -> str:
+    """The socket's address, unless the peer is a trusted proxy: then the right-most
+    address in X-Forwarded-For that is not itself a trusted proxy. A client cannot buy a
+    fresh budget by sending its own X-Forwarded-For."""
+    peer = peer or "unknown"
+    if not forwarded_for or not _is_trusted(peer, trusted):
+        return peer
+    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not _is_trusted(hop, trusted):
+            return hop[:64]
+    return peer
+
+
+def _is_trusted(address: str, trusted: tuple[str, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    for entry in trusted:
+        try:
+            if ip in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+@dataclass
+class Context:
+    services: Services
+    client_ip: str
+    request_id: str
+    authorization: str | None
+    request: Any = None
+    response: Any = None
+    _viewer: Viewer | None = None
+    _viewer_resolved: bool = False
+    loaders: dict[str, DataLoader[Any, Any]] = field(default_factory=dict)
+
+    @property
+    def viewer(self) -> Viewer | None:
+        """None for anonymous; a bad, expired or logged-out token is UNAUTHENTICATED."""
+        if not self._viewer_resolved:
+            self._viewer_resolved = True
+            token = bearer_token(self.authorization)
+            if token is not None:
+                self._viewer = self.services.accounts.authenticate(token)
+        return self._viewer
+
+    @property
+    def order_lines_loader(self) -> DataLoader[int, list[OrderLine]]:
+        loader = self.loaders.get("OrderLinesByOrderIdLoader")
+        if loader is None:
+            orders = self.services.orders
+
+            async def load(ids: list[int]) -> list[list[OrderLine]]:
+                found = orders.lines_for_orders(ids)
+                return [found.get(i, []) for i in ids]
+
+            loader = DataLoader(load_fn=load)
+            self.loaders["OrderLinesByOrderIdLoader"] = loader
+        return loader
+
+
+def bearer_token(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("Send the access token as `Authorization: Bearer <token>`.")
+    return token.strip()
+
+
+Info = StrawberryInfo[Context, None]
+_ = strawberry  # strawberry is this layer's dependency

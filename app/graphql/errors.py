@@ -1,0 +1,88 @@
+"""How errors reach clients: domain errors keep their code and message; validation errors
+stay readable; anything else is masked to a generic message with the request id."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from enum import Enum
+from typing import Any, TypeVar
+
+import strawberry
+from graphql.error import GraphQLError
+from strawberry.extensions import MaskErrors
+
+from app.errors import DomainError, ErrorCode
+
+log = logging.getLogger("app.graphql")
+
+ErrorCodeEnum = strawberry.enum(
+    Enum("ErrorCode", {code.name: code.value for code in ErrorCode}),  # type: ignore[misc]
+    name="ErrorCode",
+    description="Every error code the API answers with (extensions.code and userErrors).",
+)
+
+
+@strawberry.type(description="A problem with the input of a mutation, to show next to a field.")
+class UserError:
+    field: str | None
+    message: str
+    code: ErrorCodeEnum  # type: ignore[valid-type]
+
+
+def to_user_error(error: DomainError) -> UserError:
+    return UserError(field=error.field, message=error.message, code=ErrorCodeEnum(error.code.value))
+
+
+T = TypeVar("T")
+
+
+def run_mutation(work: Callable[[], T], on_error: Callable[[list[UserError]], T]) -> T:
+    """Call a use case; input errors become `userErrors`, door errors stay top-level."""
+    try:
+        return work()
+    except DomainError as error:
+        if not error.user_error:
+            raise
+        return on_error([to_user_error(error)])
+
+
+class DomainErrorMasking(MaskErrors):
+    def __init__(self) -> None:
+        super().__init__(error_message="Internal error.")
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        request_id = getattr(self.execution_context.context, "request_id", None)
+        return [self._one(error, request_id) for error in errors]
+
+    def _one(self, error: GraphQLError, request_id: str | None) -> GraphQLError:
+        original = error.original_error
+        if isinstance(original, DomainError):
+            extensions: dict[str, Any] = {"code": original.code.value}
+            if original.retry_after is not None:
+                extensions["retryAfter"] = original.retry_after
+            if original.field:
+                extensions["field"] = original.field
+            return GraphQLError(
+                original.message, nodes=error.nodes, path=error.path, extensions=extensions
+            )
+        if original is None:  # syntax and validation errors: readable, never sensitive
+            return GraphQLError(
+                error.message,
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+                extensions={"code": ErrorCode.BAD_USER_INPUT.value},
+            )
+        log.error(
+            "unhandled resolver error",
+            exc_info=(type(original), original, original.__traceback__),
+            extra={"request_id": request_id},
+        )
+        return GraphQLError(
+            f"Internal error. Quote request id {request_id} when reporting it.",
+            nodes=error.nodes,
+            path=error.path,
+            extensions={"code": ErrorCode.INTERNAL.value, "requestId": request_id},
+        )

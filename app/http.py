@@ -1,0 +1,102 @@
+"""HTTP-level guards in front of GraphQL, as plain ASGI middleware (cheap on the hot path):
+a request id on every response, a body-size cap, and JSON-only POSTs to /graphql (no
+queries over GET, no form or multipart posts: those are CSRF vectors)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+async def _reply(send: Send, status: int, code: str, message: str, request_id: str,
+                 extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = json.dumps({"errors": [{"message": message, "extensions": {"code": code}}]}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id.encode()),
+        *(extra_headers or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class GuardMiddleware:
+    def __init__(self, app: ASGIApp, graphql_path: str = "/graphql",
+                 ide_enabled: bool = True) -> None:
+        self.app = app
+        self.graphql_path = graphql_path
+        self.ide_enabled = ide_enabled
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = request_id
+        if scope["path"] == self.graphql_path:
+            refusal = self._refusal(scope)
+            if refusal is not None:
+                status, code, message, headers = refusal
+                await _reply(send, status, code, message, request_id, headers)
+                return
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        received = 0
+
+        async def capped_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > MAX_BODY_BYTES:
+                    raise BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, capped_receive, send_with_id)
+        except BodyTooLarge:
+            await _reply(send, 413, "BAD_USER_INPUT", "Request body too large.", request_id)
+
+    def _refusal(self, scope: Scope) -> tuple[int, str, str, list[tuple[bytes, bytes]]] | None:
+        method = scope["method"]
+        headers = _headers(scope)
+        if method == "GET":
+            accepts_html = "text/html" in headers.get("accept", "")
+            if self.ide_enabled and accepts_html and not scope.get("query_string"):
+                return None  # the GraphiQL page itself
+            return (405, "BAD_USER_INPUT", "Send GraphQL operations as POST application/json.",
+                    [(b"allow", b"POST")])
+        if method == "OPTIONS":
+            return None
+        if method != "POST":
+            return (405, "BAD_USER_INPUT", "Method not allowed.", [(b"allow", b"POST")])
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            return (415, "BAD_USER_INPUT", "Content-Type must be application/json.", [])
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return (413, "BAD_USER_INPUT", "Request body too large.", [])
+        return None
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def request_id_of(scope: dict[str, Any]) -> str:
+    return str(scope.get("state", {}).get("request_id", "-"))

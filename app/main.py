@@ -1,0 +1,103 @@
+"""create_app(settings): routes, middleware, the GraphQL mount, background sender. No logic."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+
+from app.container import Services, build_services
+from app.graphql.context import Context, client_ip_from
+from app.http import GuardMiddleware, request_id_of
+from app.migrate import is_at_head
+from app.notifications.sender import OutboxSender
+from app.notifications.transports import transport_from_settings
+from app.schema import build_schema
+from app.settings import Settings
+
+log = logging.getLogger("app")
+
+
+class OrdersGraphQL(GraphQL[Context, None]):
+    def __init__(self, services: Services, **kwargs: Any) -> None:
+        super().__init__(build_schema(), **kwargs)
+        self.services = services
+
+    async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
+        settings = self.services.settings
+        peer = request.client.host if request.client else None
+        return Context(
+            services=self.services,
+            client_ip=client_ip_from(
+                peer, request.headers.get("x-forwarded-for"), settings.trusted_proxies
+            ),
+            request_id=request_id_of(request.scope),
+            authorization=request.headers.get("authorization"),
+            request=request,
+            response=response,
+        )
+
+
+def create_app(settings: Settings, *, run_sender: bool = True) -> Starlette:
+    services = build_services(settings)
+    ide = None if settings.is_production else "graphiql"
+    graphql_app = OrdersGraphQL(services, graphql_ide=ide, allow_queries_via_get=False)
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        checks = {"database": services.db.ping()}
+        if checks["database"]:
+            try:
+                checks["migrations"] = is_at_head(services.db.engine)
+            except Exception:
+                checks["migrations"] = False
+        if settings.redis_url:
+            checks["redis"] = services.limiter.ping()
+        ok = all(checks.values())
+        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = None
+        if run_sender:
+            sender = OutboxSender(
+                services.db,
+                transport_from_settings(settings),
+                settings.mail_from,
+                max_attempts=settings.outbox_max_attempts,
+            )
+            task = asyncio.create_task(sender.run_forever(settings.outbox_poll_seconds, stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(task, timeout=10)
+            services.close()
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/graphql", graphql_app, methods=["GET", "POST", "OPTIONS"]),
+        ],
+        lifespan=lifespan,
+        middleware=[Middleware(GuardMiddleware, ide_enabled=ide is not None)],
+    )
+    app.add_websocket_route("/graphql", graphql_app)
+    app.state.services = services
+    return app

@@ -1,0 +1,52 @@
+"""Alembic environment: the URL comes from the caller (app.migrate) or DATABASE_URL."""
+
+from __future__ import annotations
+
+import os
+
+from alembic import context
+from sqlalchemy import pool
+
+import app.models  # noqa: F401  (registers every table)
+from app.db import make_engine, normalise_url
+from sqlmodel import SQLModel
+
+config = context.config
+target_metadata = SQLModel.metadata
+
+
+def _url() -> str:
+    url = config.attributes.get("database_url") or os.environ.get(
+        "DATABASE_URL", "sqlite:///var/orders.db"
+    )
+    return normalise_url(url)
+
+
+def run_migrations_offline() -> None:
+    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True,
+                      render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        context.configure(connection=connection, target_metadata=target_metadata,
+                          render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    engine = make_engine(_url())
+    with engine.connect() as conn:
+        context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+    _ = pool
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

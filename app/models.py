@@ -1,0 +1,18 @@
+"""Every table, imported in one place for Alembic and test setup."""
+
+from app.accounts.models import AuthSession, RefreshToken, User
+from app.catalog.models import Product
+from app.notifications.models import OutboxEmail
+from app.orders.models import Order, OrderLine
+from app.payments.models import TestProviderTransaction
+
+__all__ = [
+    "AuthSession",
+    "Order",
+    "OrderLine",
+    "OutboxEmail",
+    "Product",
+    "RefreshToken",
+    "TestProviderTransaction",
+    "User",
+]

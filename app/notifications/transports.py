@@ -1,0 +1,159 @@
+"""Ways to hand a finished email to the outside world: a real SMTP server, or a folder.
+
+The outbox sender only knows the `MailTransport` protocol; `transport_from_settings` picks
+SMTP when SMTP_HOST is set and the local folder otherwise (the embedded default).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import string
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Protocol
+
+import aiosmtplib
+import anyio.to_thread
+
+from app.notifications.models import OutboxEmail
+from app.settings import Settings
+
+MESSAGE_ID_DOMAIN = "orders-api"
+
+# Characters that may stand in the left part of a Message-ID as they are (RFC 5322 atext,
+# minus "%" which is our escape character). Anything else is percent-encoded, which keeps
+# the mapping one-to-one: two dedupe keys never share a Message-ID.
+_ID_SAFE = frozenset(string.ascii_letters + string.digits + "!#$&'*+-/=?^_`{|}~")
+
+
+class MailTransport(Protocol):
+    async def send(self, message: EmailMessage) -> None:
+        """Deliver `message` or raise; a raise means "try again later"."""
+        ...
+
+
+def message_id(dedupe_key: str) -> str:
+    """`<{dedupe_key}@orders-api>`, escaped so the header parser keeps it whole.
+
+    Stable for a given outbox row, so a resend after a lost acknowledgement carries the same
+    Message-ID and receivers can recognise the duplicate.
+    """
+    out: list[str] = []
+    for i, char in enumerate(dedupe_key):
+        # Dots are fine between other characters; leading, trailing or doubled dots are not.
+        dot_ok = char == "." and 0 < i < len(dedupe_key) - 1 and dedupe_key[i - 1] != "."
+        if char in _ID_SAFE or dot_ok:
+            out.append(char)
+        else:
+            out.extend(f"%{byte:02X}" for byte in char.encode())
+    return f"<{''.join(out)}@{MESSAGE_ID_DOMAIN}>"
+
+
+def build_message(row: OutboxEmail, mail_from: str) -> EmailMessage:
+    """The email for an outbox row. Deterministic: the same row gives the same bytes."""
+    message = EmailMessage()
+    message["From"] = mail_from
+    message["To"] = row.recipient
+    message["Subject"] = row.subject
+    # The time the email was queued (the event it reports), not the time of this attempt.
+    message["Date"] = format_datetime(row.created_at.replace(tzinfo=UTC))
+    message["Message-ID"] = message_id(row.dedupe_key)
+    # Quoted-printable keeps the body 7-bit clean, so relays without 8BITMIME accept it too.
+    message.set_content(row.body_text, cte="quoted-printable")
+    return message
+
+
+class FileTransport:
+    """Writes each email to `<directory>/<name from Message-ID>.eml` (development, demos).
+
+    Idempotent: a message already written (same Message-ID) is not written again, so a
+    resend leaves exactly one file.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def __repr__(self) -> str:
+        return f"FileTransport({str(self.directory)!r})"
+
+    async def send(self, message: EmailMessage) -> None:
+        await anyio.to_thread.run_sync(self._write, message)
+
+    def path_for(self, message: EmailMessage) -> Path:
+        msg_id = message["Message-ID"]
+        if not msg_id:
+            raise ValueError("FileTransport needs a Message-ID to name the file")
+        return self.directory / eml_filename(str(msg_id))
+
+    def _write(self, message: EmailMessage) -> None:
+        target = self.path_for(message)
+        if target.exists():
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        # Write aside then rename: a reader (or a crash) never sees half a file, and
+        # os.replace over an existing file is atomic, so concurrent writers leave one file.
+        fd, tmp_name = tempfile.mkstemp(dir=self.directory, prefix=".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as tmp:
+                tmp.write(bytes(message))
+                tmp.flush()
+                os.fsync(tmp.fileno())
+            os.replace(tmp_name, target)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+
+
+def eml_filename(msg_id: str) -> str:
+    """A file name that is safe on any file system and unique per Message-ID.
+
+    The readable part is filtered and shortened, so a hash of the full Message-ID keeps
+    names distinct; nothing in it can be a path separator or start a hidden file.
+    """
+    left = msg_id.strip().strip("<>").split("@", 1)[0]
+    readable = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in left)
+    readable = readable.lstrip(".")[:80] or "message"
+    digest = hashlib.sha256(msg_id.encode()).hexdigest()[:16]
+    return f"{readable}.{digest}.eml"
+
+
+@dataclass(frozen=True)
+class SmtpTransport:
+    """Delivery through an SMTP server, one connection per message (aiosmtplib)."""
+
+    host: str
+    port: int = 25
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in logs or reprs
+    starttls: bool = False
+    timeout: float = 10
+
+    async def send(self, message: EmailMessage) -> None:
+        await aiosmtplib.send(
+            message,
+            hostname=self.host,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            # The setting decides, not the server: aiosmtplib's default (None) would try
+            # STARTTLS whenever it is advertised, whatever SMTP_STARTTLS says.
+            start_tls=self.starttls,
+            timeout=self.timeout,
+        )
+
+
+def transport_from_settings(settings: Settings) -> MailTransport:
+    if settings.smtp_host:
+        return SmtpTransport(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            starttls=settings.smtp_starttls,
+        )
+    return FileTransport(settings.mail_dir)

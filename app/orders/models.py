@@ -1,0 +1,72 @@
+"""Tables: orders and their lines."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import Enum
+
+from sqlalchemy import Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from app.db import utcnow
+
+
+class OrderStatus(str, Enum):
+    PLACED = "PLACED"
+    PROCESSING = "PROCESSING"
+    PACKED = "PACKED"
+    PARTIALLY_SHIPPED = "PARTIALLY_SHIPPED"
+    SHIPPED = "SHIPPED"
+    DELIVERED = "DELIVERED"
+    CANCELLED = "CANCELLED"
+    PARTIALLY_RETURNED = "PARTIALLY_RETURNED"
+    RETURNED = "RETURNED"
+
+
+CANCELLABLE = frozenset({OrderStatus.PLACED, OrderStatus.PROCESSING, OrderStatus.PACKED})
+
+
+class Order(SQLModel, table=True):
+    __tablename__ = "orders"
+    __table_args__ = (
+        UniqueConstraint("user_id", "idempotency_key", name="uq_orders_user_id_idempotency_key"),
+        Index("ix_orders_user_id_placed_at", "user_id", "placed_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=16, unique=True, index=True)
+    user_id: int = Field(foreign_key="users.id")
+    status: str = Field(default=OrderStatus.PLACED.value, max_length=24, index=True)
+    currency: str = Field(max_length=3)
+    subtotal_minor: int
+    shipping_minor: int
+    tax_minor: int  # VAT included in the prices, shown for the invoice
+    total_minor: int
+    refunded_minor: int = Field(default=0)
+    ship_name: str = Field(max_length=120)
+    ship_line1: str = Field(max_length=200)
+    ship_line2: str = Field(default="", max_length=200)
+    ship_city: str = Field(max_length=100)
+    ship_postal_code: str = Field(max_length=20)
+    ship_country: str = Field(max_length=2)
+    payment_brand: str = Field(max_length=20)
+    payment_last4: str = Field(max_length=4)
+    payment_reference: str = Field(max_length=64)
+    idempotency_key: str = Field(max_length=100)
+    request_fingerprint: str = Field(max_length=64)
+    estimated_delivery: date
+    placed_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    cancelled_at: datetime | None = Field(default=None)
+
+
+class OrderLine(SQLModel, table=True):
+    __tablename__ = "order_lines"
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: int = Field(foreign_key="orders.id", index=True)
+    product_id: int = Field(foreign_key="products.id")
+    sku: str = Field(max_length=64)
+    name: str = Field(max_length=200)
+    unit_price_minor: int
+    quantity: int

@@ -1,0 +1,201 @@
+"""GraphQL types of orders. Every field is listed explicitly; internal ids never appear."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import strawberry
+
+from app.graphql.common import Money, PageInfo, utc
+from app.graphql.context import Info
+from app.graphql.errors import UserError
+from app.orders.models import Order as OrderRow
+from app.orders.models import OrderLine as OrderLineRow
+from app.orders.models import OrderStatus as OrderStatusEnum
+from app.security import codes
+
+OrderStatus = strawberry.enum(OrderStatusEnum, name="OrderStatus")
+
+
+@strawberry.type(name="OrderLine")
+class OrderLineType:
+    row: strawberry.Private[OrderLineRow]
+    currency: strawberry.Private[str]
+
+    @strawberry.field
+    def sku(self) -> str:
+        return self.row.sku
+
+    @strawberry.field
+    def name(self) -> str:
+        return self.row.name
+
+    @strawberry.field
+    def quantity(self) -> int:
+        return self.row.quantity
+
+    @strawberry.field
+    def unit_price(self) -> Money:
+        return Money(amount=self.row.unit_price_minor, currency=self.currency)
+
+    @strawberry.field
+    def line_total(self) -> Money:
+        return Money(amount=self.row.unit_price_minor * self.row.quantity, currency=self.currency)
+
+
+@strawberry.type
+class Address:
+    name: str
+    line1: str
+    line2: str
+    city: str
+    postal_code: str
+    country: str
+
+
+@strawberry.type(description="Payment, always masked: brand and last four digits only.")
+class PaymentSummary:
+    brand: str
+    last4: str
+
+
+@strawberry.type(name="Order")
+class OrderType:
+    row: strawberry.Private[OrderRow]
+    preloaded_lines: strawberry.Private[list[OrderLineRow] | None] = None
+
+    @strawberry.field(description="The order code, as XXXX-XXXX-XXXX-XXXX.")
+    def code(self) -> str:
+        return codes.display(self.row.code)
+
+    @strawberry.field
+    def status(self) -> OrderStatus:  # type: ignore[valid-type]
+        return OrderStatusEnum(self.row.status)
+
+    @strawberry.field
+    def placed_at(self) -> datetime:
+        return utc(self.row.placed_at)  # type: ignore[return-value]
+
+    @strawberry.field
+    def updated_at(self) -> datetime:
+        return utc(self.row.updated_at)  # type: ignore[return-value]
+
+    @strawberry.field
+    def cancelled_at(self) -> datetime | None:
+        return utc(self.row.cancelled_at)
+
+    @strawberry.field
+    def estimated_delivery(self) -> date:
+        return self.row.estimated_delivery
+
+    @strawberry.field
+    def subtotal(self) -> Money:
+        return Money(amount=self.row.subtotal_minor, currency=self.row.currency)
+
+    @strawberry.field
+    def shipping(self) -> Money:
+        return Money(amount=self.row.shipping_minor, currency=self.row.currency)
+
+    @strawberry.field(description="VAT included in the total.")
+    def tax(self) -> Money:
+        return Money(amount=self.row.tax_minor, currency=self.row.currency)
+
+    @strawberry.field
+    def total(self) -> Money:
+        return Money(amount=self.row.total_minor, currency=self.row.currency)
+
+    @strawberry.field
+    def refunded(self) -> Money:
+        return Money(amount=self.row.refunded_minor, currency=self.row.currency)
+
+    @strawberry.field
+    def shipping_address(self) -> Address:
+        r = self.row
+        return Address(
+            name=r.ship_name,
+            line1=r.ship_line1,
+            line2=r.ship_line2,
+            city=r.ship_city,
+            postal_code=r.ship_postal_code,
+            country=r.ship_country,
+        )
+
+    @strawberry.field
+    def payment(self) -> PaymentSummary:
+        return PaymentSummary(brand=self.row.payment_brand, last4=self.row.payment_last4)
+
+    @strawberry.field
+    async def lines(self, info: Info) -> list[OrderLineType]:
+        rows = self.preloaded_lines
+        if rows is None:
+            assert self.row.id is not None
+            rows = await info.context.order_lines_loader.load(self.row.id)
+        return [OrderLineType(row=row, currency=self.row.currency) for row in rows]
+
+
+@strawberry.type
+class OrderEdge:
+    cursor: str
+    node: OrderType
+
+
+@strawberry.type
+class OrderConnection:
+    edges: list[OrderEdge]
+    page_info: PageInfo
+
+
+@strawberry.input
+class OrderLineInput:
+    sku: str
+    quantity: int
+
+
+@strawberry.input
+class AddressInput:
+    name: str
+    line1: str
+    city: str
+    postal_code: str
+    country: str = strawberry.field(description="ISO 3166-1 alpha-2, e.g. DE.")
+    line2: str = ""
+
+
+@strawberry.input
+class OrderFilterInput:
+    status: list[OrderStatus] | None = None  # type: ignore[valid-type]
+    placed_from: datetime | None = None
+    placed_to: datetime | None = None
+    text: str | None = strawberry.field(default=None, description="Search item names and SKUs.")
+
+
+@strawberry.type
+class PlaceOrderPayload:
+    order: OrderType | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class CancelOrderPayload:
+    order: OrderType | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class CartLine:
+    sku: str
+    name: str
+    quantity: int
+    unit_price: Money
+    available: bool
+    in_stock: int
+
+
+@strawberry.type(description="A cart draft: not saved, priced at today's prices.")
+class CartDraft:
+    lines: list[CartLine]
+    subtotal: Money
+    shipping: Money
+    tax: Money
+    total: Money
+    unavailable_skus: list[str]

@@ -1,0 +1,37 @@
+"""The one gate every code-taking door goes through: authenticate, charge the limiter once,
+normalise the code (no database for a typo), and count failures toward the lockout."""
+
+from __future__ import annotations
+
+import logging
+
+from app.errors import InvalidOrderCode
+from app.security import codes
+from app.security.policy import Viewer, require_viewer
+from app.security.ratelimit import Limiter
+
+log = logging.getLogger("app.lookups")
+
+
+class CodeLookups:
+    def __init__(self, limiter: Limiter) -> None:
+        self._limiter = limiter
+
+    def begin(self, viewer: Viewer | None, raw_code: str, client_ip: str) -> tuple[Viewer, str]:
+        """Return (viewer, canonical code) or raise UNAUTHENTICATED / RATE_LIMITED /
+        INVALID_ORDER_CODE. Charged once per call, i.e. once per resolution."""
+        who = require_viewer(viewer)
+        self._limiter.charge_lookup(self.user_key(who), client_ip)
+        try:
+            return who, codes.normalise(raw_code)
+        except InvalidOrderCode:
+            self.failed(who, client_ip, outcome="invalid")
+            raise
+
+    def failed(self, viewer: Viewer, client_ip: str, *, outcome: str = "not_found") -> None:
+        self._limiter.record_failed_lookup(self.user_key(viewer), client_ip)
+        log.info("code lookup failed", extra={"outcome": outcome, "user": viewer.public_id})
+
+    @staticmethod
+    def user_key(viewer: Viewer) -> str:
+        return f"user:{viewer.public_id}"

@@ -1,0 +1,51 @@
+"""Password hashing with argon2id (RFC 9106 low-memory profile) and rehash-on-login."""
+
+from __future__ import annotations
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from argon2.profiles import RFC_9106_LOW_MEMORY
+
+MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_LENGTH = 256
+_COMMON = frozenset(
+    {
+        "password12", "1234567890", "qwertyuiop", "password123", "iloveyou12",
+        "letmein123", "welcome123", "0987654321", "abcdefghij", "passw0rd12",
+    }
+)
+
+
+class Passwords:
+    def __init__(self, hasher: PasswordHasher | None = None) -> None:
+        self._hasher = hasher or PasswordHasher.from_parameters(RFC_9106_LOW_MEMORY)
+        # A real hash to verify against when the email is unknown, so that an unknown
+        # account costs the same argon2 work as a wrong password (no timing oracle).
+        self._dummy_hash = self._hasher.hash("not-a-real-password-just-equal-work")
+
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def verify(self, stored_hash: str | None, password: str) -> bool:
+        try:
+            return self._hasher.verify(stored_hash or self._dummy_hash, password) and (
+                stored_hash is not None
+            )
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    def needs_rehash(self, stored_hash: str) -> bool:
+        return self._hasher.check_needs_rehash(stored_hash)
+
+
+def password_problem(password: str, email: str) -> str | None:
+    """Why a password is too weak, or None."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"Password must have at least {MIN_PASSWORD_LENGTH} characters."
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return f"Password must have at most {MAX_PASSWORD_LENGTH} characters."
+    if password.lower() in _COMMON or len(set(password)) < 4:
+        return "Password is too easy to guess."
+    if email and email.split("@")[0].lower() in password.lower() and len(email) > 3:
+        return "Password must not contain your email address."
+    return None

@@ -1,0 +1,16 @@
+"""Account roles (DESIGN §5)."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Role(str, Enum):
+    CUSTOMER = "CUSTOMER"
+    SUPPORT = "SUPPORT"
+    WAREHOUSE = "WAREHOUSE"
+    ADMIN = "ADMIN"
+
+    @property
+    def is_staff(self) -> bool:
+        return self is not Role.CUSTOMER

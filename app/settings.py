@@ -1,0 +1,150 @@
+"""Typed settings, read from the environment once and passed in (never imported as a global)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-0123456789"  # noqa: S105
+DEV_CARRIER_SECRET = "dev-only-carrier-secret-change-me-0123456789"  # noqa: S105
+MIN_SECRET_LENGTH = 32
+
+
+class SettingsError(RuntimeError):
+    """The configuration is unsafe or inconsistent; the process must not start."""
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else int(raw)
+
+
+def _env_str(name: str, default: str) -> str:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else raw
+
+
+def _env_list(name: str) -> tuple[str, ...]:
+    raw = os.environ.get(name, "")
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """Budgets of DESIGN §4, as `limits` strings ("60/minute")."""
+
+    lookups_per_user: str = "60/minute"
+    lookups_per_ip: str = "120/minute"
+    failed_lookups_per_user: str = "10/15 minutes"
+    failed_lookups_per_ip: str = "30/15 minutes"
+    support_lookups_per_agent: str = "120/hour"
+    tracking_views_per_token_ip: str = "60/minute"
+    login_backoff_base_seconds: int = 1
+    login_backoff_cap_seconds: int = 3600
+
+
+@dataclass(frozen=True)
+class Settings:
+    app_env: str = "development"
+    database_url: str = "sqlite:///var/orders.db"
+    redis_url: str | None = None
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_issuer: str = "orders-api"
+    jwt_audience: str = "orders-api-clients"
+    access_token_ttl_seconds: int = 900
+    refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "Orders <orders@shop.example>"
+    mail_dir: Path = Path("var/mail")
+    outbox_poll_seconds: float = 2.0
+    outbox_max_attempts: int = 12
+    max_page_size: int = 50
+    shipping_flat_minor: int = 495
+    free_shipping_from_minor: int = 5000
+    tax_rate_basis_points: int = 2000  # 20 % VAT, included in prices (see README)
+    currency: str = "EUR"
+    delivery_business_days: int = 3
+    trusted_proxies: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
+    rate_limits: RateLimits = field(default_factory=RateLimits)
+    log_level: str = "INFO"
+    debug: bool = False
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        limits = RateLimits(
+            lookups_per_user=_env_str("RATE_LOOKUPS_PER_USER", RateLimits.lookups_per_user),
+            lookups_per_ip=_env_str("RATE_LOOKUPS_PER_IP", RateLimits.lookups_per_ip),
+            failed_lookups_per_user=_env_str(
+                "RATE_FAILED_LOOKUPS_PER_USER", RateLimits.failed_lookups_per_user
+            ),
+            failed_lookups_per_ip=_env_str(
+                "RATE_FAILED_LOOKUPS_PER_IP", RateLimits.failed_lookups_per_ip
+            ),
+            support_lookups_per_agent=_env_str(
+                "RATE_SUPPORT_LOOKUPS_PER_AGENT", RateLimits.support_lookups_per_agent
+            ),
+            tracking_views_per_token_ip=_env_str(
+                "RATE_TRACKING_VIEWS", RateLimits.tracking_views_per_token_ip
+            ),
+            login_backoff_cap_seconds=_env_int(
+                "LOGIN_BACKOFF_CAP_SECONDS", RateLimits.login_backoff_cap_seconds
+            ),
+        )
+        smtp_host = os.environ.get("SMTP_HOST") or None
+        settings = cls(
+            app_env=_env_str("APP_ENV", cls.app_env),
+            database_url=_env_str("DATABASE_URL", cls.database_url),
+            redis_url=os.environ.get("REDIS_URL") or None,
+            jwt_secret=_env_str("JWT_SECRET", cls.jwt_secret),
+            jwt_issuer=_env_str("JWT_ISSUER", cls.jwt_issuer),
+            jwt_audience=_env_str("JWT_AUDIENCE", cls.jwt_audience),
+            access_token_ttl_seconds=_env_int("ACCESS_TOKEN_TTL_SECONDS", 900),
+            refresh_token_ttl_seconds=_env_int("REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600),
+            smtp_host=smtp_host,
+            smtp_port=_env_int("SMTP_PORT", 25),
+            smtp_username=os.environ.get("SMTP_USERNAME") or None,
+            smtp_password=os.environ.get("SMTP_PASSWORD") or None,
+            smtp_starttls=os.environ.get("SMTP_STARTTLS", "") in ("1", "true", "yes"),
+            mail_from=_env_str("MAIL_FROM", cls.mail_from),
+            mail_dir=Path(_env_str("MAIL_DIR", str(cls.mail_dir))),
+            max_page_size=_env_int("MAX_PAGE_SIZE", cls.max_page_size),
+            trusted_proxies=_env_list("TRUSTED_PROXIES"),
+            cors_origins=_env_list("CORS_ORIGINS"),
+            rate_limits=limits,
+            log_level=_env_str("LOG_LEVEL", cls.log_level),
+            debug=os.environ.get("DEBUG", "") in ("1", "true", "yes"),
+        )
+        if overrides:
+            settings = replace(settings, **overrides)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Refuse to run production with development secrets or debug switches."""
+        if self.access_token_ttl_seconds > 900 or self.access_token_ttl_seconds <= 0:
+            raise SettingsError("ACCESS_TOKEN_TTL_SECONDS must be between 1 and 900")
+        if not self.is_production:
+            return
+        if self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < MIN_SECRET_LENGTH:
+            raise SettingsError(
+                f"production needs JWT_SECRET set to a random value of at least "
+                f"{MIN_SECRET_LENGTH} characters"
+            )
+        if self.debug:
+            raise SettingsError("DEBUG must be off in production")
+
+    def describe(self) -> dict[str, Any]:
+        """Settings for logs, with secrets left out."""
+        hidden = {"jwt_secret", "smtp_password"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden}
