@@ -55,7 +55,7 @@ def cmd_seed_demo(_: argparse.Namespace) -> int:
 
     services = build_services(_settings())
     created = seed_demo(services)
-    print(f"demo data ready ({created} new records)")
+    print(f"demo data ready ({created} records created or updated)")
     services.close()
     return 0
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import app.models  # noqa: F401  (every table registered before the first query)
 from app.accounts.service import AccountService
 from app.catalog.service import CatalogService
 from app.db import Database
 from app.orders.service import OrderService
 from app.pagination import CursorCodec
-from app.payments.provider import PaymentProvider, TestPaymentProvider
+from app.payments.provider import PaymentProvider, TestPaymentProvider, provider_ledger_url
 from app.security.lookups import CodeLookups
 from app.security.passwords import Passwords
 from app.security.ratelimit import Limiter
@@ -32,6 +33,8 @@ class Services:
 
     def close(self) -> None:
         self.db.dispose()
+        if isinstance(self.payments, TestPaymentProvider):
+            self.payments.engine.dispose()
 
 
 def build_services(settings: Settings, *, passwords: Passwords | None = None) -> Services:
@@ -46,7 +49,7 @@ def build_services(settings: Settings, *, passwords: Passwords | None = None) ->
     )
     cursors = CursorCodec(settings.jwt_secret)
     lookups = CodeLookups(limiter)
-    payments = TestPaymentProvider(db)
+    payments = TestPaymentProvider(provider_ledger_url(settings.database_url))
     return Services(
         settings=settings,
         db=db,

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import MetaData, event, text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
@@ -23,12 +23,12 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-SQLModel.metadata = MetaData(naming_convention=NAMING_CONVENTION)
+SQLModel.metadata.naming_convention = NAMING_CONVENTION  # type: ignore[assignment]
 
 
 def utcnow() -> datetime:
-    """Naive UTC: what every timestamp column stores (SQLite has no time zones)."""
-    return datetime.now(UTC).replace(tzinfo=None)
+    """Aware UTC. SQLModel's UTCDateTime columns refuse naive values and return UTC."""
+    return datetime.now(UTC)
 
 
 def normalise_url(url: str) -> str:

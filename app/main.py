@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
@@ -48,8 +48,10 @@ class OrdersGraphQL(GraphQL[Context, None]):
         )
 
 
-def create_app(settings: Settings, *, run_sender: bool = True) -> Starlette:
-    services = build_services(settings)
+def create_app(
+    settings: Settings, *, run_sender: bool = True, services: Services | None = None
+) -> Starlette:
+    services = services or build_services(settings)
     ide = None if settings.is_production else "graphiql"
     graphql_app = OrdersGraphQL(services, graphql_ide=ide, allow_queries_via_get=False)
 
@@ -94,10 +96,10 @@ def create_app(settings: Settings, *, run_sender: bool = True) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/graphql", graphql_app, methods=["GET", "POST", "OPTIONS"]),
+            WebSocketRoute("/graphql", graphql_app),
         ],
         lifespan=lifespan,
         middleware=[Middleware(GuardMiddleware, ide_enabled=ide is not None)],
     )
-    app.add_websocket_route("/graphql", graphql_app)
     app.state.services = services
     return app

@@ -4,7 +4,6 @@ from app.accounts.models import AuthSession, RefreshToken, User
 from app.catalog.models import Product
 from app.notifications.models import OutboxEmail
 from app.orders.models import Order, OrderLine
-from app.payments.models import TestProviderTransaction
 
 __all__ = [
     "AuthSession",
@@ -13,6 +12,5 @@ __all__ = [
     "OutboxEmail",
     "Product",
     "RefreshToken",
-    "TestProviderTransaction",
     "User",
 ]

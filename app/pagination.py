@@ -1,5 +1,7 @@
-"""Opaque, signed cursors. They carry a sort key (never an internal id) and an HMAC, so a
-client can neither read them as ids nor forge one; queries still filter by the viewer."""
+"""Opaque cursors: a sort key (never an internal id), encrypted with an HMAC-SHA256
+keystream under a random nonce and authenticated with an HMAC tag, so a client can neither
+read nor forge one. Queries still filter by the viewer, so even a valid cursor cannot reach
+anyone else's data."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
 from typing import Any
 
 from app.errors import BadUserInput
@@ -16,18 +19,32 @@ class CursorCodec:
     def __init__(self, secret: str) -> None:
         self._key = hashlib.sha256(("cursor:" + secret).encode()).digest()
 
+    def _keystream(self, nonce: bytes, length: int) -> bytes:
+        blocks = (
+            hmac.new(self._key, b"ks" + nonce + i.to_bytes(4, "big"), hashlib.sha256).digest()
+            for i in range((length + 31) // 32)
+        )
+        return b"".join(blocks)[:length]
+
     def encode(self, kind: str, values: list[Any]) -> str:
         payload = json.dumps([kind, values], separators=(",", ":")).encode()
-        tag = hmac.new(self._key, payload, hashlib.sha256).digest()[:12]
-        return base64.urlsafe_b64encode(tag + payload).decode().rstrip("=")
+        nonce = secrets.token_bytes(8)
+        sealed = bytes(a ^ b for a, b in zip(payload, self._keystream(nonce, len(payload)),
+                                             strict=True))
+        tag = hmac.new(self._key, nonce + sealed, hashlib.sha256).digest()[:12]
+        return base64.urlsafe_b64encode(nonce + tag + sealed).decode().rstrip("=")
 
     def decode(self, kind: str, cursor: str) -> list[Any]:
         try:
+            if len(cursor) > 512:
+                raise ValueError("too long")
             raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-            tag, payload = raw[:12], raw[12:]
-            expected = hmac.new(self._key, payload, hashlib.sha256).digest()[:12]
-            if not hmac.compare_digest(tag, expected):
+            nonce, tag, sealed = raw[:8], raw[8:20], raw[20:]
+            expected = hmac.new(self._key, nonce + sealed, hashlib.sha256).digest()[:12]
+            if len(nonce) != 8 or not hmac.compare_digest(tag, expected):
                 raise ValueError("bad signature")
+            payload = bytes(a ^ b for a, b in zip(sealed, self._keystream(nonce, len(sealed)),
+                                                  strict=True))
             found_kind, values = json.loads(payload)
             if found_kind != kind or not isinstance(values, list):
                 raise ValueError("wrong kind")

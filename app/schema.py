@@ -47,11 +47,11 @@ def build_schema(**_: Any) -> strawberry.Schema:
         mutation=Mutation,
         config=StrawberryConfig(),
         extensions=[
-            MaxTokensLimiter(max_token_count=2000),  # first: stops the parser early
-            ParserCache(maxsize=512),
-            QueryDepthLimiter(max_depth=10),
-            MaxAliasesLimiter(max_alias_count=30),
-            ValidationCache(maxsize=512),
+            lambda: MaxTokensLimiter(max_token_count=2000),  # first: stops the parser early
+            lambda: ParserCache(maxsize=512),
+            lambda: QueryDepthLimiter(max_depth=10),
+            lambda: MaxAliasesLimiter(max_alias_count=30),
+            lambda: ValidationCache(maxsize=512),
             DomainErrorMasking,
         ],
     )

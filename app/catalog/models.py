@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlmodel import Field, SQLModel
 
+import app.db  # noqa: F401  (sets the constraint naming convention before any table)
+
 
 class Product(SQLModel, table=True):
     __tablename__ = "products"

@@ -20,5 +20,7 @@ class PageInfo:
 
 
 def utc(value: datetime | None) -> datetime | None:
-    """Stored times are naive UTC; the API always says so (ISO-8601 with +00:00)."""
-    return None if value is None else value.replace(tzinfo=UTC)
+    """The API always answers in UTC (ISO-8601 with +00:00)."""
+    if value is None:
+        return None
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)

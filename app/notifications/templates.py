@@ -35,7 +35,8 @@ def format_long_date(iso_date: str) -> str:
 
     Names are spelled out here rather than with strftime, which follows the process locale.
     """
-    day = date.fromisoformat(iso_date)
+    # str() makes a missing value (StrictUndefined) raise UndefinedError like anywhere else.
+    day = date.fromisoformat(str(iso_date))
     return f"{_WEEKDAYS[day.weekday()]} {day.day} {_MONTHS[day.month - 1]} {day.year}"
 
 

@@ -27,10 +27,10 @@ from app.orders.types import (
 )
 
 
-def _naive_utc(value: datetime | None) -> datetime | None:
+def _as_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def order_type(view: OrderView) -> OrderType:
@@ -69,7 +69,7 @@ class OrdersQuery:
             "one (ORDER_NOT_FOUND). Every call is rate-limited."
         )
     )
-    def order(self, info: Info, code: str) -> OrderType:
+    def order(self, info: Info, code: str) -> OrderType | None:
         ctx = info.context
         return OrderType(row=ctx.services.orders.get_order(ctx.viewer, code, ctx.client_ip))
 
@@ -85,8 +85,8 @@ class OrdersQuery:
         if filter is not None:
             filt = OrderFilter(
                 statuses=[s.value for s in filter.status or []],
-                placed_from=_naive_utc(filter.placed_from),
-                placed_to=_naive_utc(filter.placed_to),
+                placed_from=_as_utc(filter.placed_from),
+                placed_to=_as_utc(filter.placed_to),
                 text=filter.text,
             )
         page = info.context.services.orders.list_orders(info.context.viewer, first, after, filt)

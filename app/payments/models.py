@@ -1,25 +1,28 @@
-"""Table of the test payment provider: it plays an external system, so it keeps its own ledger."""
+"""The test payment provider's own ledger.
+
+It plays an external payment service, so it lives outside the application's schema and
+transactions: its own MetaData (not in the Alembic migrations), its own engine, its own
+commits. On SQLite that is a separate file, because one SQLite file has one writer at a
+time and the order transaction holds it while the card is charged.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table
 
-from sqlmodel import Field, SQLModel
+provider_metadata = MetaData()
 
-from app.db import utcnow
-
-
-class TestProviderTransaction(SQLModel, table=True):
-    __tablename__ = "test_provider_transactions"
-    __test__ = False  # not a pytest class
-
-    id: int | None = Field(default=None, primary_key=True)
-    reference: str = Field(max_length=64, unique=True)
-    idempotency_key: str = Field(max_length=200, unique=True, index=True)
-    kind: str = Field(max_length=8)  # charge | refund | void
-    amount_minor: int
-    currency: str = Field(max_length=3)
-    brand: str = Field(default="", max_length=20)
-    last4: str = Field(default="", max_length=4)
-    charge_reference: str | None = Field(default=None, max_length=64)
-    created_at: datetime = Field(default_factory=utcnow)
+test_provider_transactions = Table(
+    "test_provider_transactions",
+    provider_metadata,
+    Column("id", Integer, primary_key=True),
+    Column("reference", String(64), nullable=False, unique=True),
+    Column("idempotency_key", String(200), nullable=False, unique=True),
+    Column("kind", String(8), nullable=False),  # charge | refund
+    Column("amount_minor", Integer, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("brand", String(20), nullable=False, default=""),
+    Column("last4", String(4), nullable=False, default=""),
+    Column("charge_reference", String(64), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

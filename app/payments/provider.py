@@ -1,7 +1,7 @@
 """The payment provider interface and the shipped test provider.
 
 The test provider plays an external payment service: it keeps its own ledger
-(`test_provider_transactions`) written in its *own* transaction, so a charge survives a
+(`test_provider_transactions`, see models.py) written in its *own* transaction, so a charge survives a
 rollback of the order transaction exactly as a real provider's would — which is what lets
 tests count charges. Every call carries an idempotency key; repeating a call with the same
 key returns the first result and moves no money twice.
@@ -18,13 +18,15 @@ import secrets
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from pathlib import Path
+from typing import Any
 
-from app.db import Database
+from sqlalchemy import Connection, Row, insert, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from app.db import make_engine, utcnow
 from app.errors import BadUserInput, ServiceUnavailable
-from app.payments.models import TestProviderTransaction
+from app.payments.models import provider_metadata, test_provider_transactions
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,21 @@ _DECLINES = {
 TEST_TOKENS = (*_CARDS, *_DECLINES, "tok_unavailable")
 
 
+def provider_ledger_url(database_url: str) -> str:
+    """Where the test provider keeps its ledger: a sibling file for SQLite, else the same
+    server (a separate table, separate connections and transactions)."""
+    if database_url.startswith("sqlite:///") and ":memory:" not in database_url:
+        path = database_url.removeprefix("sqlite:///")
+        return "sqlite:///" + str(Path(path).with_name(Path(path).stem + ".payments.db"))
+    return database_url
+
+
 class TestPaymentProvider:
     __test__ = False  # not a pytest class
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
+    def __init__(self, ledger_url: str) -> None:
+        self.engine = make_engine(ledger_url, pool_size=5)
+        provider_metadata.create_all(self.engine, checkfirst=True)
 
     def charge(self, token: str, amount_minor: int, currency: str, idempotency_key: str) -> Charge:
         if token == "tok_unavailable":
@@ -84,15 +96,13 @@ class TestPaymentProvider:
             raise BadUserInput("Unknown payment token.", field="paymentToken")
         brand, last4 = _CARDS[token]
         row = self._record(
-            TestProviderTransaction(
-                reference="ch_" + secrets.token_hex(8),
-                idempotency_key=idempotency_key,
-                kind="charge",
-                amount_minor=amount_minor,
-                currency=currency,
-                brand=brand,
-                last4=last4,
-            )
+            reference="ch_" + secrets.token_hex(8),
+            idempotency_key=idempotency_key,
+            kind="charge",
+            amount_minor=amount_minor,
+            currency=currency,
+            brand=brand,
+            last4=last4,
         )
         return Charge(row.reference, row.amount_minor, row.currency, row.brand, row.last4)
 
@@ -100,36 +110,45 @@ class TestPaymentProvider:
         self, charge_reference: str, amount_minor: int, currency: str, idempotency_key: str
     ) -> Refund:
         row = self._record(
-            TestProviderTransaction(
-                reference="re_" + secrets.token_hex(8),
-                idempotency_key=idempotency_key,
-                kind="refund",
-                amount_minor=amount_minor,
-                currency=currency,
-                charge_reference=charge_reference,
-            )
+            reference="re_" + secrets.token_hex(8),
+            idempotency_key=idempotency_key,
+            kind="refund",
+            amount_minor=amount_minor,
+            currency=currency,
+            charge_reference=charge_reference,
         )
         return Refund(row.reference, charge_reference, row.amount_minor)
 
-    def _record(self, row: TestProviderTransaction) -> TestProviderTransaction:
+    def transactions(self, kind: str | None = None) -> list[Row[Any]]:
+        """The ledger, for tests and reconciliation."""
+        query = select(test_provider_transactions).order_by(test_provider_transactions.c.id)
+        if kind:
+            query = query.where(test_provider_transactions.c.kind == kind)
+        with self.engine.connect() as conn:
+            return list(conn.execute(query))
+
+    def _record(self, **values: Any) -> Row[Any]:
         """Insert, or return the earlier transaction with the same idempotency key."""
-        with Session(self._db.engine, expire_on_commit=False) as session:
-            existing = self._by_key(session, row.idempotency_key)
-            if existing is not None:
-                return existing
-            session.add(row)
-            try:
-                session.commit()
-            except IntegrityError:
-                session.rollback()
-                existing = self._by_key(session, row.idempotency_key)
-                if existing is None:
-                    raise
-                return existing
-            return row
+        key = values["idempotency_key"]
+        try:
+            with self.engine.begin() as conn:
+                existing = self._by_key(conn, key)
+                if existing is not None:
+                    return existing
+                conn.execute(insert(test_provider_transactions).values(created_at=utcnow(), **values))
+        except IntegrityError:
+            pass  # a concurrent call with the same key won: answer with its result
+        except OperationalError as exc:
+            raise ServiceUnavailable("The payment provider is unavailable.") from exc
+        with self.engine.connect() as conn:
+            found = self._by_key(conn, key)
+        assert found is not None
+        return found
 
     @staticmethod
-    def _by_key(session: Session, key: str) -> TestProviderTransaction | None:
-        return session.execute(
-            select(TestProviderTransaction).where(TestProviderTransaction.idempotency_key == key)
-        ).scalar_one_or_none()
+    def _by_key(conn: Connection, key: str) -> Row[Any] | None:
+        return conn.execute(
+            select(test_provider_transactions).where(
+                test_provider_transactions.c.idempotency_key == key
+            )
+        ).one_or_none()

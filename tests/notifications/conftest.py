@@ -1,0 +1,172 @@
+"""Fixtures for the outbox tests: a fresh SQLite file per test and a real SMTP server
+(aiosmtpd) on a free local port. Self-sufficient: nothing here relies on tests/conftest.py."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from aiosmtpd.controller import Controller
+from sqlmodel import SQLModel
+
+from app.db import Database, utcnow
+from app.notifications.models import OutboxEmail
+from app.notifications.outbox import enqueue_email
+
+MAIL_FROM = "Orders <orders@shop.example>"
+# Same convention as the rest of the suite: skipped locally when absent, required under CI.
+PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def free_port() -> int:
+    """A port nothing listens on (the OS picked it and we let it go)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Mailbox:
+    """aiosmtpd handler that keeps every accepted envelope; can refuse chosen recipients."""
+
+    def __init__(self) -> None:
+        self.envelopes: list[Any] = []
+        self.refused: set[str] = set()
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
+    ) -> str:
+        if address in self.refused:
+            return f"550 5.1.1 <{address}>: Recipient address rejected"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.envelopes.append(envelope)
+        return "250 Message accepted for delivery"
+
+    @property
+    def messages(self) -> list[EmailMessage]:
+        parsed = []
+        for envelope in self.envelopes:
+            message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+            assert isinstance(message, EmailMessage)
+            parsed.append(message)
+        return parsed
+
+    def message_ids(self) -> list[str]:
+        return [str(message["Message-ID"]) for message in self.messages]
+
+
+class SmtpServer:
+    """A real SMTP server on 127.0.0.1:`port`, started and stopped on demand."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.mailbox = Mailbox()
+        self._controller: Controller | None = None
+
+    def start(self) -> None:
+        self._controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    import app.models  # noqa: F401 - registers every table on SQLModel.metadata
+
+    database = Database(f"sqlite:///{tmp_path / 'orders.db'}")
+    SQLModel.metadata.create_all(database.engine)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def pg_db() -> Iterator[Database]:
+    """A throwaway PostgreSQL database of our own, for the row-locking claim path."""
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.Error as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"PostgreSQL is required under CI=true but unreachable: {exc}")
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+    import app.models  # noqa: F401
+
+    name = f"outbox_test_{uuid.uuid4().hex[:10]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        database = Database(PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name)
+        try:
+            SQLModel.metadata.create_all(database.engine)
+            yield database
+        finally:
+            database.dispose()
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """Not started: tests that want the server down first start it themselves."""
+    server = SmtpServer(free_port())
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def running_smtp(smtp_server: SmtpServer) -> SmtpServer:
+    smtp_server.start()
+    return smtp_server
+
+
+def queue_email(
+    db: Database,
+    dedupe_key: str = "order-confirmation.ABCD2345EFGH6789",
+    *,
+    recipient: str = "ada@example.com",
+    subject: str = "Your order ABCD-2345-EFGH-6789 is confirmed",
+    body_text: str = "Hello Ada,\nyour order ABCD-2345-EFGH-6789 is confirmed.\n",
+) -> int:
+    """Enqueue one email the way a use case does, and commit."""
+    with db.write() as session:
+        row = enqueue_email(
+            session,
+            kind="order_confirmation",
+            recipient=recipient,
+            subject=subject,
+            body_text=body_text,
+            dedupe_key=dedupe_key,
+        )
+        session.commit()
+        assert row.id is not None
+        return row.id
+
+
+def get_row(db: Database, row_id: int) -> OutboxEmail:
+    with db.read() as session:
+        row = session.get(OutboxEmail, row_id)
+        assert row is not None
+        return row
+
+
+def make_due(db: Database, row_id: int) -> None:
+    """Skip the backoff wait: the row becomes due now, as if its time had come."""
+    with db.write() as session:
+        row = session.get(OutboxEmail, row_id)
+        assert row is not None
+        row.next_attempt_at = utcnow() - timedelta(seconds=1)
+        session.commit()
