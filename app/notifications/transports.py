@@ -38,20 +38,16 @@ class MailTransport(Protocol):
 
 
 def message_id(dedupe_key: str) -> str:
-    """`<{dedupe_key}@orders-api>`, escaped so the header parser keeps it whole.
+    """`<{kind}.{sha256 of the dedupe key}@orders-api>`.
 
     Stable for a given outbox row, so a resend after a lost acknowledgement carries the same
-    Message-ID and receivers can recognise the duplicate.
+    Message-ID and receivers can recognise the duplicate. Hashed because dedupe keys hold
+    order codes, and mail servers log Message-IDs (codes never go into logs, DESIGN §1.11).
     """
-    out: list[str] = []
-    for i, char in enumerate(dedupe_key):
-        # Dots are fine between other characters; leading, trailing or doubled dots are not.
-        dot_ok = char == "." and 0 < i < len(dedupe_key) - 1 and dedupe_key[i - 1] != "."
-        if char in _ID_SAFE or dot_ok:
-            out.append(char)
-        else:
-            out.extend(f"%{byte:02X}" for byte in char.encode())
-    return f"<{''.join(out)}@{MESSAGE_ID_DOMAIN}>"
+    kind = dedupe_key.split(".", 1)[0]
+    safe_kind = "".join(ch for ch in kind if ch in _ID_SAFE and ch != ".")[:40] or "msg"
+    digest = hashlib.sha256(dedupe_key.encode()).hexdigest()[:32]
+    return f"<{safe_kind}.{digest}@{MESSAGE_ID_DOMAIN}>"
 
 
 def build_message(row: OutboxEmail, mail_from: str) -> EmailMessage:

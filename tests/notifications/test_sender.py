@@ -46,7 +46,7 @@ async def test_queued_email_is_delivered_over_smtp(db: Database, running_smtp: S
     [envelope] = running_smtp.mailbox.envelopes
     assert envelope.rcpt_tos == ["ada@example.com"]
     [message] = running_smtp.mailbox.messages
-    assert message["Message-ID"] == f"<{KEY}@orders-api>"
+    assert message["Message-ID"] == message_id(KEY)
     assert message["Subject"] == "Your order ABCD-2345-EFGH-6789 is confirmed"
     assert message.get_content().replace("\r\n", "\n") == "Hello Ada,\nyour order is confirmed.\n"
     row = get_row(db, row_id)
@@ -103,7 +103,7 @@ async def test_server_down_keeps_the_email_queued_then_delivers_it_once(
 
     assert up == SendReport(sent=1)
     assert again == SendReport()
-    assert smtp_server.mailbox.message_ids() == [f"<{KEY}@orders-api>"]
+    assert smtp_server.mailbox.message_ids() == [message_id(KEY)]
     assert get_row(db, row_id).sent_at is not None
 
 
@@ -281,7 +281,7 @@ async def test_file_transport_keeps_one_file_when_an_email_is_resent(
 
     assert report == SendReport(sent=1)
     [written] = (tmp_path / "mail").iterdir()
-    assert f"<{KEY}@orders-api>".encode() in written.read_bytes()
+    assert message_id(KEY).encode() in written.read_bytes()
 
 
 # -- the loop and metrics ----------------------------------------------------------------------

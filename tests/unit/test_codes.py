@@ -1,0 +1,104 @@
+"""Order codes (DESIGN §2): generation, normalisation and check-symbol error detection."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.errors import InvalidOrderCode
+from app.security import codes
+
+symbols = st.sampled_from(codes.ALPHABET)
+bodies = st.text(alphabet=codes.ALPHABET, min_size=15, max_size=15)
+
+
+def canonical_codes() -> st.SearchStrategy[str]:
+    return bodies.map(lambda body: body + codes.check_symbol(body))
+
+
+def test_generated_codes_are_16_symbols_from_the_alphabet_and_valid() -> None:
+    for _ in range(2000):
+        code = codes.generate()
+        assert len(code) == 16
+        assert set(code) <= set(codes.ALPHABET)
+        assert codes.is_valid_canonical(code)
+
+
+def test_generation_uses_the_whole_alphabet_in_every_position() -> None:
+    # 75 random bits: after enough draws every body position has taken many values
+    seen: list[set[str]] = [set() for _ in range(15)]
+    for _ in range(3000):
+        for position, symbol in enumerate(codes.generate()[:15]):
+            seen[position].add(symbol)
+    assert all(len(values) == 32 for values in seen)
+
+
+def test_known_check_symbol() -> None:
+    # Worked by hand from DESIGN §2: body "000000000000001" → rightmost 1 doubled → sum 2 →
+    # check (32 - 2) % 32 = 30 → "Y"
+    assert codes.check_symbol("000000000000001") == "Y"
+    assert codes.is_valid_canonical("000000000000001Y")
+
+
+@given(canonical_codes())
+def test_display_then_normalise_round_trips(code: str) -> None:
+    shown = codes.display(code)
+    assert shown.count("-") == 3
+    assert codes.normalise(shown) == code
+    assert codes.normalise(shown.lower().replace("-", " ")) == code
+
+
+@given(canonical_codes())
+def test_confusable_letters_are_read_as_digits(code: str) -> None:
+    typed = code.replace("0", "O").replace("1", "I")
+    assert codes.normalise(typed) == code
+    assert codes.normalise(code.replace("1", "l")) == code
+
+
+@settings(max_examples=300)
+@given(canonical_codes(), st.integers(min_value=0, max_value=15), symbols)
+def test_any_single_symbol_substitution_is_detected(code: str, position: int, new: str) -> None:
+    if code[position] == new:
+        return
+    typo = code[:position] + new + code[position + 1 :]
+    with pytest.raises(InvalidOrderCode):
+        codes.normalise(typo)
+
+
+@settings(max_examples=300)
+@given(canonical_codes(), st.integers(min_value=0, max_value=14))
+def test_adjacent_transpositions_are_mostly_detected(code: str, position: int) -> None:
+    a, b = code[position], code[position + 1]
+    swapped = code[:position] + b + a + code[position + 2 :]
+    # Like Luhn mod 10 (which misses 09 ↔ 90), Luhn mod 32 misses exactly one adjacent
+    # swap: 0 ↔ Z (values 0 and 31). Every other swap must be caught.
+    if a == b or {codes.ALPHABET.index(a), codes.ALPHABET.index(b)} == {0, 31}:
+        return
+    with pytest.raises(InvalidOrderCode):
+        codes.normalise(swapped)
+
+
+@given(st.text(max_size=40))
+def test_normalise_accepts_only_valid_codes(raw: str) -> None:
+    try:
+        canonical = codes.normalise(raw)
+    except InvalidOrderCode:
+        return
+    assert codes.is_valid_canonical(canonical)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["", "ABCD", "UUUU-UUUU-UUUU-UUUU", "ABCD-EFGH-JKMN-PQR!", "A" * 17, "A" * 100, "ÄBCD" * 4],
+)
+def test_malformed_inputs_are_invalid(raw: str) -> None:
+    with pytest.raises(InvalidOrderCode):
+        codes.normalise(raw)
+
+
+def test_mask_keeps_first_and_last_group_only() -> None:
+    code = codes.generate()
+    masked = codes.mask(code)
+    assert masked == f"{code[:4]}-****-****-{code[-4:]}"
+    assert code[4:12] not in masked
