@@ -100,7 +100,9 @@ def cmd_send_emails(_: argparse.Namespace) -> int:
     settings = _settings()
     db = Database(settings.database_url)
     sender = OutboxSender(
-        db, transport_from_settings(settings), settings.mail_from,
+        db,
+        transport_from_settings(settings),
+        settings.mail_from,
         max_attempts=settings.outbox_max_attempts,
     )
     report = asyncio.run(sender.send_pending())
@@ -121,9 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
-    sub.add_parser("seed-demo", help="load demo data (idempotent)").set_defaults(
-        func=cmd_seed_demo
-    )
+    sub.add_parser("seed-demo", help="load demo data (idempotent)").set_defaults(func=cmd_seed_demo)
 
     create = sub.add_parser("create-user", help="create an account (staff roles only here)")
     create.add_argument("--email", required=True)

@@ -23,7 +23,7 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-SQLModel.metadata.naming_convention = NAMING_CONVENTION  # type: ignore[assignment]
+SQLModel.metadata.naming_convention = NAMING_CONVENTION
 
 
 def utcnow() -> datetime:
@@ -85,7 +85,9 @@ class Database:
         self.engine = make_engine(url, pool_size=pool_size)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._write_engine = (
-            self.engine.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else self.engine
+            self.engine.execution_options(sqlite_begin="IMMEDIATE")
+            if self.is_sqlite
+            else self.engine
         )
 
     @contextmanager
@@ -127,7 +129,13 @@ def _is_unavailable(exc: DBAPIError) -> bool:
         return True
     message = str(exc.orig).lower() if exc.orig is not None else ""
     markers = (
-        "connection", "server closed", "could not connect", "terminating", "timeout",
-        "database is locked", "the database system is", "ssl syscall",
+        "connection",
+        "server closed",
+        "could not connect",
+        "terminating",
+        "timeout",
+        "database is locked",
+        "the database system is",
+        "ssl syscall",
     )
     return isinstance(exc, OperationalError) and any(m in message for m in markers)

@@ -16,7 +16,7 @@ from app.orders.models import Order, OrderStatus
 from app.security.policy import Viewer
 from app.security.roles import Role
 
-DEMO_PASSWORD = "orders-demo-2026"  # noqa: S105  (documented in the README; demo only)
+DEMO_PASSWORD = "orders-demo-2026"
 
 PRODUCTS = [
     ("MUG-001", "Enamel camping mug", 1299, 120, "A-01-03"),
@@ -45,11 +45,29 @@ BOB_ADDRESS = AddressInput("Bob Example", "22 Sample Road", "Paris", "75001", "F
 
 # (owner, idempotency key, lines, status to move to, days ago)
 ORDERS = [
-    ("alice@example.com", "demo-alice-1", [("MUG-001", 2), ("NOTE-A5", 1)], OrderStatus.DELIVERED, 20),
+    (
+        "alice@example.com",
+        "demo-alice-1",
+        [("MUG-001", 2), ("NOTE-A5", 1)],
+        OrderStatus.DELIVERED,
+        20,
+    ),
     ("alice@example.com", "demo-alice-2", [("TEE-BLK-M", 1)], OrderStatus.SHIPPED, 3),
-    ("alice@example.com", "demo-alice-3", [("LAMP-DESK", 1), ("CABLE-USBC", 2)], OrderStatus.PROCESSING, 1),
+    (
+        "alice@example.com",
+        "demo-alice-3",
+        [("LAMP-DESK", 1), ("CABLE-USBC", 2)],
+        OrderStatus.PROCESSING,
+        1,
+    ),
     ("alice@example.com", "demo-alice-4", [("BOTTLE-750", 1)], OrderStatus.PLACED, 0),
-    ("bob@example.com", "demo-bob-1", [("BAG-TOTE", 1), ("SOCK-WOOL", 2)], OrderStatus.DELIVERED, 40),
+    (
+        "bob@example.com",
+        "demo-bob-1",
+        [("BAG-TOTE", 1), ("SOCK-WOOL", 2)],
+        OrderStatus.DELIVERED,
+        40,
+    ),
     ("bob@example.com", "demo-bob-2", [("PEN-GEL-3", 3)], OrderStatus.CANCELLED, 5),
     ("bob@example.com", "demo-bob-3", [("TEE-WHT-L", 2)], OrderStatus.PLACED, 0),
 ]
@@ -61,8 +79,16 @@ def seed_demo(services: Services) -> int:
         existing = set(session.execute(select(Product.sku)).scalars())
         for sku, name, price, stock, bin_location in PRODUCTS:
             if sku not in existing:
-                session.add(Product(sku=sku, name=name, price_minor=price, stock=stock,
-                                    bin_location=bin_location, currency="EUR"))
+                session.add(
+                    Product(
+                        sku=sku,
+                        name=name,
+                        price_minor=price,
+                        stock=stock,
+                        bin_location=bin_location,
+                        currency="EUR",
+                    )
+                )
                 created += 1
         session.commit()
     users: dict[str, User] = {}
@@ -85,14 +111,17 @@ def seed_demo(services: Services) -> int:
         if order.status != OrderStatus.PLACED.value:
             continue  # already seeded and moved on
         placed = order.placed_at - timedelta(days=days_ago)
-        values: dict[str, object] = {"placed_at": placed, "updated_at": placed,
-                                     "estimated_delivery": services.orders.estimated_delivery(placed)}
+        values: dict[str, object] = {
+            "placed_at": placed,
+            "updated_at": placed,
+            "estimated_delivery": services.orders.estimated_delivery(placed),
+        }
         if status == OrderStatus.CANCELLED:
             services.orders.cancel_order(viewer, order.code, "127.0.0.1")
         elif status != OrderStatus.PLACED:
             values["status"] = status.value
         with services.db.write() as session:
-            session.execute(update(Order).where(Order.id == order.id).values(**values))  # type: ignore[arg-type]
+            session.execute(update(Order).where(Order.id == order.id).values(**values))
             session.commit()
         created += 1
     return created

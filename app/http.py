@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import MutableMapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -13,8 +14,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 MAX_BODY_BYTES = 64 * 1024
 
 
-async def _reply(send: Send, status: int, code: str, message: str, request_id: str,
-                 extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _reply(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    request_id: str,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     body = json.dumps({"errors": [{"message": message, "extensions": {"code": code}}]}).encode()
     headers = [
         (b"content-type", b"application/json"),
@@ -27,8 +34,9 @@ async def _reply(send: Send, status: int, code: str, message: str, request_id: s
 
 
 class GuardMiddleware:
-    def __init__(self, app: ASGIApp, graphql_path: str = "/graphql",
-                 ide_enabled: bool = True) -> None:
+    def __init__(
+        self, app: ASGIApp, graphql_path: str = "/graphql", ide_enabled: bool = True
+    ) -> None:
         self.app = app
         self.graphql_path = graphql_path
         self.ide_enabled = ide_enabled
@@ -75,8 +83,12 @@ class GuardMiddleware:
             accepts_html = "text/html" in headers.get("accept", "")
             if self.ide_enabled and accepts_html and not scope.get("query_string"):
                 return None  # the GraphiQL page itself
-            return (405, "BAD_USER_INPUT", "Send GraphQL operations as POST application/json.",
-                    [(b"allow", b"POST")])
+            return (
+                405,
+                "BAD_USER_INPUT",
+                "Send GraphQL operations as POST application/json.",
+                [(b"allow", b"POST")],
+            )
         if method == "OPTIONS":
             return None
         if method != "POST":
@@ -98,5 +110,5 @@ def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
 
-def request_id_of(scope: dict[str, Any]) -> str:
+def request_id_of(scope: MutableMapping[str, Any]) -> str:
     return str(scope.get("state", {}).get("request_id", "-"))

@@ -29,8 +29,9 @@ class CursorCodec:
     def encode(self, kind: str, values: list[Any]) -> str:
         payload = json.dumps([kind, values], separators=(",", ":")).encode()
         nonce = secrets.token_bytes(8)
-        sealed = bytes(a ^ b for a, b in zip(payload, self._keystream(nonce, len(payload)),
-                                             strict=True))
+        sealed = bytes(
+            a ^ b for a, b in zip(payload, self._keystream(nonce, len(payload)), strict=True)
+        )
         tag = hmac.new(self._key, nonce + sealed, hashlib.sha256).digest()[:12]
         return base64.urlsafe_b64encode(nonce + tag + sealed).decode().rstrip("=")
 
@@ -43,8 +44,9 @@ class CursorCodec:
             expected = hmac.new(self._key, nonce + sealed, hashlib.sha256).digest()[:12]
             if len(nonce) != 8 or not hmac.compare_digest(tag, expected):
                 raise ValueError("bad signature")
-            payload = bytes(a ^ b for a, b in zip(sealed, self._keystream(nonce, len(sealed)),
-                                                  strict=True))
+            payload = bytes(
+                a ^ b for a, b in zip(sealed, self._keystream(nonce, len(sealed)), strict=True)
+            )
             found_kind, values = json.loads(payload)
             if found_kind != kind or not isinstance(values, list):
                 raise ValueError("wrong kind")

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-0123456789"  # noqa: S105
-DEV_CARRIER_SECRET = "dev-only-carrier-secret-change-me-0123456789"  # noqa: S105
+DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-0123456789"
+DEV_CARRIER_SECRET = "dev-only-carrier-secret-change-me-0123456789"
 MIN_SECRET_LENGTH = 32
 
 

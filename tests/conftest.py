@@ -115,14 +115,31 @@ def services(settings: Settings) -> Iterator[Services]:
 @pytest.fixture
 def catalog(services: Services) -> dict[str, Product]:
     rows = [
-        Product(sku="MUG-001", name="Enamel camping mug", price_minor=1299, stock=50,
-                bin_location="A-01-03"),
-        Product(sku="TEE-BLK-M", name="Organic T-shirt black M", price_minor=2499, stock=20,
-                bin_location="B-04-01"),
-        Product(sku="LAMP-DESK", name="LED desk lamp", price_minor=4999, stock=3,
-                bin_location="D-10-04"),
-        Product(sku="RETIRED-1", name="Retired product", price_minor=999, stock=10,
-                bin_location="Z-00-00", active=False),
+        Product(
+            sku="MUG-001",
+            name="Enamel camping mug",
+            price_minor=1299,
+            stock=50,
+            bin_location="A-01-03",
+        ),
+        Product(
+            sku="TEE-BLK-M",
+            name="Organic T-shirt black M",
+            price_minor=2499,
+            stock=20,
+            bin_location="B-04-01",
+        ),
+        Product(
+            sku="LAMP-DESK", name="LED desk lamp", price_minor=4999, stock=3, bin_location="D-10-04"
+        ),
+        Product(
+            sku="RETIRED-1",
+            name="Retired product",
+            price_minor=999,
+            stock=10,
+            bin_location="Z-00-00",
+            active=False,
+        ),
     ]
     with services.db.write() as session:
         for row in rows:
@@ -164,14 +181,19 @@ def other_customer(make_account: Callable[..., Account]) -> Account:
     return make_account(Role.CUSTOMER)
 
 
-ADDRESS = AddressInput(name="Alice Example", line1="1 Demo Street", city="Berlin",
-                       postal_code="10115", country="DE")
+ADDRESS = AddressInput(
+    name="Alice Example", line1="1 Demo Street", city="Berlin", postal_code="10115", country="DE"
+)
 
 
 @pytest.fixture
 def place_order(services: Services, catalog: dict[str, Product]) -> Callable[..., OrderView]:
-    def place(account: Account, lines: list[tuple[str, int]] | None = None,
-              key: str | None = None, token: str = "tok_visa") -> OrderView:
+    def place(
+        account: Account,
+        lines: list[tuple[str, int]] | None = None,
+        key: str | None = None,
+        token: str = "tok_visa",
+    ) -> OrderView:
         return services.orders.place_order(
             account.viewer,
             [LineInput(sku, qty) for sku, qty in (lines or [("MUG-001", 2)])],
@@ -189,20 +211,27 @@ class GraphQLClient:
     def __init__(self, http: TestClient) -> None:
         self.http = http
 
-    def __call__(self, query: str, variables: dict[str, Any] | None = None, *,
-                 token: str | None = None, headers: dict[str, str] | None = None
-                 ) -> dict[str, Any]:
+    def __call__(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         sent = {"content-type": "application/json", **(headers or {})}
         if token:
             sent["authorization"] = f"Bearer {token}"
-        response = self.http.post("/graphql", json={"query": query, "variables": variables or {}},
-                                  headers=sent)
+        response = self.http.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=sent
+        )
         body: dict[str, Any] = response.json()
         body["_status"] = response.status_code
         return body
 
-    def data(self, query: str, variables: dict[str, Any] | None = None, *,
-             token: str | None = None) -> dict[str, Any]:
+    def data(
+        self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None
+    ) -> dict[str, Any]:
         body = self(query, variables, token=token)
         assert not body.get("errors"), body.get("errors")
         result: dict[str, Any] = body["data"]

@@ -94,9 +94,7 @@ class AccountService:
             try:
                 session.commit()
             except IntegrityError as exc:
-                raise Conflict(
-                    "An account with this email already exists.", field="email"
-                ) from exc
+                raise Conflict("An account with this email already exists.", field="email") from exc
         return user
 
     def register(self, email: str, password: str, name: str) -> AuthResult:
@@ -147,7 +145,9 @@ class AccountService:
         return self._result(user, auth_session, refresh)
 
     def _result(self, user: User, auth_session: AuthSession, refresh: str) -> AuthResult:
-        access = self._tokens.issue(user.public_id, user.role, auth_session.public_id, datetime.now(UTC))
+        access = self._tokens.issue(
+            user.public_id, user.role, auth_session.public_id, datetime.now(UTC)
+        )
         return AuthResult(user, access, refresh, self._tokens.ttl_seconds)
 
     def refresh(self, refresh_token: str) -> AuthResult:
@@ -232,7 +232,11 @@ class AccountService:
             raise Unauthenticated("The session has ended. Log in again.")
         user_id, public_id, role, email, session_id = row
         return Viewer(
-            user_id=user_id, public_id=public_id, role=Role(role), session_id=session_id, email=email
+            user_id=user_id,
+            public_id=public_id,
+            role=Role(role),
+            session_id=session_id,
+            email=email,
         )
 
     def get_user(self, user_id: int) -> User:
@@ -241,4 +245,3 @@ class AccountService:
         if user is None:
             raise Unauthenticated()
         return user
-

@@ -12,7 +12,7 @@ from app.graphql.common import utc
 from app.graphql.errors import UserError
 from app.security.roles import Role as RoleEnum
 
-Role = strawberry.enum(RoleEnum, name="Role")
+strawberry.enum(RoleEnum, name="Role")  # registers the enum on the class
 
 
 @strawberry.type(name="User")
@@ -28,7 +28,7 @@ class UserType:
         return self.row.name
 
     @strawberry.field
-    def role(self) -> Role:  # type: ignore[valid-type]
+    def role(self) -> RoleEnum:
         return RoleEnum(self.row.role)
 
     @strawberry.field

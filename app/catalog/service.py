@@ -26,7 +26,7 @@ class CatalogService:
 
     def list_products(self, first: int | None, after: str | None) -> ProductPage:
         size = clamp_page_size(first, self._max)
-        query = select(Product).where(Product.active).order_by(Product.sku)  # type: ignore[arg-type]
+        query = select(Product).where(Product.active).order_by(Product.sku)
         if after:
             (last_sku,) = self._cursors.decode("product", after)
             query = query.where(Product.sku > str(last_sku))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from enum import Enum
 from typing import Any, TypeVar
 
 import strawberry
@@ -16,8 +15,8 @@ from app.errors import DomainError, ErrorCode
 
 log = logging.getLogger("app.graphql")
 
-ErrorCodeEnum = strawberry.enum(
-    Enum("ErrorCode", {code.name: code.value for code in ErrorCode}),  # type: ignore[misc]
+strawberry.enum(
+    ErrorCode,
     name="ErrorCode",
     description="Every error code the API answers with (extensions.code and userErrors).",
 )
@@ -27,11 +26,11 @@ ErrorCodeEnum = strawberry.enum(
 class UserError:
     field: str | None
     message: str
-    code: ErrorCodeEnum  # type: ignore[valid-type]
+    code: ErrorCode
 
 
 def to_user_error(error: DomainError) -> UserError:
-    return UserError(field=error.field, message=error.message, code=ErrorCodeEnum(error.code.value))
+    return UserError(field=error.field, message=error.message, code=error.code)
 
 
 T = TypeVar("T")

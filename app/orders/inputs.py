@@ -10,8 +10,41 @@ from app.errors import BadUserInput
 MAX_LINES = 50
 MAX_QUANTITY = 99
 COUNTRIES = frozenset(
-    "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE "
-    "GB CH NO IS US CA".split()
+    [
+        "AT",
+        "BE",
+        "BG",
+        "HR",
+        "CY",
+        "CZ",
+        "DK",
+        "EE",
+        "FI",
+        "FR",
+        "DE",
+        "GR",
+        "HU",
+        "IE",
+        "IT",
+        "LV",
+        "LT",
+        "LU",
+        "MT",
+        "NL",
+        "PL",
+        "PT",
+        "RO",
+        "SK",
+        "SI",
+        "ES",
+        "SE",
+        "GB",
+        "CH",
+        "NO",
+        "IS",
+        "US",
+        "CA",
+    ]
 )
 _POSTAL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 \-]{1,18}[A-Za-z0-9]$")
 _IDEMPOTENCY = re.compile(r"^[A-Za-z0-9_\-:.]{8,100}$")
@@ -55,8 +88,9 @@ def clean_address(address: AddressInput, prefix: str = "shippingAddress") -> Add
     return AddressInput(
         name=_text(address.name, f"{prefix}.name", "Name", maximum=120),
         line1=_text(address.line1, f"{prefix}.line1", "Address line 1", maximum=200),
-        line2=_text(address.line2, f"{prefix}.line2", "Address line 2", maximum=200,
-                    required=False),
+        line2=_text(
+            address.line2, f"{prefix}.line2", "Address line 2", maximum=200, required=False
+        ),
         city=_text(address.city, f"{prefix}.city", "City", maximum=100),
         postal_code=postal,
         country=country,
@@ -89,7 +123,7 @@ def clean_lines(lines: list[LineInput]) -> list[LineInput]:
 def clean_idempotency_key(key: str) -> str:
     if not _IDEMPOTENCY.match(key):
         raise BadUserInput(
-            "idempotencyKey must be 8–100 characters of letters, digits, - _ : .",
+            "idempotencyKey must be 8 to 100 characters of letters, digits, - _ : .",
             field="idempotencyKey",
         )
     return key

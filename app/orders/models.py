@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from enum import Enum
+from enum import StrEnum
 
 from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -11,7 +11,7 @@ from sqlmodel import Field, SQLModel
 from app.db import utcnow
 
 
-class OrderStatus(str, Enum):
+class OrderStatus(StrEnum):
     PLACED = "PLACED"
     PROCESSING = "PROCESSING"
     PACKED = "PACKED"

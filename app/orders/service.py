@@ -15,7 +15,7 @@ from datetime import date, datetime
 
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from app.catalog.models import Product
 from app.db import Database, utcnow
@@ -127,7 +127,7 @@ class OrderService:
     def _products_for(self, session: Session, lines: list[LineInput]) -> dict[str, Product]:
         skus = [line.sku for line in lines]
         found = session.execute(
-            select(Product).where(Product.sku.in_(skus), Product.active)  # type: ignore[attr-defined,arg-type]
+            select(Product).where(Product.sku.in_(skus), Product.active)
         ).scalars()
         products = {p.sku: p for p in found}
         for index, line in enumerate(lines):
@@ -242,7 +242,9 @@ class OrderService:
         """The order did not commit after the card was charged: give the money back."""
         try:
             self._payments.refund(
-                charge.reference, charge.amount_minor, charge.currency,
+                charge.reference,
+                charge.amount_minor,
+                charge.currency,
                 idempotency_key=f"void:{who.public_id}:{key}",
             )
         except Exception:
@@ -252,12 +254,12 @@ class OrderService:
         """Conditional decrement: atomic in both SQLite and PostgreSQL, never below zero."""
         result = session.execute(
             update(Product)
-            .where(Product.id == product.id, Product.stock >= quantity)  # type: ignore[arg-type]
-            .values(stock=Product.stock - quantity)
+            .where(Product.id == product.id, col(Product.stock) >= quantity)
+            .values(stock=col(Product.stock) - quantity)
         )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        if result.rowcount != 1:
             left = session.execute(
-                select(Product.stock).where(Product.id == product.id)  # type: ignore[arg-type]
+                select(Product.stock).where(Product.id == product.id)
             ).scalar_one()
             raise OutOfStock(
                 f"Only {max(left, 0)} of {product.sku} left in stock.",
@@ -276,7 +278,7 @@ class OrderService:
     def _by_idempotency_key(self, user_id: int, key: str, print_: str) -> OrderView | None:
         with self._db.read() as session:
             order = session.execute(
-                select(Order).where(Order.user_id == user_id, Order.idempotency_key == key)
+                select(Order).where(Order.user_id == user_id, col(Order.idempotency_key) == key)
             ).scalar_one_or_none()
             if order is None:
                 return None
@@ -326,14 +328,14 @@ class OrderService:
     # -- lookups ------------------------------------------------------------------------
     def _owned(self, session: Session, code: str, owner_id: int) -> Order | None:
         return session.execute(
-            select(Order).where(Order.code == code, Order.user_id == owner_id)
+            select(Order).where(Order.code == code, col(Order.user_id) == owner_id)
         ).scalar_one_or_none()
 
     @staticmethod
     def _lines(session: Session, order: Order) -> list[OrderLine]:
         return list(
             session.execute(
-                select(OrderLine).where(OrderLine.order_id == order.id).order_by(OrderLine.id)  # type: ignore[arg-type]
+                select(OrderLine).where(OrderLine.order_id == order.id).order_by(OrderLine.id)
             ).scalars()
         )
 
@@ -352,9 +354,7 @@ class OrderService:
         result: dict[int, list[OrderLine]] = {order_id: [] for order_id in order_ids}
         with self._db.read() as session:
             rows = session.execute(
-                select(OrderLine)
-                .where(OrderLine.order_id.in_(order_ids))  # type: ignore[attr-defined]
-                .order_by(OrderLine.id)  # type: ignore[arg-type]
+                select(OrderLine).where(OrderLine.order_id.in_(order_ids)).order_by(OrderLine.id)
             ).scalars()
             for row in rows:
                 result[row.order_id].append(row)
@@ -368,7 +368,7 @@ class OrderService:
         size = clamp_page_size(first, self._settings.max_page_size)
         query = select(Order).where(Order.user_id == who.user_id)
         if filt.statuses:
-            query = query.where(Order.status.in_(filt.statuses))  # type: ignore[attr-defined]
+            query = query.where(Order.status.in_(filt.statuses))
         if filt.placed_from is not None:
             query = query.where(Order.placed_at >= filt.placed_from)
         if filt.placed_to is not None:
@@ -377,15 +377,17 @@ class OrderService:
             text = filt.text.strip()
             if len(text) > 100:
                 raise BadUserInput("Search text must have at most 100 characters.", field="text")
-            pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace(
-                "_", "\\_"
-            ) + "%"
+            pattern = (
+                "%"
+                + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                + "%"
+            )
             query = query.where(
                 exists().where(
-                    OrderLine.order_id == Order.id,
+                    col(OrderLine.order_id) == Order.id,
                     or_(
-                        func.lower(OrderLine.name).like(pattern, escape="\\"),
-                        func.lower(OrderLine.sku).like(pattern, escape="\\"),
+                        func.lower(col(OrderLine.name)).like(pattern, escape="\\"),
+                        func.lower(col(OrderLine.sku)).like(pattern, escape="\\"),
                     ),
                 )
             )
@@ -394,18 +396,20 @@ class OrderService:
             placed = datetime.fromisoformat(str(placed_iso))
             query = query.where(
                 or_(
-                    Order.placed_at < placed,
-                    and_(Order.placed_at == placed, Order.code < str(last_code)),
+                    col(Order.placed_at) < placed,
+                    and_(Order.placed_at == placed, col(Order.code) < str(last_code)),
                 )
             )
-        query = query.order_by(Order.placed_at.desc(), Order.code.desc()).limit(size + 1)  # type: ignore[attr-defined]
+        query = query.order_by(Order.placed_at.desc(), col(Order.code).desc()).limit(size + 1)
         with self._db.read() as session:
             rows = list(session.execute(query).scalars())
         page = rows[:size]
         lines = self.lines_for_orders([o.id for o in page if o.id is not None]) if page else {}
         return OrderPage(
             orders=[OrderView(o, lines.get(o.id or 0, [])) for o in page],
-            cursors=[self._cursors.encode("order", [o.placed_at.isoformat(), o.code]) for o in page],
+            cursors=[
+                self._cursors.encode("order", [o.placed_at.isoformat(), o.code]) for o in page
+            ],
             has_next_page=len(rows) > size,
         )
 
@@ -423,13 +427,14 @@ class OrderService:
             if order.status == OrderStatus.CANCELLED.value:
                 raise Conflict("The order is already cancelled.", field="code")
             if OrderStatus(order.status) not in CANCELLABLE:
-                raise Conflict("The order has shipped and can no longer be cancelled.",
-                               field="code")
+                raise Conflict(
+                    "The order has shipped and can no longer be cancelled.", field="code"
+                )
             lines = self._lines(session, order)
             refund_amount = order.total_minor - order.refunded_minor
             changed = session.execute(
                 update(Order)
-                .where(Order.id == order.id, Order.status == order.status)  # type: ignore[arg-type]
+                .where(Order.id == order.id, col(Order.status) == order.status)
                 .values(
                     status=OrderStatus.CANCELLED.value,
                     cancelled_at=utcnow(),
@@ -437,13 +442,13 @@ class OrderService:
                     refunded_minor=order.total_minor,
                 )
             )
-            if changed.rowcount != 1:  # type: ignore[attr-defined]
+            if changed.rowcount != 1:
                 raise Conflict("The order changed meanwhile; try again.", field="code")
             for line in lines:
                 session.execute(
                     update(Product)
-                    .where(Product.id == line.product_id)  # type: ignore[arg-type]
-                    .values(stock=Product.stock + line.quantity)
+                    .where(Product.id == line.product_id)
+                    .values(stock=col(Product.stock) + line.quantity)
                 )
             subject, body = templates.order_cancelled(
                 {
@@ -489,7 +494,7 @@ class OrderService:
                 p.id: p
                 for p in session.execute(
                     select(Product).where(
-                        Product.id.in_([line.product_id for line in old_lines])  # type: ignore[union-attr]
+                        col(Product.id).in_([line.product_id for line in old_lines])
                     )
                 ).scalars()
             }
@@ -513,15 +518,16 @@ class OrderService:
                     in_stock=max(product.stock, 0),
                 )
             )
-        totals = self.totals_for(
-            [d.unit_price_minor * d.quantity for d in draft if d.available]
-        )
+        totals = self.totals_for([d.unit_price_minor * d.quantity for d in draft if d.available])
         return CartDraft(draft, order.currency, totals, unavailable)
 
 
 def address_lines(order: Order) -> list[str]:
-    parts = [order.ship_name, order.ship_line1, order.ship_line2,
-             f"{order.ship_postal_code} {order.ship_city}", order.ship_country]
+    parts = [
+        order.ship_name,
+        order.ship_line1,
+        order.ship_line2,
+        f"{order.ship_postal_code} {order.ship_city}",
+        order.ship_country,
+    ]
     return [p for p in parts if p]
-
-

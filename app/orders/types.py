@@ -14,7 +14,7 @@ from app.orders.models import OrderLine as OrderLineRow
 from app.orders.models import OrderStatus as OrderStatusEnum
 from app.security import codes
 
-OrderStatus = strawberry.enum(OrderStatusEnum, name="OrderStatus")
+strawberry.enum(OrderStatusEnum, name="OrderStatus")  # registers the enum on the class
 
 
 @strawberry.type(name="OrderLine")
@@ -69,7 +69,7 @@ class OrderType:
         return codes.display(self.row.code)
 
     @strawberry.field
-    def status(self) -> OrderStatus:  # type: ignore[valid-type]
+    def status(self) -> OrderStatusEnum:
         return OrderStatusEnum(self.row.status)
 
     @strawberry.field
@@ -163,7 +163,7 @@ class AddressInput:
 
 @strawberry.input
 class OrderFilterInput:
-    status: list[OrderStatus] | None = None  # type: ignore[valid-type]
+    status: list[OrderStatusEnum] | None = None
     placed_from: datetime | None = None
     placed_to: datetime | None = None
     text: str | None = strawberry.field(default=None, description="Search item names and SKUs.")

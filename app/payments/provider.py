@@ -1,10 +1,10 @@
 """The payment provider interface and the shipped test provider.
 
 The test provider plays an external payment service: it keeps its own ledger
-(`test_provider_transactions`, see models.py) written in its *own* transaction, so a charge survives a
-rollback of the order transaction exactly as a real provider's would — which is what lets
-tests count charges. Every call carries an idempotency key; repeating a call with the same
-key returns the first result and moves no money twice.
+(`test_provider_transactions`, see models.py) written in its *own* transaction, so a
+charge survives a rollback of the order transaction exactly as a real provider's would —
+which is what lets tests count charges. Every call carries an idempotency key; repeating
+a call with the same key returns the first result and moves no money twice.
 
 Documented test tokens (README):
   tok_visa → VISA 4242, tok_mastercard → MASTERCARD 4444, tok_amex → AMEX 0005 (succeed)
@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Protocol
-
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Row, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -135,7 +133,9 @@ class TestPaymentProvider:
                 existing = self._by_key(conn, key)
                 if existing is not None:
                     return existing
-                conn.execute(insert(test_provider_transactions).values(created_at=utcnow(), **values))
+                conn.execute(
+                    insert(test_provider_transactions).values(created_at=utcnow(), **values)
+                )
         except IntegrityError:
             pass  # a concurrent call with the same key won: answer with its result
         except OperationalError as exc:

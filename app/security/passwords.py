@@ -10,8 +10,16 @@ MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 256
 _COMMON = frozenset(
     {
-        "password12", "1234567890", "qwertyuiop", "password123", "iloveyou12",
-        "letmein123", "welcome123", "0987654321", "abcdefghij", "passw0rd12",
+        "password12",
+        "1234567890",
+        "qwertyuiop",
+        "password123",
+        "iloveyou12",
+        "letmein123",
+        "welcome123",
+        "0987654321",
+        "abcdefghij",
+        "passw0rd12",
     }
 )
 
@@ -46,6 +54,9 @@ def password_problem(password: str, email: str) -> str | None:
         return f"Password must have at most {MAX_PASSWORD_LENGTH} characters."
     if password.lower() in _COMMON or len(set(password)) < 4:
         return "Password is too easy to guess."
-    if email and email.split("@")[0].lower() in password.lower() and len(email) > 3:
+    # The length test is on the local part: it used to be on the whole address (always
+    # > 3), so "a@example.com" refused every password containing the letter "a".
+    local = email.split("@")[0].lower()
+    if len(local) > 3 and local in password.lower():
         return "Password must not contain your email address."
     return None

@@ -58,7 +58,7 @@ class Limiter:
 
     def _retry_after(self, bucket: Bucket, key: str) -> int:
         reset, _ = self._guard(self._strategy.get_window_stats, bucket.item, bucket.name, key)
-        return max(1, math.ceil(reset - time.time()))
+        return max(1, math.ceil(float(reset) - time.time()))
 
     def hit(self, bucket: Bucket, key: str) -> None:
         """Spend one unit of `bucket` for `key`, or raise RateLimited."""

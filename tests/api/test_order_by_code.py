@@ -27,8 +27,9 @@ def _strip(body: dict[str, Any]) -> dict[str, Any]:
     return {"data": body.get("data"), "errors": body.get("errors"), "status": body["_status"]}
 
 
-def test_owner_sees_full_order_with_masked_payment(gql: GraphQLClient, owner: Account,
-                                                   place_order: Callable[..., Any]) -> None:
+def test_owner_sees_full_order_with_masked_payment(
+    gql: GraphQLClient, owner: Account, place_order: Callable[..., Any]
+) -> None:
     # given an order placed by the owner
     view = place_order(owner, [("MUG-001", 2), ("TEE-BLK-M", 1)])
     # when the owner looks it up by the code as printed, in lower case, with spaces
@@ -39,7 +40,8 @@ def test_owner_sees_full_order_with_masked_payment(gql: GraphQLClient, owner: Ac
     assert order["status"] == "PLACED"
     assert order["total"] == {"amount": 1299 * 2 + 2499, "currency": "EUR"}
     assert [(line["sku"], line["quantity"]) for line in order["lines"]] == [
-        ("MUG-001", 2), ("TEE-BLK-M", 1)
+        ("MUG-001", 2),
+        ("TEE-BLK-M", 1),
     ]
     assert order["shippingAddress"]["city"] == "Berlin"
     assert order["payment"] == {"brand": "VISA", "last4": "4242"}
@@ -57,8 +59,10 @@ def test_other_customer_gets_exactly_the_unknown_code_answer(
 
 
 def test_staff_see_only_their_own_orders_here(
-    gql: GraphQLClient, owner: Account, make_account: Callable[..., Account],
-    place_order: Callable[..., Any]
+    gql: GraphQLClient,
+    owner: Account,
+    make_account: Callable[..., Account],
+    place_order: Callable[..., Any],
 ) -> None:
     view = place_order(owner)
     for role in (Role.SUPPORT, Role.WAREHOUSE, Role.ADMIN):
@@ -86,8 +90,9 @@ def test_malformed_code_is_refused_before_lookup(gql: GraphQLClient, owner: Acco
         assert error_codes(body) == ["INVALID_ORDER_CODE"], bad
 
 
-def test_bad_token_is_unauthenticated(gql: GraphQLClient, owner: Account,
-                                      place_order: Callable[..., Any]) -> None:
+def test_bad_token_is_unauthenticated(
+    gql: GraphQLClient, owner: Account, place_order: Callable[..., Any]
+) -> None:
     view = place_order(owner)
     body = gql(ORDER, {"code": view.order.code}, token=owner.token[:-3] + "abc")
     assert error_codes(body) == ["UNAUTHENTICATED"]

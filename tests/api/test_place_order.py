@@ -15,7 +15,9 @@ from app.container import Services
 from tests.conftest import Account, GraphQLClient, error_codes, sql_count
 
 PLACE = """
-mutation Place($lines: [OrderLineInput!]!, $address: AddressInput!, $token: String!, $key: String!) {
+mutation Place(
+  $lines: [OrderLineInput!]!, $address: AddressInput!, $token: String!, $key: String!
+) {
   placeOrder(lines: $lines, shippingAddress: $address, paymentToken: $token, idempotencyKey: $key) {
     order { code status estimatedDelivery subtotal { amount } shipping { amount } tax { amount }
             total { amount currency } lines { sku quantity } payment { brand last4 } }
@@ -23,12 +25,21 @@ mutation Place($lines: [OrderLineInput!]!, $address: AddressInput!, $token: Stri
   }
 }
 """
-ADDRESS = {"name": "Alice Example", "line1": "1 Demo Street", "city": "Berlin",
-           "postalCode": "10115", "country": "DE"}
+ADDRESS = {
+    "name": "Alice Example",
+    "line1": "1 Demo Street",
+    "city": "Berlin",
+    "postalCode": "10115",
+    "country": "DE",
+}
 
 
-def variables(lines: list[tuple[str, int]] | None = None, token: str = "tok_visa",
-              key: str | None = None, address: dict[str, str] | None = None) -> dict[str, Any]:
+def variables(
+    lines: list[tuple[str, int]] | None = None,
+    token: str = "tok_visa",
+    key: str | None = None,
+    address: dict[str, str] | None = None,
+) -> dict[str, Any]:
     return {
         "lines": [{"sku": s, "quantity": q} for s, q in (lines or [("MUG-001", 2)])],
         "address": address or ADDRESS,
@@ -50,8 +61,9 @@ def test_place_order_reserves_stock_charges_and_queues_the_email(
     gql: GraphQLClient, owner: Account, services: Services, catalog: dict[str, Product]
 ) -> None:
     # when
-    payload = gql.data(PLACE, variables([("MUG-001", 2), ("TEE-BLK-M", 1)]),
-                       token=owner.token)["placeOrder"]
+    payload = gql.data(PLACE, variables([("MUG-001", 2), ("TEE-BLK-M", 1)]), token=owner.token)[
+        "placeOrder"
+    ]
     # then
     order = payload["order"]
     assert payload["userErrors"] == []
@@ -63,11 +75,15 @@ def test_place_order_reserves_stock_charges_and_queues_the_email(
     assert order["payment"] == {"brand": "VISA", "last4": "4242"}
     assert stock(services, "MUG-001") == 48 and stock(services, "TEE-BLK-M") == 19
     assert charges(services) == 1
-    assert sql_count(services, "SELECT count(*) FROM outbox_emails WHERE kind='order_confirmation'") == 1
+    assert (
+        sql_count(services, "SELECT count(*) FROM outbox_emails WHERE kind='order_confirmation'")
+        == 1
+    )
 
 
-def test_small_orders_pay_shipping(gql: GraphQLClient, owner: Account,
-                                   catalog: dict[str, Product]) -> None:
+def test_small_orders_pay_shipping(
+    gql: GraphQLClient, owner: Account, catalog: dict[str, Product]
+) -> None:
     order = gql.data(PLACE, variables([("MUG-001", 1)]), token=owner.token)["placeOrder"]["order"]
     assert order["shipping"]["amount"] == 495
     assert order["total"]["amount"] == 1299 + 495
@@ -89,8 +105,9 @@ def test_same_key_with_a_different_cart_is_a_conflict(
     gql: GraphQLClient, owner: Account, services: Services, catalog: dict[str, Product]
 ) -> None:
     gql.data(PLACE, variables(key="checkout-attempt-2"), token=owner.token)
-    payload = gql.data(PLACE, variables([("MUG-001", 5)], key="checkout-attempt-2"),
-                       token=owner.token)["placeOrder"]
+    payload = gql.data(
+        PLACE, variables([("MUG-001", 5)], key="checkout-attempt-2"), token=owner.token
+    )["placeOrder"]
     assert payload["order"] is None
     assert payload["userErrors"][0]["code"] == "CONFLICT"
     assert sql_count(services, "SELECT count(*) FROM orders") == 1
@@ -106,8 +123,7 @@ def test_the_same_key_from_another_user_is_another_order(
 
 @pytest.mark.parametrize("token", ["tok_declined", "tok_insufficient_funds", "tok_bogus"])
 def test_failed_payment_leaves_no_order_no_stock_change_no_email(
-    gql: GraphQLClient, owner: Account, services: Services, catalog: dict[str, Product],
-    token: str
+    gql: GraphQLClient, owner: Account, services: Services, catalog: dict[str, Product], token: str
 ) -> None:
     payload = gql.data(PLACE, variables(token=token), token=owner.token)["placeOrder"]
     assert payload["order"] is None
@@ -146,9 +162,14 @@ def test_provider_down_is_service_unavailable_and_writes_nothing(
     ],
 )
 def test_bad_input_is_refused_and_nothing_is_written(
-    gql: GraphQLClient, owner: Account, services: Services, catalog: dict[str, Product],
-    lines: list[tuple[str, int]] | None, address: dict[str, str] | None, key: str | None,
-    field: str
+    gql: GraphQLClient,
+    owner: Account,
+    services: Services,
+    catalog: dict[str, Product],
+    lines: list[tuple[str, int]] | None,
+    address: dict[str, str] | None,
+    key: str | None,
+    field: str,
 ) -> None:
     args = variables(lines, address=address, key=key)
     if lines == []:
@@ -164,24 +185,25 @@ def test_bad_input_is_refused_and_nothing_is_written(
 def test_out_of_stock_is_refused_with_what_is_left(
     gql: GraphQLClient, owner: Account, services: Services, catalog: dict[str, Product]
 ) -> None:
-    payload = gql.data(PLACE, variables([("MUG-001", 1), ("LAMP-DESK", 4)]),
-                       token=owner.token)["placeOrder"]
+    payload = gql.data(PLACE, variables([("MUG-001", 1), ("LAMP-DESK", 4)]), token=owner.token)[
+        "placeOrder"
+    ]
     assert payload["userErrors"][0]["field"] == "lines[1].quantity"
     assert "Only 3" in payload["userErrors"][0]["message"]
     assert stock(services, "MUG-001") == 50  # the first line's reservation was rolled back
     assert charges(services) == 0
 
 
-def test_anonymous_cannot_order(gql: GraphQLClient, services: Services,
-                                catalog: dict[str, Product]) -> None:
+def test_anonymous_cannot_order(
+    gql: GraphQLClient, services: Services, catalog: dict[str, Product]
+) -> None:
     body = gql(PLACE, variables())
     assert error_codes(body) == ["UNAUTHENTICATED"]
     assert sql_count(services, "SELECT count(*) FROM orders") == 0
 
 
 def test_concurrent_orders_never_oversell(
-    services: Services, make_account: Callable[..., Account],
-    place_order: Callable[..., Any]
+    services: Services, make_account: Callable[..., Account], place_order: Callable[..., Any]
 ) -> None:
     # given 3 lamps and 8 customers who each want one, at the same time
     buyers = [make_account() for _ in range(8)]

@@ -1,0 +1,126 @@
+"""myOrders: newest first, opaque cursors, capped pages, filters — only ever your own."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import col
+
+from app.container import Services
+from app.orders.models import Order
+from app.security import codes
+from tests.conftest import Account, GraphQLClient, error_codes
+
+MY_ORDERS = """
+query Mine($first: Int, $after: String, $filter: OrderFilterInput) {
+  myOrders(first: $first, after: $after, filter: $filter) {
+    edges { cursor node { code status placedAt lines { name } } }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
+
+def backdate(services: Services, code: str, days: int) -> None:
+    with services.db.write() as session:
+        session.execute(
+            update(Order)
+            .where(col(Order.code) == code)
+            .values(placed_at=datetime.now(UTC) - timedelta(days=days))
+        )
+        session.commit()
+
+
+def test_pages_newest_first_with_opaque_cursors(
+    gql: GraphQLClient, services: Services, owner: Account, place_order: Callable[..., Any]
+) -> None:
+    # given five orders placed on five different days
+    placed = []
+    for days in (5, 1, 3, 2, 4):
+        view = place_order(owner)
+        backdate(services, view.order.code, days)
+        placed.append((days, codes.display(view.order.code)))
+    expected = [code for _, code in sorted(placed)]
+    # when paging two at a time
+    seen: list[str] = []
+    after = None
+    while True:
+        page = gql.data(MY_ORDERS, {"first": 2, "after": after}, token=owner.token)["myOrders"]
+        seen += [edge["node"]["code"] for edge in page["edges"]]
+        for edge in page["edges"]:
+            raw = base64.urlsafe_b64decode(edge["cursor"] + "==")
+            # the cursor gives away neither the code nor anything readable
+            assert edge["node"]["code"].replace("-", "").encode() not in raw
+            assert b"order" not in raw
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    # then every order came once, newest first
+    assert seen == expected
+
+
+def test_only_your_own_orders(
+    gql: GraphQLClient, owner: Account, other_customer: Account, place_order: Callable[..., Any]
+) -> None:
+    mine = place_order(owner)
+    place_order(other_customer)
+    edges = gql.data(MY_ORDERS, {}, token=owner.token)["myOrders"]["edges"]
+    assert [e["node"]["code"] for e in edges] == [codes.display(mine.order.code)]
+
+
+def test_a_cursor_from_another_account_shows_nothing_of_theirs(
+    gql: GraphQLClient, owner: Account, other_customer: Account, place_order: Callable[..., Any]
+) -> None:
+    for _ in range(3):
+        place_order(other_customer)
+    theirs = gql.data(MY_ORDERS, {"first": 1}, token=other_customer.token)["myOrders"]
+    cursor = theirs["pageInfo"]["endCursor"]
+    mine = gql.data(MY_ORDERS, {"first": 5, "after": cursor}, token=owner.token)["myOrders"]
+    assert mine["edges"] == []
+
+
+def test_forged_cursor_is_bad_input(gql: GraphQLClient, owner: Account) -> None:
+    for bad in ["abc", "x" * 600, base64.urlsafe_b64encode(b'["order",[1]]').decode()]:
+        body = gql(MY_ORDERS, {"after": bad}, token=owner.token)
+        assert error_codes(body) == ["BAD_USER_INPUT"], bad
+
+
+def test_page_size_is_capped(gql: GraphQLClient, owner: Account, services: Services) -> None:
+    limit = services.settings.max_page_size
+    assert error_codes(gql(MY_ORDERS, {"first": limit + 1}, token=owner.token)) == [
+        "BAD_USER_INPUT"
+    ]
+    assert error_codes(gql(MY_ORDERS, {"first": 0}, token=owner.token)) == ["BAD_USER_INPUT"]
+
+
+def test_filters_by_status_date_and_item_text(
+    gql: GraphQLClient, services: Services, owner: Account, place_order: Callable[..., Any]
+) -> None:
+    mugs = place_order(owner, [("MUG-001", 1)])
+    lamp = place_order(owner, [("LAMP-DESK", 1)])
+    old_tee = place_order(owner, [("TEE-BLK-M", 1)])
+    backdate(services, old_tee.order.code, 40)
+    services.orders.cancel_order(owner.viewer, lamp.order.code, "10.0.0.1")
+
+    def codes_for(filt: dict[str, Any]) -> set[str]:
+        edges = gql.data(MY_ORDERS, {"filter": filt}, token=owner.token)["myOrders"]["edges"]
+        return {e["node"]["code"] for e in edges}
+
+    assert codes_for({"status": ["CANCELLED"]}) == {codes.display(lamp.order.code)}
+    assert codes_for({"text": "lamp"}) == {codes.display(lamp.order.code)}
+    assert codes_for({"text": "t-shirt"}) == {codes.display(old_tee.order.code)}
+    month_ago = (datetime.now(UTC) - timedelta(days=30)).isoformat()
+    assert codes_for({"placedFrom": month_ago}) == {
+        codes.display(mugs.order.code),
+        codes.display(lamp.order.code),
+    }
+    assert codes_for({"placedTo": month_ago}) == {codes.display(old_tee.order.code)}
+    assert codes_for({"text": "%"}) == set()  # LIKE wildcards are literal
+
+
+def test_anonymous_gets_unauthenticated(gql: GraphQLClient) -> None:
+    assert error_codes(gql(MY_ORDERS, {})) == ["UNAUTHENTICATED"]

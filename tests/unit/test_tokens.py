@@ -1,0 +1,180 @@
+"""Access JWTs: what is issued, and every forged or stale variant that decode() must refuse.
+Refresh-token helpers: random, opaque, stored as digests."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+import pytest
+
+from app.security.tokens import (
+    AccessTokens,
+    InvalidToken,
+    new_opaque_token,
+    new_public_id,
+    token_digest,
+)
+
+SECRET = "unit-test-secret-" + "s" * 50  # >= 64 bytes, so HS512 signing does not warn
+ISSUER = "orders-api"
+AUDIENCE = "orders-api-clients"
+TTL = 900
+# Looks like an RSA public key: the classic HS/RS confusion signs with this as HMAC secret.
+PUBLIC_KEY_PEM = (
+    "-----BEGIN PUBLIC KEY-----\n"
+    "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAu1SU1LfVLPHCozMxH2Mo\n"
+    "4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u\n"
+    "-----END PUBLIC KEY-----\n"
+)
+
+
+@pytest.fixture
+def tokens() -> AccessTokens:
+    return AccessTokens(SECRET, ISSUER, AUDIENCE, TTL)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def forge(header: dict[str, Any], claims: dict[str, Any], key: str | None) -> str:
+    """Build a JWT by hand (PyJWT refuses to make some of these): HMAC-SHA256 or no signature."""
+    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
+    if key is None:
+        return signing_input + "."
+    signature = hmac.new(key.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{_b64(signature)}"
+
+
+def good_claims(**changes: Any) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    claims: dict[str, Any] = {
+        "sub": "user-public-id",
+        "role": "CUSTOMER",
+        "sid": "session-public-id",
+        "typ": "access",
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(seconds=TTL)).timestamp()),
+    }
+    claims.update(changes)
+    return claims
+
+
+def signed(claims: dict[str, Any], secret: str = SECRET) -> str:
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+# -- what is issued ------------------------------------------------------------------------
+
+
+def test_issued_token_round_trips_to_its_claims(tokens: AccessTokens) -> None:
+    # given a token issued now
+    now = datetime.now(UTC)
+    token = tokens.issue("user-1", "CUSTOMER", "session-1", now)
+    # when decoded
+    claims = tokens.decode(token)
+    # then it carries the public user id, role and session id, expiring after the TTL
+    assert (claims.user_id, claims.role, claims.session_id) == ("user-1", "CUSTOMER", "session-1")
+    assert claims.expires_at == datetime.fromtimestamp(int(now.timestamp()) + TTL, UTC)
+
+
+def test_issued_token_is_hs256_short_lived_and_typed(tokens: AccessTokens) -> None:
+    # given a token issued now
+    token = tokens.issue("user-1", "CUSTOMER", "session-1", datetime.now(UTC))
+    # then its header pins HS256 and its claims say access, our issuer/audience, <= 15 min
+    assert jwt.get_unverified_header(token)["alg"] == "HS256"
+    raw = jwt.decode(token, options={"verify_signature": False})
+    assert raw["typ"] == "access"
+    assert (raw["iss"], raw["aud"]) == (ISSUER, AUDIENCE)
+    assert 0 < raw["exp"] - raw["iat"] <= 900
+
+
+def test_hand_forged_good_token_is_accepted(tokens: AccessTokens) -> None:
+    # given the forging helper used below, with the right key and claims
+    # then decode accepts it: the refusals below are due to the one thing changed
+    assert tokens.decode(forge({"alg": "HS256", "typ": "JWT"}, good_claims(), SECRET)).user_id == (
+        "user-public-id"
+    )
+
+
+# -- refusals -------------------------------------------------------------------------------
+
+ATTACKS: dict[str, Any] = {
+    "alg-none": lambda: forge({"alg": "none", "typ": "JWT"}, good_claims(), None),
+    "alg-none-capitalised": lambda: forge({"alg": "None", "typ": "JWT"}, good_claims(), None),
+    "hs256-signed-with-public-key": lambda: forge(
+        {"alg": "HS256", "typ": "JWT"}, good_claims(), PUBLIC_KEY_PEM
+    ),
+    "header-rs256-with-valid-hmac": lambda: forge(
+        {"alg": "RS256", "typ": "JWT"}, good_claims(), SECRET
+    ),
+    "header-hs512": lambda: jwt.encode(good_claims(), SECRET, algorithm="HS512"),
+    "wrong-secret": lambda: signed(good_claims(), "another-secret-" + "z" * 40),
+    "wrong-aud": lambda: signed(good_claims(aud="someone-else")),
+    "wrong-iss": lambda: signed(good_claims(iss="evil-issuer")),
+    "typ-refresh": lambda: signed(good_claims(typ="refresh")),
+    "typ-missing": lambda: signed({k: v for k, v in good_claims().items() if k != "typ"}),
+    "expired": lambda: signed(
+        good_claims(
+            iat=int((datetime.now(UTC) - timedelta(seconds=2 * TTL)).timestamp()),
+            exp=int((datetime.now(UTC) - timedelta(seconds=1)).timestamp()),
+        )
+    ),
+    "exp-missing": lambda: signed({k: v for k, v in good_claims().items() if k != "exp"}),
+    "sid-missing": lambda: signed({k: v for k, v in good_claims().items() if k != "sid"}),
+    "sid-not-a-string": lambda: signed(good_claims(sid=42)),
+    "sub-missing": lambda: signed({k: v for k, v in good_claims().items() if k != "sub"}),
+    "tampered-signature": lambda: _tamper_signature(signed(good_claims())),
+    "tampered-payload": lambda: _swap_payload(signed(good_claims()), good_claims(role="ADMIN")),
+    "garbage": lambda: "not.a.jwt",
+    "empty": lambda: "",
+}
+
+
+def _tamper_signature(token: str) -> str:
+    head, payload, signature = token.split(".")
+    flipped = ("A" if signature[0] != "A" else "B") + signature[1:]
+    return f"{head}.{payload}.{flipped}"
+
+
+def _swap_payload(token: str, claims: dict[str, Any]) -> str:
+    head, _, signature = token.split(".")
+    return f"{head}.{_b64(json.dumps(claims).encode())}.{signature}"
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_forged_or_stale_token_is_refused(tokens: AccessTokens, attack: str) -> None:
+    # given a token that differs from a good one in one respect
+    token = ATTACKS[attack]()
+    # when decoded, then it is refused with InvalidToken (never another exception)
+    with pytest.raises(InvalidToken):
+        tokens.decode(token)
+
+
+# -- refresh-token helpers --------------------------------------------------------------------
+
+
+def test_opaque_tokens_are_random_and_have_256_bits() -> None:
+    # given many refresh tokens
+    made = {new_opaque_token() for _ in range(200)}
+    # then none repeats and each encodes 32 random bytes (43 url-safe characters)
+    assert len(made) == 200
+    assert all(len(token) == 43 for token in made)
+
+
+def test_token_digest_is_sha256_hex_and_not_the_token() -> None:
+    token = new_opaque_token()
+    assert token_digest(token) == hashlib.sha256(token.encode()).hexdigest()
+    assert token not in token_digest(token)
+
+
+def test_public_ids_are_random() -> None:
+    assert len({new_public_id() for _ in range(200)}) == 200
