@@ -8,6 +8,7 @@ import app.models  # noqa: F401  (every table registered before the first query)
 from app.accounts.service import AccountService
 from app.catalog.service import CatalogService
 from app.db import Database
+from app.orders.checkout import CheckoutService
 from app.orders.service import OrderService
 from app.pagination import CursorCodec
 from app.payments.provider import PaymentProvider, TestPaymentProvider, provider_ledger_url
@@ -28,6 +29,7 @@ class Services:
     accounts: AccountService
     catalog: CatalogService
     orders: OrderService
+    checkouts: CheckoutService
     payments: PaymentProvider
     lookups: CodeLookups
 
@@ -50,6 +52,7 @@ def build_services(settings: Settings, *, passwords: Passwords | None = None) ->
     cursors = CursorCodec(settings.jwt_secret)
     lookups = CodeLookups(limiter)
     payments = TestPaymentProvider(provider_ledger_url(settings.database_url))
+    orders = OrderService(db, payments, lookups, cursors, settings)
     return Services(
         settings=settings,
         db=db,
@@ -58,7 +61,8 @@ def build_services(settings: Settings, *, passwords: Passwords | None = None) ->
         tokens=tokens,
         accounts=AccountService(db, passwords, tokens, limiter, settings.refresh_token_ttl_seconds),
         catalog=CatalogService(db, cursors, settings.max_page_size),
-        orders=OrderService(db, payments, lookups, cursors, settings),
+        orders=orders,
+        checkouts=CheckoutService(db, orders, lookups, settings.checkout_ttl_seconds),
         payments=payments,
         lookups=lookups,
     )

@@ -70,6 +70,7 @@ class Settings:
     tax_rate_basis_points: int = 2000  # 20 % VAT, included in prices (see README)
     currency: str = "EUR"
     delivery_business_days: int = 3
+    checkout_ttl_seconds: int = 24 * 3600
     trusted_proxies: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
     rate_limits: RateLimits = field(default_factory=RateLimits)
@@ -119,6 +120,10 @@ class Settings:
             mail_from=_env_str("MAIL_FROM", cls.mail_from),
             mail_dir=Path(_env_str("MAIL_DIR", str(cls.mail_dir))),
             max_page_size=_env_int("MAX_PAGE_SIZE", cls.max_page_size),
+            checkout_ttl_seconds=_env_int("CHECKOUT_TTL_SECONDS", cls.checkout_ttl_seconds),
+            outbox_poll_seconds=float(
+                _env_str("OUTBOX_POLL_SECONDS", str(cls.outbox_poll_seconds))
+            ),
             trusted_proxies=_env_list("TRUSTED_PROXIES"),
             cors_origins=_env_list("CORS_ORIGINS"),
             rate_limits=limits,

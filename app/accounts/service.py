@@ -35,6 +35,11 @@ class InvalidCredentials(DomainError):
     user_error = True
 
 
+# One answer for every refused access token (forged, expired, wrong claims, logged out):
+# a distinct "session has ended" message told a token thief the signature was good.
+INVALID_ACCESS_TOKEN = "The access token is invalid or expired."
+
+
 class InvalidRefreshToken(DomainError):
     code = ErrorCode.UNAUTHENTICATED
     default_message = "The refresh token is invalid or expired. Log in again."
@@ -217,7 +222,7 @@ class AccountService:
         try:
             claims = self._tokens.decode(access_token)
         except InvalidToken as exc:
-            raise Unauthenticated("The access token is invalid or expired.") from exc
+            raise Unauthenticated(INVALID_ACCESS_TOKEN) from exc
         with self._db.read() as session:
             row = session.execute(
                 select(User.id, User.public_id, User.role, User.email, AuthSession.id)
@@ -229,7 +234,7 @@ class AccountService:
                 )
             ).one_or_none()
         if row is None:
-            raise Unauthenticated("The session has ended. Log in again.")
+            raise Unauthenticated(INVALID_ACCESS_TOKEN)
         user_id, public_id, role, email, session_id = row
         return Viewer(
             user_id=user_id,

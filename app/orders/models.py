@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import Index, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlalchemy import Index, Text, UniqueConstraint
+from sqlmodel import Column, Field, SQLModel
 
 from app.db import utcnow
 
@@ -70,3 +70,38 @@ class OrderLine(SQLModel, table=True):
     name: str = Field(max_length=200)
     unit_price_minor: int
     quantity: int
+
+
+class CheckoutStatus(StrEnum):
+    OPEN = "OPEN"
+    PLACED = "PLACED"
+
+
+class Checkout(SQLModel, table=True):
+    """An order summary shown before purchase. Its code is reserved here and becomes the
+    order's code when the checkout is placed, so the customer can note it in advance."""
+
+    __tablename__ = "checkouts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=16, unique=True, index=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    status: str = Field(default=CheckoutStatus.OPEN.value, max_length=8)
+    # [[sku, quantity, unit price at the time of the summary], ...]
+    lines_json: str = Field(sa_column=Column(Text, nullable=False))
+    currency: str = Field(max_length=3)
+    subtotal_minor: int
+    shipping_minor: int
+    tax_minor: int
+    total_minor: int
+    ship_name: str = Field(max_length=120)
+    ship_line1: str = Field(max_length=200)
+    ship_line2: str = Field(default="", max_length=200)
+    ship_city: str = Field(max_length=100)
+    ship_postal_code: str = Field(max_length=20)
+    ship_country: str = Field(max_length=2)
+    estimated_delivery: date
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    order_id: int | None = Field(default=None, foreign_key="orders.id")

@@ -4,9 +4,11 @@ GraphQL input to primitives and call the service; they never commit."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
 import strawberry
 
+from app.errors import BadUserInput
 from app.graphql.common import Money, PageInfo
 from app.graphql.context import Info
 from app.graphql.errors import run_mutation
@@ -18,6 +20,8 @@ from app.orders.types import (
     CancelOrderPayload,
     CartDraft,
     CartLine,
+    CheckoutPayload,
+    CheckoutType,
     OrderConnection,
     OrderEdge,
     OrderFilterInput,
@@ -31,6 +35,21 @@ def _as_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _lines(lines: list[OrderLineInput]) -> list[inputs.LineInput]:
+    return [inputs.LineInput(sku=line.sku, quantity=line.quantity) for line in lines]
+
+
+def _address(address: AddressInput) -> inputs.AddressInput:
+    return inputs.AddressInput(
+        name=address.name,
+        line1=address.line1,
+        line2=address.line2,
+        city=address.city,
+        postal_code=address.postal_code,
+        country=address.country,
+    )
 
 
 def order_type(view: OrderView) -> OrderType:
@@ -102,6 +121,13 @@ class OrdersQuery:
         )
 
     @strawberry.field(
+        description="Your open checkout by its code (rate-limited like every code lookup)."
+    )
+    def checkout(self, info: Info, code: str) -> CheckoutType | None:
+        ctx = info.context
+        return CheckoutType(view=ctx.services.checkouts.get(ctx.viewer, code, ctx.client_ip))
+
+    @strawberry.field(
         description="The lines of one of your orders as a cart draft at today's prices."
     )
     def reorder(self, info: Info, code: str) -> CartDraft:
@@ -120,30 +146,88 @@ class OrdersMutation:
     def place_order(
         self,
         info: Info,
-        lines: list[OrderLineInput],
-        shipping_address: AddressInput,
         payment_token: str,
-        idempotency_key: str,
+        lines: list[OrderLineInput] | None = None,
+        shipping_address: AddressInput | None = None,
+        idempotency_key: str | None = None,
+        checkout_code: Annotated[
+            str | None,
+            strawberry.argument(
+                description=(
+                    "Place a checkout from startCheckout: the order gets exactly this code. "
+                    "Without it, pass lines, shippingAddress and idempotencyKey."
+                )
+            ),
+        ] = None,
     ) -> PlaceOrderPayload:
         ctx = info.context
-        address = inputs.AddressInput(
-            name=shipping_address.name,
-            line1=shipping_address.line1,
-            line2=shipping_address.line2,
-            city=shipping_address.city,
-            postal_code=shipping_address.postal_code,
-            country=shipping_address.country,
-        )
-        line_inputs = [inputs.LineInput(sku=line.sku, quantity=line.quantity) for line in lines]
+
+        def place() -> OrderView:
+            if checkout_code is not None:
+                return ctx.services.checkouts.place(
+                    ctx.viewer, checkout_code, ctx.client_ip, payment_token
+                )
+            if lines is None or shipping_address is None or idempotency_key is None:
+                raise BadUserInput(
+                    "Pass checkoutCode, or lines, shippingAddress and idempotencyKey.",
+                    field="checkoutCode",
+                )
+            return ctx.services.orders.place_order(
+                ctx.viewer,
+                _lines(lines),
+                _address(shipping_address),
+                payment_token,
+                idempotency_key,
+            )
+
         return run_mutation(
-            lambda: PlaceOrderPayload(
-                order=order_type(
-                    ctx.services.orders.place_order(
-                        ctx.viewer, line_inputs, address, payment_token, idempotency_key
+            lambda: PlaceOrderPayload(order=order_type(place())),
+            lambda errors: PlaceOrderPayload(user_errors=errors),
+        )
+
+    @strawberry.mutation(
+        description=(
+            "Price a cart and reserve its order code, shown on the summary before purchase. "
+            "Stock is checked, not taken."
+        )
+    )
+    def start_checkout(
+        self, info: Info, lines: list[OrderLineInput], shipping_address: AddressInput
+    ) -> CheckoutPayload:
+        ctx = info.context
+        return run_mutation(
+            lambda: CheckoutPayload(
+                checkout=CheckoutType(
+                    view=ctx.services.checkouts.start(
+                        ctx.viewer, _lines(lines), _address(shipping_address)
                     )
                 )
             ),
-            lambda errors: PlaceOrderPayload(user_errors=errors),
+            lambda errors: CheckoutPayload(user_errors=errors),
+        )
+
+    @strawberry.mutation(description="Change and reprice a checkout; the code stays the same.")
+    def update_checkout(
+        self,
+        info: Info,
+        code: str,
+        lines: list[OrderLineInput] | None = None,
+        shipping_address: AddressInput | None = None,
+    ) -> CheckoutPayload:
+        ctx = info.context
+        return run_mutation(
+            lambda: CheckoutPayload(
+                checkout=CheckoutType(
+                    view=ctx.services.checkouts.update(
+                        ctx.viewer,
+                        code,
+                        ctx.client_ip,
+                        _lines(lines) if lines is not None else None,
+                        _address(shipping_address) if shipping_address is not None else None,
+                    )
+                )
+            ),
+            lambda errors: CheckoutPayload(user_errors=errors),
         )
 
     @strawberry.mutation(description="Cancel your order before it ships: full refund.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -29,7 +30,7 @@ from app.orders.inputs import (
     clean_idempotency_key,
     clean_lines,
 )
-from app.orders.models import CANCELLABLE, Order, OrderLine, OrderStatus
+from app.orders.models import CANCELLABLE, Checkout, Order, OrderLine, OrderStatus
 from app.orders.pricing import Totals, add_business_days, compute_totals
 from app.pagination import CursorCodec, clamp_page_size
 from app.payments.provider import Charge, PaymentProvider
@@ -43,6 +44,29 @@ log = logging.getLogger("app.orders")
 
 class OutOfStock(BadUserInput):
     default_message = "Not enough stock."
+
+
+class PriceChanged(Conflict):
+    default_message = "Prices changed since the summary; review the new total and confirm again."
+
+
+def check_prices(
+    lines: list[LineInput], products: dict[str, Product], expected: dict[str, int]
+) -> None:
+    """Refuse to charge anything the customer was not shown."""
+    changes = [
+        {"sku": line.sku, "was": expected.get(line.sku), "now": products[line.sku].price_minor}
+        for line in lines
+        if expected.get(line.sku) != products[line.sku].price_minor
+    ]
+    if changes:
+        detail = ", ".join(f"{c['sku']}: {c['was']} → {c['now']}" for c in changes)
+        raise PriceChanged(
+            f"Prices changed since the summary ({detail}, in minor units). Review the "
+            "checkout (updateCheckout reprices it) and confirm again.",
+            field="checkoutCode",
+            details={"changes": changes},
+        )
 
 
 @dataclass(frozen=True)
@@ -124,7 +148,7 @@ class OrderService:
     def estimated_delivery(self, placed: datetime) -> date:
         return add_business_days(placed.date(), self._settings.delivery_business_days)
 
-    def _products_for(self, session: Session, lines: list[LineInput]) -> dict[str, Product]:
+    def products_for(self, session: Session, lines: list[LineInput]) -> dict[str, Product]:
         skus = [line.sku for line in lines]
         found = session.execute(
             select(Product).where(Product.sku.in_(skus), Product.active)
@@ -159,8 +183,26 @@ class OrderService:
         address = clean_address(address)
         if len(payment_token) > 100:
             raise BadUserInput("Unknown payment token.", field="paymentToken")
-        print_ = fingerprint(lines, address, payment_token)
+        return self.place_prepared(
+            who, lines, address, payment_token, key, fingerprint(lines, address, payment_token)
+        )
 
+    def place_prepared(
+        self,
+        who: Viewer,
+        lines: list[LineInput],
+        address: AddressInput,
+        payment_token: str,
+        key: str,
+        print_: str,
+        *,
+        code: str | None = None,
+        expected_prices: dict[str, int] | None = None,
+        on_placed: Callable[[Session, Order], None] | None = None,
+    ) -> OrderView:
+        """Placement from validated input. A checkout passes its reserved `code`, the prices
+        the customer saw (`expected_prices`: a difference refuses the order, nothing is
+        charged) and `on_placed`, run inside the same transaction."""
         existing = self._by_idempotency_key(who.user_id, key, print_)
         if existing is not None:
             return existing
@@ -168,7 +210,9 @@ class OrderService:
         charge: Charge | None = None
         try:
             with self._db.write() as session:
-                products = self._products_for(session, lines)
+                products = self.products_for(session, lines)
+                if expected_prices is not None:
+                    check_prices(lines, products, expected_prices)
                 for index, line in enumerate(lines):
                     self._reserve_stock(session, products[line.sku], line.quantity, index)
                 now = utcnow()
@@ -186,7 +230,7 @@ class OrderService:
                 totals = self.totals_for([r.unit_price_minor * r.quantity for r in line_rows])
                 currency = next(iter(products.values())).currency
                 order = Order(
-                    code=self._fresh_code(session),
+                    code=code or self.fresh_code(session),
                     user_id=who.user_id,
                     status=OrderStatus.PLACED.value,
                     currency=currency,
@@ -224,6 +268,8 @@ class OrderService:
                 order.payment_last4 = charge.last4
                 order.payment_reference = charge.reference
                 self._queue_confirmation(session, order, line_rows, who.email)
+                if on_placed is not None:
+                    on_placed(session, order)
                 session.commit()
         except IntegrityError:
             # Lost a race with the same idempotency key: the winner's order is the answer.
@@ -268,10 +314,13 @@ class OrderService:
             )
 
     @staticmethod
-    def _fresh_code(session: Session) -> str:
+    def fresh_code(session: Session) -> str:
+        """A code free among orders and reserved checkout codes (one namespace)."""
         while True:  # 75 random bits: a collision is astronomically rare, but handled
             code = codes.generate()
-            taken = session.execute(select(exists().where(Order.code == code))).scalar()
+            taken = session.execute(
+                select(exists().where(Order.code == code) | exists().where(Checkout.code == code))
+            ).scalar()
             if not taken:
                 return code
 

@@ -9,6 +9,8 @@ import strawberry
 from app.graphql.common import Money, PageInfo, utc
 from app.graphql.context import Info
 from app.graphql.errors import UserError
+from app.orders.checkout import CheckoutView, SummaryLine
+from app.orders.models import CheckoutStatus as CheckoutStatusEnum
 from app.orders.models import Order as OrderRow
 from app.orders.models import OrderLine as OrderLineRow
 from app.orders.models import OrderStatus as OrderStatusEnum
@@ -199,3 +201,108 @@ class CartDraft:
     tax: Money
     total: Money
     unavailable_skus: list[str]
+
+
+strawberry.enum(CheckoutStatusEnum, name="CheckoutStatus")
+
+
+@strawberry.type(name="CheckoutLine")
+class CheckoutLineType:
+    row: strawberry.Private[SummaryLine]
+    currency: strawberry.Private[str]
+
+    @strawberry.field
+    def sku(self) -> str:
+        return self.row.sku
+
+    @strawberry.field
+    def name(self) -> str:
+        return self.row.name
+
+    @strawberry.field
+    def quantity(self) -> int:
+        return self.row.quantity
+
+    @strawberry.field(description="The price on this summary (what placeOrder will charge).")
+    def unit_price(self) -> Money:
+        return Money(amount=self.row.unit_price_minor, currency=self.currency)
+
+    @strawberry.field
+    def line_total(self) -> Money:
+        return Money(amount=self.row.unit_price_minor * self.row.quantity, currency=self.currency)
+
+    @strawberry.field(description="Enough stock right now (stock is taken only on placeOrder).")
+    def available(self) -> bool:
+        return self.row.available
+
+    @strawberry.field
+    def in_stock(self) -> int:
+        return self.row.in_stock
+
+
+@strawberry.type(
+    name="Checkout",
+    description=(
+        "The order summary before purchase. `code` is the order code reserved for this "
+        "purchase: placeOrder(checkoutCode:) creates the order with exactly this code."
+    ),
+)
+class CheckoutType:
+    view: strawberry.Private[CheckoutView]
+
+    @strawberry.field(description="The order code, as XXXX-XXXX-XXXX-XXXX.")
+    def code(self) -> str:
+        return codes.display(self.view.checkout.code)
+
+    @strawberry.field
+    def status(self) -> CheckoutStatusEnum:
+        return CheckoutStatusEnum(self.view.checkout.status)
+
+    @strawberry.field
+    def lines(self) -> list[CheckoutLineType]:
+        return [
+            CheckoutLineType(row=line, currency=self.view.checkout.currency)
+            for line in self.view.lines
+        ]
+
+    @strawberry.field
+    def subtotal(self) -> Money:
+        return Money(amount=self.view.checkout.subtotal_minor, currency=self.view.checkout.currency)
+
+    @strawberry.field
+    def shipping(self) -> Money:
+        return Money(amount=self.view.checkout.shipping_minor, currency=self.view.checkout.currency)
+
+    @strawberry.field(description="VAT included in the total.")
+    def tax(self) -> Money:
+        return Money(amount=self.view.checkout.tax_minor, currency=self.view.checkout.currency)
+
+    @strawberry.field
+    def total(self) -> Money:
+        return Money(amount=self.view.checkout.total_minor, currency=self.view.checkout.currency)
+
+    @strawberry.field
+    def estimated_delivery(self) -> date:
+        return self.view.checkout.estimated_delivery
+
+    @strawberry.field
+    def shipping_address(self) -> Address:
+        c = self.view.checkout
+        return Address(
+            name=c.ship_name,
+            line1=c.ship_line1,
+            line2=c.ship_line2,
+            city=c.ship_city,
+            postal_code=c.ship_postal_code,
+            country=c.ship_country,
+        )
+
+    @strawberry.field
+    def expires_at(self) -> datetime:
+        return utc(self.view.checkout.expires_at)  # type: ignore[return-value]
+
+
+@strawberry.type
+class CheckoutPayload:
+    checkout: CheckoutType | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)

@@ -57,6 +57,6 @@ def password_problem(password: str, email: str) -> str | None:
     # The length test is on the local part: it used to be on the whole address (always
     # > 3), so "a@example.com" refused every password containing the letter "a".
     local = email.split("@")[0].lower()
-    if len(local) > 3 and local in password.lower():
+    if len(local) >= 3 and local in password.lower():
         return "Password must not contain your email address."
     return None

@@ -34,8 +34,9 @@ DEMO_PASSWORD = "orders-demo-2026"
 SERVER_START_TIMEOUT = 20.0
 SERVER_STOP_TIMEOUT = 10.0
 CLI_TIMEOUT = 60.0
-# The server sends queued emails every `outbox_poll_seconds` (2 s by default). There is no
-# environment variable to shorten it, so tests wait up to this long for a message.
+# The server sends queued emails every `outbox_poll_seconds` (2 s by default), which
+# OUTBOX_POLL_SECONDS shortens; a server that ignores the variable still delivers in time.
+OUTBOX_POLL_SECONDS = "0.5"
 MAIL_TIMEOUT = 10.0
 
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
@@ -199,6 +200,7 @@ def live_server(
         "SMTP_PORT": str(smtp_server.port),
         "JWT_SECRET": secrets.token_urlsafe(48),
         "APP_ENV": "development",
+        "OUTBOX_POLL_SECONDS": OUTBOX_POLL_SECONDS,
     }
     # seed-demo needs the tables; serve would migrate by itself, but only later.
     _run_cli(["migrate"], env, workdir)

@@ -1,0 +1,252 @@
+"""Checkout use cases: a priced summary whose order code is reserved before purchase.
+
+startCheckout reserves a code (the same generator and namespace as orders); placeOrder with
+that code turns the checkout into the order with the same code. The checkout code is an
+order code in every respect: it goes through the same limiter, and "expired", "not yours"
+and "unknown" give the same ORDER_NOT_FOUND answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlmodel import Session
+
+from app.catalog.models import Product
+from app.db import Database, utcnow
+from app.errors import BadUserInput, Conflict, OrderNotFound
+from app.orders.inputs import AddressInput, LineInput, clean_address, clean_lines
+from app.orders.models import Checkout, CheckoutStatus, Order
+from app.orders.pricing import Totals
+from app.orders.service import OrderService, OrderView
+from app.security.lookups import CodeLookups
+from app.security.policy import Viewer, require_viewer
+
+
+@dataclass(frozen=True)
+class SummaryLine:
+    sku: str
+    name: str
+    quantity: int
+    unit_price_minor: int
+    in_stock: int
+
+    @property
+    def available(self) -> bool:
+        return self.in_stock >= self.quantity
+
+
+@dataclass(frozen=True)
+class CheckoutView:
+    checkout: Checkout
+    lines: list[SummaryLine]
+    order_code: str | None = None
+
+    @property
+    def expired(self) -> bool:
+        return self.checkout.expires_at <= utcnow()
+
+
+class CheckoutService:
+    def __init__(
+        self, db: Database, orders: OrderService, lookups: CodeLookups, ttl_seconds: int
+    ) -> None:
+        self._db = db
+        self._orders = orders
+        self._lookups = lookups
+        self._ttl = timedelta(seconds=ttl_seconds)
+
+    # -- pricing ------------------------------------------------------------------------
+    def _price(
+        self, session: Session, lines: list[LineInput]
+    ) -> tuple[list[SummaryLine], Totals, str]:
+        products = self._orders.products_for(session, lines)
+        summary = [
+            SummaryLine(
+                sku=line.sku,
+                name=products[line.sku].name,
+                quantity=line.quantity,
+                unit_price_minor=products[line.sku].price_minor,
+                in_stock=max(products[line.sku].stock, 0),
+            )
+            for line in lines
+        ]
+        totals = self._orders.totals_for([s.unit_price_minor * s.quantity for s in summary])
+        return summary, totals, next(iter(products.values())).currency
+
+    @staticmethod
+    def _apply(
+        checkout: Checkout,
+        summary: list[SummaryLine],
+        totals: Totals,
+        currency: str,
+        address: AddressInput,
+    ) -> None:
+        checkout.lines_json = json.dumps([[s.sku, s.quantity, s.unit_price_minor] for s in summary])
+        checkout.currency = currency
+        checkout.subtotal_minor = totals.subtotal_minor
+        checkout.shipping_minor = totals.shipping_minor
+        checkout.tax_minor = totals.tax_minor
+        checkout.total_minor = totals.total_minor
+        checkout.ship_name = address.name
+        checkout.ship_line1 = address.line1
+        checkout.ship_line2 = address.line2
+        checkout.ship_city = address.city
+        checkout.ship_postal_code = address.postal_code
+        checkout.ship_country = address.country
+
+    # -- use cases ----------------------------------------------------------------------
+    def start(
+        self, viewer: Viewer | None, lines: list[LineInput], address: AddressInput
+    ) -> CheckoutView:
+        """Validate, price, estimate delivery and reserve the order code. Stock is shown,
+        not taken: it is reserved only when the order is placed."""
+        who = require_viewer(viewer)
+        lines = clean_lines(lines)
+        address = clean_address(address)
+        with self._db.write() as session:
+            summary, totals, currency = self._price(session, lines)
+            now = utcnow()
+            checkout = Checkout(
+                code=self._orders.fresh_code(session),
+                user_id=who.user_id,
+                lines_json="[]",
+                currency=currency,
+                subtotal_minor=0,
+                shipping_minor=0,
+                tax_minor=0,
+                total_minor=0,
+                ship_name="",
+                ship_line1="",
+                ship_city="",
+                ship_postal_code="",
+                ship_country="",
+                estimated_delivery=self._orders.estimated_delivery(now),
+                created_at=now,
+                updated_at=now,
+                expires_at=now + self._ttl,
+            )
+            self._apply(checkout, summary, totals, currency, address)
+            session.add(checkout)
+            session.commit()
+        return CheckoutView(checkout, summary)
+
+    def _owned_open(self, session: Session, who: Viewer, code: str, client_ip: str) -> Checkout:
+        """One query by code and owner; expired is the same answer as unknown."""
+        checkout: Checkout | None = session.execute(
+            select(Checkout).where(Checkout.code == code, Checkout.user_id == who.user_id)
+        ).scalar_one_or_none()
+        if checkout is None or (
+            checkout.status == CheckoutStatus.OPEN.value and checkout.expires_at <= utcnow()
+        ):
+            self._lookups.failed(who, client_ip)
+            raise OrderNotFound()
+        return checkout
+
+    def get(self, viewer: Viewer | None, raw_code: str, client_ip: str) -> CheckoutView:
+        who, code = self._lookups.begin(viewer, raw_code, client_ip)
+        with self._db.read() as session:
+            checkout = self._owned_open(session, who, code, client_ip)
+            return self._view(session, checkout)
+
+    def update(
+        self,
+        viewer: Viewer | None,
+        raw_code: str,
+        client_ip: str,
+        lines: list[LineInput] | None,
+        address: AddressInput | None,
+    ) -> CheckoutView:
+        """Reprice at today's prices (with new lines or address if given); same code."""
+        who, code = self._lookups.begin(viewer, raw_code, client_ip)
+        new_lines = clean_lines(lines) if lines is not None else None
+        new_address = clean_address(address) if address is not None else None
+        with self._db.write() as session:
+            checkout = self._owned_open(session, who, code, client_ip)
+            if checkout.status != CheckoutStatus.OPEN.value:
+                raise Conflict("This checkout has already been placed.", field="code")
+            current_lines = new_lines or _stored_lines(checkout)
+            summary, totals, currency = self._price(session, current_lines)
+            self._apply(checkout, summary, totals, currency, new_address or _address(checkout))
+            now = utcnow()
+            checkout.updated_at = now
+            checkout.expires_at = now + self._ttl  # activity keeps a checkout alive
+            checkout.estimated_delivery = self._orders.estimated_delivery(now)
+            session.add(checkout)
+            session.commit()
+        return CheckoutView(checkout, summary)
+
+    def place(
+        self, viewer: Viewer | None, raw_code: str, client_ip: str, payment_token: str
+    ) -> OrderView:
+        """Turn the checkout into the order with the same code. Placing twice returns the
+        same order (the code is the idempotency handle); changed prices are refused."""
+        who, code = self._lookups.begin(viewer, raw_code, client_ip)
+        if len(payment_token) > 100:
+            raise BadUserInput("Unknown payment token.", field="paymentToken")
+        with self._db.read() as session:
+            checkout = self._owned_open(session, who, code, client_ip)
+        key = f"checkout:{checkout.code}"
+        print_ = hashlib.sha256(key.encode()).hexdigest()
+        stored = json.loads(checkout.lines_json)
+        lines = [LineInput(sku, qty) for sku, qty, _ in stored]
+        expected = {sku: price for sku, _, price in stored}
+
+        def mark_placed(session: Session, order: Order) -> None:
+            session.execute(
+                update(Checkout)
+                .where(Checkout.id == checkout.id)
+                .values(status=CheckoutStatus.PLACED.value, order_id=order.id, updated_at=utcnow())
+            )
+
+        return self._orders.place_prepared(
+            who,
+            lines,
+            _address(checkout),
+            payment_token,
+            key,
+            print_,
+            code=checkout.code,
+            expected_prices=expected,
+            on_placed=mark_placed,
+        )
+
+    def _view(self, session: Session, checkout: Checkout) -> CheckoutView:
+        stored = json.loads(checkout.lines_json)
+        products = {
+            p.sku: p
+            for p in session.execute(
+                select(Product).where(Product.sku.in_([sku for sku, _, _ in stored]))
+            ).scalars()
+        }
+        lines = [
+            SummaryLine(
+                sku=sku,
+                name=products[sku].name if sku in products else sku,
+                quantity=qty,
+                unit_price_minor=price,
+                in_stock=max(products[sku].stock, 0) if sku in products else 0,
+            )
+            for sku, qty, price in stored
+        ]
+        order_code = checkout.code if checkout.status == CheckoutStatus.PLACED.value else None
+        return CheckoutView(checkout, lines, order_code)
+
+
+def _stored_lines(checkout: Checkout) -> list[LineInput]:
+    return [LineInput(sku, qty) for sku, qty, _ in json.loads(checkout.lines_json)]
+
+
+def _address(checkout: Checkout) -> AddressInput:
+    return AddressInput(
+        name=checkout.ship_name,
+        line1=checkout.ship_line1,
+        line2=checkout.ship_line2,
+        city=checkout.ship_city,
+        postal_code=checkout.ship_postal_code,
+        country=checkout.ship_country,
+    )
