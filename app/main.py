@@ -30,7 +30,7 @@ log = logging.getLogger("app")
 
 class OrdersGraphQL(GraphQL[Context, None]):
     def __init__(self, services: Services, **kwargs: Any) -> None:
-        super().__init__(build_schema(), **kwargs)
+        super().__init__(build_schema(production=services.settings.is_production), **kwargs)
         self.services = services
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:

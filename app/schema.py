@@ -7,6 +7,7 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -41,12 +42,16 @@ class OrdersSchema(strawberry.Schema):
         return None
 
 
-def build_schema(**_: Any) -> strawberry.Schema:
+def build_schema(*, production: bool = False) -> strawberry.Schema:
+    """Batching stays off (StrawberryConfig's default): one operation per request, so every
+    code lookup is one resolution the limiter sees. Introspection is off in production."""
+    extensions: list[Any] = [DisableIntrospection] if production else []
     return OrdersSchema(
         query=Query,
         mutation=Mutation,
         config=StrawberryConfig(),
         extensions=[
+            *extensions,
             lambda: MaxTokensLimiter(max_token_count=2000),  # first: stops the parser early
             lambda: ParserCache(maxsize=512),
             lambda: QueryDepthLimiter(max_depth=10),

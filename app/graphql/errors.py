@@ -4,6 +4,7 @@ stay readable; anything else is masked to a generic message with the request id.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -46,6 +47,11 @@ def run_mutation(work: Callable[[], T], on_error: Callable[[list[UserError]], T]
         return on_error([to_user_error(error)])
 
 
+# "Cannot query field 'ordr'. Did you mean 'order'?" would let a caller map the schema
+# without introspection; the suggestion is cut, the rest of the message stays readable.
+_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+
+
 class DomainErrorMasking(MaskErrors):
     def __init__(self) -> None:
         super().__init__(error_message="Internal error.")
@@ -67,7 +73,7 @@ class DomainErrorMasking(MaskErrors):
             )
         if original is None:  # syntax and validation errors: readable, never sensitive
             return GraphQLError(
-                error.message,
+                _SUGGESTION.sub("", error.message),
                 nodes=error.nodes,
                 source=error.source,
                 positions=error.positions,

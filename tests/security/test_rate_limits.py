@@ -1,0 +1,197 @@
+"""The one limiter: charged once per resolution, atomic, keyed by user and by client IP,
+with a lockout after failed lookups, shared through Redis, failing closed without it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from starlette.testclient import TestClient
+
+from app.container import Services, build_services
+from app.main import create_app
+from app.security import codes
+from app.security.ratelimit import Limiter
+from app.settings import RateLimits, Settings
+from tests.conftest import FAST_PASSWORDS, Account, GraphQLClient, error_codes
+
+
+class Harness:
+    def __init__(self, settings: Settings, peer: str = "10.0.0.1") -> None:
+        self.services = build_services(settings, passwords=FAST_PASSWORDS)
+        self.http = TestClient(
+            create_app(settings, run_sender=False, services=self.services), client=(peer, 5000)
+        )
+        self.gql = GraphQLClient(self.http)
+        self.order_selects = 0
+
+        @event.listens_for(self.services.db.engine, "before_cursor_execute")
+        def count(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
+            if statement.lstrip().upper().startswith("SELECT") and "FROM orders" in statement:
+                self.order_selects += 1
+
+
+@pytest.fixture
+def limited(settings: Settings) -> Callable[..., Harness]:
+    made: list[Harness] = []
+
+    def make(peer: str = "10.0.0.1", **limits: Any) -> Harness:
+        harness = Harness(replace(settings, rate_limits=replace(RateLimits(), **limits)), peer=peer)
+        made.append(harness)
+        return harness
+
+    yield make  # type: ignore[misc]
+    for harness in made:
+        harness.services.close()
+
+
+def aliases(n: int) -> str:
+    fields = " ".join(f"a{i}: order(code: $code) {{ code }}" for i in range(n))
+    return f"query Q($code: String!) {{ {fields} }}"
+
+
+def test_ten_aliases_with_a_budget_of_three_run_exactly_three_lookups(
+    limited: Callable[..., Harness], owner: Account, place_order: Callable[..., Any]
+) -> None:
+    h = limited(lookups_per_user="3/minute")
+    view = place_order(owner)
+    token = h.services.accounts.login(owner.email, "correct-horse-battery-9", "10.0.0.1")
+    body = h.gql(aliases(10), {"code": view.order.code}, token=token.access_token)
+    found = [k for k, v in (body["data"] or {}).items() if v is not None]
+    limited_errors = [e for e in body["errors"] if e["extensions"]["code"] == "RATE_LIMITED"]
+    assert len(found) == 3
+    assert len(limited_errors) == 7
+    assert h.order_selects == 3  # the refused ones never reached the database
+    assert all(e["extensions"]["retryAfter"] > 0 for e in limited_errors)
+    print(f"\nroute=aliases budget=3 tried=10 lookups_run={h.order_selects}")
+
+
+def test_fragments_and_separate_requests_are_each_charged(
+    limited: Callable[..., Harness], owner: Account, place_order: Callable[..., Any]
+) -> None:
+    h = limited(lookups_per_user="4/minute")
+    view = place_order(owner)
+    token = h.services.accounts.login(owner.email, "correct-horse-battery-9", "10.0.0.1")
+    fragment = """
+      fragment F on Query { x: order(code: $code) { code } y: order(code: $code) { code } }
+      query Q($code: String!) { ...F ...F z: order(code: $code) { status } }
+    """
+    body = h.gql(fragment, {"code": view.order.code}, token=token.access_token)
+    assert h.order_selects == 3  # x, y (merged fragment spreads) and z
+    for _ in range(3):
+        h.gql(aliases(1), {"code": view.order.code}, token=token.access_token)
+    assert h.order_selects == 4  # budget 4 in all
+    assert "errors" not in body or not body["errors"]
+
+
+def test_failed_lookups_lock_the_user_out_even_for_real_codes(
+    limited: Callable[..., Harness], owner: Account, place_order: Callable[..., Any]
+) -> None:
+    h = limited(failed_lookups_per_user="3/15 minutes")
+    view = place_order(owner)
+    token = h.services.accounts.login(owner.email, "correct-horse-battery-9", "10.0.0.1")
+    for _ in range(3):
+        body = h.gql(aliases(1), {"code": codes.generate()}, token=token.access_token)
+        assert error_codes(body) == ["ORDER_NOT_FOUND"]
+    h.gql(aliases(1), {"code": "not-a-code"}, token=token.access_token)
+    locked = h.gql(aliases(1), {"code": view.order.code}, token=token.access_token)
+    assert error_codes(locked) == ["RATE_LIMITED"]
+    assert locked["errors"][0]["extensions"]["retryAfter"] > 60
+
+
+def test_the_ip_budget_spans_accounts(
+    limited: Callable[..., Harness], make_account: Callable[..., Account]
+) -> None:
+    h = limited(lookups_per_ip="5/minute")
+    tried = 0
+    for _ in range(4):  # an attacker rotating through accounts from one address
+        account = make_account()
+        token = h.services.accounts.login(account.email, "correct-horse-battery-9", "10.0.0.1")
+        body = h.gql(aliases(3), {"code": codes.generate()}, token=token.access_token)
+        tried += error_codes(body).count("ORDER_NOT_FOUND")
+    assert tried == 5
+    print(f"\nroute=account-rotation ip_budget=5 codes_tested={tried}")
+
+
+def test_spoofed_forwarded_for_buys_no_new_budget(
+    limited: Callable[..., Harness], owner: Account
+) -> None:
+    h = limited(lookups_per_ip="2/minute", lookups_per_user="100/minute")
+    token = h.services.accounts.login(owner.email, "correct-horse-battery-9", "10.0.0.1")
+    outcomes = []
+    for i in range(4):
+        response = h.http.post(
+            "/graphql",
+            json={"query": aliases(1), "variables": {"code": codes.generate()}},
+            headers={
+                "authorization": f"Bearer {token.access_token}",
+                "x-forwarded-for": f"203.0.113.{i}",
+            },
+        )
+        outcomes += error_codes(response.json())
+    assert outcomes == ["ORDER_NOT_FOUND", "ORDER_NOT_FOUND", "RATE_LIMITED", "RATE_LIMITED"]
+
+
+def test_a_trusted_proxy_forwards_the_client_address(settings: Settings, owner: Account) -> None:
+    trusted = replace(
+        settings,
+        trusted_proxies=("10.0.0.0/8",),
+        rate_limits=replace(RateLimits(), lookups_per_ip="1/minute"),
+    )
+    h = Harness(trusted, peer="10.1.2.3")
+    token = h.services.accounts.login(owner.email, "correct-horse-battery-9", "10.0.0.1")
+    outcomes = []
+    for client in ("198.51.100.7", "198.51.100.8", "198.51.100.7"):
+        response = h.http.post(
+            "/graphql",
+            json={"query": aliases(1), "variables": {"code": codes.generate()}},
+            headers={
+                "authorization": f"Bearer {token.access_token}",
+                "x-forwarded-for": f"6.6.6.6, {client}",
+            },
+        )
+        outcomes += error_codes(response.json())
+    h.services.close()
+    # two distinct clients behind the proxy get one budget each; the spoofed first hop is
+    # ignored because only the right-most untrusted address counts
+    assert outcomes == ["ORDER_NOT_FOUND", "ORDER_NOT_FOUND", "RATE_LIMITED"]
+
+
+@pytest.mark.redis
+def test_two_instances_share_one_budget_through_redis(redis_url: str) -> None:
+    limits = replace(RateLimits(), lookups_per_user="3/minute")
+    a, b = Limiter(limits, redis_url), Limiter(limits, redis_url)
+    allowed = 0
+    for i in range(8):
+        try:
+            (a if i % 2 else b).charge_lookup("user:attacker", "192.0.2.1")
+            allowed += 1
+        except Exception as exc:
+            assert type(exc).__name__ == "RateLimited"
+    assert allowed == 3
+
+
+@pytest.fixture
+def dead_redis_harness(settings: Settings) -> Iterator[Harness]:
+    h = Harness(replace(settings, redis_url="redis://127.0.0.1:1/0"))
+    yield h
+    h.services.close()
+
+
+def test_redis_unreachable_fails_closed(
+    dead_redis_harness: Harness, owner: Account, place_order: Callable[..., Any]
+) -> None:
+    view = place_order(owner)
+    h = dead_redis_harness
+    token = h.services.accounts.authenticate  # authentication needs no Redis
+    assert token is not None
+    access = owner.token
+    body = h.gql(aliases(1), {"code": view.order.code}, token=access)
+    assert error_codes(body) == ["SERVICE_UNAVAILABLE"]
+    assert h.order_selects == 0
+    # what does not need Redis keeps working
+    products = h.gql("{ products { edges { node { sku } } } }")
+    assert not products.get("errors")
