@@ -173,8 +173,12 @@ class AccountService:
             if row is None:
                 raise InvalidRefreshToken()
             token, auth_session, user = row
-            if auth_session.revoked_at is not None or token.expires_at <= now:
+            if auth_session.revoked_at is not None:
                 raise InvalidRefreshToken()
+            if token.expires_at <= now and token.rotated_at is None:
+                raise InvalidRefreshToken()
+            # A rotated token presented again (expired or not) was copied: the conditional
+            # update below finds it spent and revokes the family.
             # Spend the token with a conditional update: of two concurrent uses, one wins.
             spent = session.execute(
                 update(RefreshToken)

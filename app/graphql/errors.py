@@ -71,7 +71,8 @@ class DomainErrorMasking(MaskErrors):
             return GraphQLError(
                 original.message, nodes=error.nodes, path=error.path, extensions=extensions
             )
-        if original is None:  # syntax and validation errors: readable, never sensitive
+        if original is None or isinstance(original, GraphQLError):
+            # syntax, validation and variable-coercion errors: readable, never sensitive
             return GraphQLError(
                 _SUGGESTION.sub("", error.message),
                 nodes=error.nodes,
