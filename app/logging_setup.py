@@ -7,7 +7,9 @@ import json
 import logging
 import re
 import sys
+import traceback
 from datetime import UTC, datetime
+from types import TracebackType
 
 _CODE = re.compile(r"\b([0-9A-Za-z]{4})-?([0-9A-Za-z]{4})-?([0-9A-Za-z]{4})-?([0-9A-Za-z]{4})\b")
 _EMAIL = re.compile(r"[^@\s\"']+@[^@\s\"']+\.[A-Za-z]{2,}")
@@ -30,9 +32,18 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 data[key] = scrub(str(value)) if isinstance(value, str) else value
-        if record.exc_info:
-            data["exc"] = scrub(self.formatException(record.exc_info))
+        if record.exc_info and record.exc_info[0] is not None:
+            data["exc_type"] = record.exc_info[0].__name__
+            data["stack"] = _frames(record.exc_info[2])
         return json.dumps(data, default=str)
+
+
+def _frames(tb: TracebackType | None) -> list[str]:
+    """Where it failed, without the exception's message: messages of database errors carry
+    statement parameters (addresses, emails, codes) and must never reach a log."""
+    return [
+        f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in traceback.extract_tb(tb)
+    ]
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import event
 from starlette.testclient import TestClient
 
-from app.container import Services, build_services
+from app.container import build_services
 from app.main import create_app
 from app.security import codes
 from app.security.ratelimit import Limiter
