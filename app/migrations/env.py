@@ -10,6 +10,7 @@ from sqlmodel import SQLModel
 
 import app.models  # noqa: F401  (registers every table)
 from app.db import make_engine, normalise_url
+from app.migrate import include_object
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -24,7 +25,11 @@ def _url() -> str:
 
 def run_migrations_offline() -> None:
     context.configure(
-        url=_url(), target_metadata=target_metadata, literal_binds=True, render_as_batch=True
+        url=_url(),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        include_object=include_object,
+        render_as_batch=True,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -41,7 +46,12 @@ def run_migrations_online() -> None:
         return
     engine = make_engine(_url())
     with engine.connect() as conn:
-        context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
+        context.configure(
+            connection=conn,
+            target_metadata=target_metadata,
+            render_as_batch=True,
+            include_object=include_object,
+        )
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()
