@@ -8,6 +8,7 @@ import app.models  # noqa: F401  (every table registered before the first query)
 from app.accounts.service import AccountService
 from app.catalog.service import CatalogService
 from app.db import Database
+from app.events.broker import Broker, InProcessBroker
 from app.orders.checkout import CheckoutService
 from app.orders.service import OrderService
 from app.pagination import CursorCodec
@@ -32,6 +33,7 @@ class Services:
     checkouts: CheckoutService
     payments: PaymentProvider
     lookups: CodeLookups
+    events: Broker
 
     def close(self) -> None:
         self.db.dispose()
@@ -50,19 +52,23 @@ def build_services(settings: Settings, *, passwords: Passwords | None = None) ->
         settings.access_token_ttl_seconds,
     )
     cursors = CursorCodec(settings.jwt_secret)
+    events: Broker = InProcessBroker()
     lookups = CodeLookups(limiter)
     payments = TestPaymentProvider(provider_ledger_url(settings.database_url))
-    orders = OrderService(db, payments, lookups, cursors, settings)
+    orders = OrderService(db, payments, lookups, cursors, settings, events)
     return Services(
         settings=settings,
         db=db,
         limiter=limiter,
         passwords=passwords,
         tokens=tokens,
-        accounts=AccountService(db, passwords, tokens, limiter, settings.refresh_token_ttl_seconds),
+        accounts=AccountService(
+            db, passwords, tokens, limiter, settings.refresh_token_ttl_seconds, events
+        ),
         catalog=CatalogService(db, cursors, settings.max_page_size),
         orders=orders,
         checkouts=CheckoutService(db, orders, lookups, settings.checkout_ttl_seconds),
         payments=payments,
         lookups=lookups,
+        events=events,
     )

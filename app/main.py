@@ -15,8 +15,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.types.unset import UnsetType
 
 from app.container import Services, build_services
+from app.errors import DomainError
 from app.graphql.context import Context, client_ip_from
 from app.http import GuardMiddleware, request_id_of
 from app.migrate import is_at_head
@@ -46,6 +49,15 @@ class OrdersGraphQL(GraphQL[Context, None]):
             request=request,
             response=response,
         )
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """Authenticate in connection_init: a bad or ended session closes with 4403; a
+        connection without credentials is accepted (every operation then asks for them)."""
+        try:
+            _ = context.viewer
+        except DomainError as error:
+            raise ConnectionRejectionError({"code": error.code.value}) from error
+        return None  # plain connection_ack
 
 
 def create_app(

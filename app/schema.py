@@ -20,7 +20,7 @@ from strawberry.types import ExecutionContext
 from app.accounts.schema import AccountsMutation, AccountsQuery
 from app.catalog.schema import CatalogQuery
 from app.graphql.errors import DomainErrorMasking
-from app.orders.schema import OrdersMutation, OrdersQuery
+from app.orders.schema import OrdersMutation, OrdersQuery, OrdersSubscription
 
 
 @strawberry.type
@@ -30,6 +30,11 @@ class Query(AccountsQuery, CatalogQuery, OrdersQuery):
 
 @strawberry.type
 class Mutation(AccountsMutation, OrdersMutation):
+    pass
+
+
+@strawberry.type
+class Subscription(OrdersSubscription):
     pass
 
 
@@ -49,6 +54,7 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
     return OrdersSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         config=StrawberryConfig(),
         extensions=[
             *extensions,

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from app.accounts.models import AuthSession, RefreshToken, User
 from app.db import Database, utcnow
 from app.errors import BadUserInput, Conflict, DomainError, ErrorCode, Unauthenticated
+from app.events.broker import Broker, InProcessBroker, session_topic
 from app.security.passwords import Passwords, password_problem
 from app.security.policy import Viewer
 from app.security.ratelimit import Limiter
@@ -69,7 +70,9 @@ class AccountService:
         tokens: AccessTokens,
         limiter: Limiter,
         refresh_ttl_seconds: int,
+        events: Broker | None = None,
     ) -> None:
+        self._events: Broker = events or InProcessBroker()
         self._db = db
         self._passwords = passwords
         self._tokens = tokens
@@ -192,6 +195,8 @@ class AccountService:
                     .values(revoked_at=now, revoked_reason="refresh-reuse")
                 )
                 session.commit()
+                assert auth_session.id is not None
+                self._events.publish(session_topic(auth_session.id), {"type": "SESSION_ENDED"})
                 raise InvalidRefreshToken()
             new_refresh = new_opaque_token()
             session.add(
@@ -213,13 +218,18 @@ class AccountService:
 
     def _revoke(self, condition: object, reason: str) -> int:
         with self._db.write() as session:
-            result = session.execute(
-                update(AuthSession)
-                .where(condition, AuthSession.revoked_at.is_(None))  # type: ignore[arg-type,union-attr]
-                .values(revoked_at=utcnow(), revoked_reason=reason)
+            ended = list(
+                session.execute(
+                    update(AuthSession)
+                    .where(condition, AuthSession.revoked_at.is_(None))  # type: ignore[arg-type,union-attr]
+                    .values(revoked_at=utcnow(), revoked_reason=reason)
+                    .returning(AuthSession.id)
+                ).scalars()
             )
             session.commit()
-            return int(result.rowcount)  # type: ignore[attr-defined]
+        for session_id in ended:  # live streams of these sessions close now
+            self._events.publish(session_topic(session_id), {"type": "SESSION_ENDED"})
+        return len(ended)
 
     def authenticate(self, access_token: str) -> Viewer:
         """A valid signature is not enough: the session must still be live (logout is instant)."""

@@ -55,6 +55,7 @@ class Context:
     authorization: str | None
     request: Any = None
     response: Any = None
+    connection_params: dict[str, Any] | None = None  # graphql-transport-ws connection_init
     _viewer: Viewer | None = None
     _viewer_resolved: bool = False
     loaders: dict[str, DataLoader[Any, Any]] = field(default_factory=dict)
@@ -64,10 +65,16 @@ class Context:
         """None for anonymous; a bad, expired or logged-out token is UNAUTHENTICATED."""
         if not self._viewer_resolved:
             self._viewer_resolved = True
-            token = bearer_token(self.authorization)
+            token = bearer_token(self.authorization or self._init_authorization())
             if token is not None:
                 self._viewer = self.services.accounts.authenticate(token)
         return self._viewer
+
+    def _init_authorization(self) -> str | None:
+        """WebSocket clients authenticate in connection_init: {"Authorization": "Bearer …"}."""
+        params = self.connection_params or {}
+        value = params.get("Authorization") or params.get("authorization")
+        return value if isinstance(value, str) else None
 
     @property
     def order_lines_loader(self) -> DataLoader[int, list[OrderLine]]:

@@ -3,12 +3,14 @@ GraphQL input to primitives and call the service; they never commit."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from typing import Annotated
 
 import strawberry
 
 from app.errors import BadUserInput
+from app.events.broker import order_topic, session_topic
 from app.graphql.common import Money, PageInfo
 from app.graphql.context import Info
 from app.graphql.errors import run_mutation
@@ -27,6 +29,8 @@ from app.orders.types import (
     OrderFilterInput,
     OrderLineInput,
     OrderType,
+    OrderUpdate,
+    OrderUpdateType,
     PlaceOrderPayload,
 )
 
@@ -239,3 +243,37 @@ class OrdersMutation:
             ),
             lambda errors: CancelOrderPayload(user_errors=errors),
         )
+
+
+@strawberry.type
+class OrdersSubscription:
+    @strawberry.subscription(
+        description=(
+            "Live changes to one of your orders (graphql-transport-ws; authenticate in "
+            'connection_init with {"Authorization": "Bearer …"}). Starting it is a '
+            "rate-limited code lookup with exactly the answers of order(code); the stream "
+            "ends when your session does."
+        )
+    )
+    async def order_updates(self, info: Info, code: str) -> AsyncGenerator[OrderUpdate, None]:
+        ctx = info.context
+        orders = ctx.services.orders
+        order = orders.get_order(ctx.viewer, code, ctx.client_ip)
+        viewer = ctx.viewer
+        assert viewer is not None and order.id is not None
+        topics = [order_topic(order.id), session_topic(viewer.session_id)]
+        async with ctx.services.events.subscribe(topics) as events:
+            async for topic, event in events:
+                if topic.startswith("session:"):
+                    return  # logged out: the stream closes with the session
+                fresh = orders.reload_owned(viewer, order.id)
+                if fresh is None:
+                    return
+                kind = str(event.get("type", "CHANGED"))
+                yield OrderUpdate(
+                    type=OrderUpdateType[kind]
+                    if kind in OrderUpdateType.__members__
+                    else OrderUpdateType.CHANGED,
+                    occurred_at=datetime.now(UTC),
+                    order=OrderType(row=fresh),
+                )

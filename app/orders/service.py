@@ -21,6 +21,7 @@ from sqlmodel import Session, col
 from app.catalog.models import Product
 from app.db import Database, utcnow
 from app.errors import BadUserInput, Conflict, OrderNotFound
+from app.events.broker import Broker, InProcessBroker, order_topic
 from app.notifications import templates
 from app.notifications.outbox import enqueue_email
 from app.orders.inputs import (
@@ -128,7 +129,9 @@ class OrderService:
         lookups: CodeLookups,
         cursors: CursorCodec,
         settings: Settings,
+        events: Broker | None = None,
     ) -> None:
+        self.events: Broker = events or InProcessBroker()
         self._db = db
         self._payments = payments
         self._lookups = lookups
@@ -398,6 +401,18 @@ class OrderService:
             raise OrderNotFound()
         return order
 
+    def publish(self, order: Order, kind: str) -> None:
+        """Tell live subscribers of this order that it changed (after the commit)."""
+        assert order.id is not None
+        self.events.publish(order_topic(order.id), {"type": kind, "status": order.status})
+
+    def reload_owned(self, viewer: Viewer, order_id: int) -> Order | None:
+        """A subscriber's fresh view: by id *and* owner, like every other read."""
+        with self._db.read() as session:
+            return session.execute(
+                select(Order).where(Order.id == order_id, Order.user_id == viewer.user_id)
+            ).scalar_one_or_none()
+
     def lines_for_orders(self, order_ids: list[int]) -> dict[int, list[OrderLine]]:
         """Batch loader: lines of many orders in one statement."""
         result: dict[int, list[OrderLine]] = {order_id: [] for order_id in order_ids}
@@ -528,6 +543,7 @@ class OrderService:
             order.status = OrderStatus.CANCELLED.value
             order.refunded_minor = order.total_minor
         log.info("order cancelled", extra={"code": codes.mask(order.code)})
+        self.publish(order, "STATUS_CHANGED")
         return OrderView(order, lines)
 
     def reorder(self, viewer: Viewer | None, raw_code: str, client_ip: str) -> CartDraft:

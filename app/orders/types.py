@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import Enum
 
 import strawberry
 
@@ -306,3 +307,18 @@ class CheckoutType:
 class CheckoutPayload:
     checkout: CheckoutType | None = None
     user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.enum(description="What changed.")
+class OrderUpdateType(Enum):
+    STATUS_CHANGED = "STATUS_CHANGED"
+    TRACKING_EVENT = "TRACKING_EVENT"
+    RETURN_UPDATED = "RETURN_UPDATED"
+    CHANGED = "CHANGED"
+
+
+@strawberry.type(description="One change to an order you follow, with the order as it is now.")
+class OrderUpdate:
+    type: OrderUpdateType
+    occurred_at: datetime
+    order: OrderType
