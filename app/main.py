@@ -31,6 +31,18 @@ from app.settings import Settings
 log = logging.getLogger("app")
 
 
+def whole_request_retry_after(response_data: Any) -> int | None:
+    if not isinstance(response_data, dict):
+        return None
+    errors = response_data.get("errors") or []
+    data = response_data.get("data")
+    nothing = data is None or (isinstance(data, dict) and all(v is None for v in data.values()))
+    codes = [e.get("extensions", {}).get("code") for e in errors if isinstance(e, dict)]
+    if not errors or not nothing or any(code != "RATE_LIMITED" for code in codes):
+        return None
+    return max(int(e.get("extensions", {}).get("retryAfter") or 1) for e in errors)
+
+
 class OrdersGraphQL(GraphQL[Context, None]):
     def __init__(self, services: Services, **kwargs: Any) -> None:
         super().__init__(build_schema(production=services.settings.is_production), **kwargs)
@@ -49,6 +61,16 @@ class OrdersGraphQL(GraphQL[Context, None]):
             request=request,
             response=response,
         )
+
+    def create_response(self, response_data: Any, sub_response: Response) -> Response:
+        """A request refused as a whole by the limiter (no data, only RATE_LIMITED errors)
+        answers HTTP 429 with Retry-After, so plain HTTP clients and proxies back off too."""
+        response = super().create_response(response_data, sub_response)
+        retry = whole_request_retry_after(response_data)
+        if retry is not None:
+            response.status_code = 429
+            response.headers["Retry-After"] = str(retry)
+        return response
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Authenticate in connection_init: a bad or ended session closes with 4403; a

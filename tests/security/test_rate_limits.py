@@ -195,3 +195,24 @@ def test_redis_unreachable_fails_closed(
     # what does not need Redis keeps working
     products = h.gql("{ products { edges { node { sku } } } }")
     assert not products.get("errors")
+
+
+def test_a_request_refused_as_a_whole_is_http_429_with_retry_after(
+    limited: Callable[..., Harness], owner: Account
+) -> None:
+    h = limited(lookups_per_user="1/minute")
+    token = h.services.accounts.login(owner.email, "correct-horse-battery-9", "10.0.0.1")
+    first = h.http.post(
+        "/graphql",
+        json={"query": aliases(1), "variables": {"code": codes.generate()}},
+        headers={"authorization": f"Bearer {token.access_token}"},
+    )
+    assert first.status_code == 200
+    refused = h.http.post(
+        "/graphql",
+        json={"query": aliases(2), "variables": {"code": codes.generate()}},
+        headers={"authorization": f"Bearer {token.access_token}"},
+    )
+    assert refused.status_code == 429
+    assert 0 < int(refused.headers["retry-after"]) <= 60
+    assert {e["extensions"]["code"] for e in refused.json()["errors"]} == {"RATE_LIMITED"}
