@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import app.models  # noqa: F401  (every table registered before the first query)
 from app.accounts.service import AccountService
+from app.audit.service import AuditLog
 from app.catalog.service import CatalogService
 from app.db import Database
 from app.events.broker import Broker, InProcessBroker
@@ -18,6 +19,8 @@ from app.security.passwords import Passwords
 from app.security.ratelimit import Limiter
 from app.security.tokens import AccessTokens
 from app.settings import Settings
+from app.shipments.service import ShipmentService
+from app.support.service import SupportService
 
 
 @dataclass
@@ -34,6 +37,9 @@ class Services:
     payments: PaymentProvider
     lookups: CodeLookups
     events: Broker
+    shipments: ShipmentService
+    audit: AuditLog
+    support: SupportService
 
     def close(self) -> None:
         self.db.dispose()
@@ -53,6 +59,7 @@ def build_services(settings: Settings, *, passwords: Passwords | None = None) ->
     )
     cursors = CursorCodec(settings.jwt_secret)
     events: Broker = InProcessBroker()
+    audit = AuditLog(db, cursors, settings.max_page_size)
     lookups = CodeLookups(limiter)
     payments = TestPaymentProvider(provider_ledger_url(settings.database_url))
     orders = OrderService(db, payments, lookups, cursors, settings, events)
@@ -63,7 +70,7 @@ def build_services(settings: Settings, *, passwords: Passwords | None = None) ->
         passwords=passwords,
         tokens=tokens,
         accounts=AccountService(
-            db, passwords, tokens, limiter, settings.refresh_token_ttl_seconds, events
+            db, passwords, tokens, limiter, settings.refresh_token_ttl_seconds, events, audit
         ),
         catalog=CatalogService(db, cursors, settings.max_page_size),
         orders=orders,
@@ -71,4 +78,9 @@ def build_services(settings: Settings, *, passwords: Passwords | None = None) ->
         payments=payments,
         lookups=lookups,
         events=events,
+        shipments=ShipmentService(
+            db, lookups, cursors, events, max_page_size=settings.max_page_size
+        ),
+        audit=audit,
+        support=SupportService(db, limiter, lookups, audit),
     )

@@ -1,5 +1,9 @@
 """Demo data for `scripts/serve`: a catalog with bins and stock, two customers with orders
-in several states, and one account per staff role. Idempotent: run it as often as you like."""
+in several states, and one account per staff role. Idempotent: run it as often as you like.
+
+Orders reach their demo status through the real use cases: cancelled by the owner, packed,
+shipped and tracked by the warehouse account, so shipped and delivered orders have real
+shipments and tracking events."""
 
 from __future__ import annotations
 
@@ -10,13 +14,17 @@ from sqlalchemy import select, update
 from app.accounts.models import User
 from app.catalog.models import Product
 from app.container import Services
+from app.db import utcnow
 from app.errors import Conflict
 from app.orders.inputs import AddressInput, LineInput
 from app.orders.models import Order, OrderStatus
 from app.security.policy import Viewer
 from app.security.roles import Role
+from app.shipments.inputs import EventInput, LineRequest
+from app.shipments.models import Shipment
 
 DEMO_PASSWORD = "orders-demo-2026"
+DEMO_IP = "127.0.0.1"
 
 PRODUCTS = [
     ("MUG-001", "Enamel camping mug", 1299, 120, "A-01-03"),
@@ -99,29 +107,113 @@ def seed_demo(services: Services) -> int:
         except Conflict:
             with services.db.read() as session:
                 users[email] = session.execute(select(User).where(User.email == email)).scalar_one()
+    warehouse = _viewer(users["warehouse@example.com"])
     for owner, key, lines, status, days_ago in ORDERS:
-        user = users[owner]
-        assert user.id is not None
-        viewer = Viewer(user.id, user.public_id, Role(user.role), 0, user.email)
+        viewer = _viewer(users[owner])
         address = ALICE_ADDRESS if owner.startswith("alice") else BOB_ADDRESS
         view = services.orders.place_order(
             viewer, [LineInput(sku, qty) for sku, qty in lines], address, "tok_visa", key
         )
         order = view.order
-        if order.status != OrderStatus.PLACED.value:
-            continue  # already seeded and moved on
-        placed = order.placed_at - timedelta(days=days_ago)
-        values: dict[str, object] = {
-            "placed_at": placed,
-            "updated_at": placed,
-            "estimated_delivery": services.orders.estimated_delivery(placed),
-        }
-        if status == OrderStatus.CANCELLED:
-            services.orders.cancel_order(viewer, order.code, "127.0.0.1")
-        elif status != OrderStatus.PLACED:
-            values["status"] = status.value
-        with services.db.write() as session:
-            session.execute(update(Order).where(Order.id == order.id).values(**values))
-            session.commit()
-        created += 1
+        placed = utcnow() - timedelta(days=days_ago)
+        if days_ago and order.placed_at > placed + timedelta(hours=1):
+            # placed just now: move it back in time, once
+            order.placed_at = placed
+            order.estimated_delivery = services.orders.estimated_delivery(placed)
+            with services.db.write() as session:
+                session.execute(
+                    update(Order)
+                    .where(Order.id == order.id)
+                    .values(
+                        placed_at=placed,
+                        updated_at=placed,
+                        estimated_delivery=order.estimated_delivery,
+                    )
+                )
+                session.commit()
+            created += 1
+        if status == OrderStatus.CANCELLED and order.status == OrderStatus.PLACED.value:
+            services.orders.cancel_order(viewer, order.code, DEMO_IP)
+            created += 1
+        elif status in (OrderStatus.PROCESSING, OrderStatus.SHIPPED, OrderStatus.DELIVERED):
+            created += _fulfil(services, warehouse, order, lines, status, key)
     return created
+
+
+def _viewer(user: User) -> Viewer:
+    assert user.id is not None
+    return Viewer(user.id, user.public_id, Role(user.role), 0, user.email)
+
+
+# (status, hours after the order was placed, location, description)
+_TRACKING = {
+    OrderStatus.SHIPPED: [("IN_TRANSIT", 32, "Leipzig hub", "Arrived at the sorting centre")],
+    OrderStatus.DELIVERED: [
+        ("IN_TRANSIT", 32, "Leipzig hub", "Arrived at the sorting centre"),
+        ("OUT_FOR_DELIVERY", 55, "Local depot", "Out for delivery"),
+        ("DELIVERED", 61, "Front door", "Delivered"),
+    ],
+}
+
+
+def _fulfil(
+    services: Services,
+    warehouse: Viewer,
+    order: Order,
+    lines: list[tuple[str, int]],
+    status: OrderStatus,
+    key: str,
+) -> int:
+    """Walk a demo order to `status` through the warehouse's own use cases (pack, ship,
+    tracking events), skipping the steps already done: real shipments and events, and
+    safe to run again. An order from a database seeded before shipments existed (already
+    SHIPPED without a shipment) is left as it is."""
+    done = 0
+    shipments = services.shipments
+    current = OrderStatus(order.status)
+    if current == OrderStatus.PLACED:
+        first_only = [LineRequest(*lines[0])] if status == OrderStatus.PROCESSING else None
+        scanned = [sku for sku, qty in (lines[:1] if first_only else lines) for _ in range(qty)]
+        order = shipments.pack_order(warehouse, order.code, DEMO_IP, scanned, first_only).order
+        done += 1
+    if status == OrderStatus.PROCESSING:
+        return done
+    tracking = "DEMO-" + key.upper().removeprefix("DEMO-")
+    placed = order.placed_at
+    if OrderStatus(order.status) == OrderStatus.PACKED:
+        shipped = shipments.ship_order(warehouse, order.code, DEMO_IP, "DHL", tracking).shipment
+        estimate = services.orders.estimated_delivery(placed)
+        with services.db.write() as session:  # the demo's past: shipped a day after ordering
+            session.execute(
+                update(Shipment)
+                .where(Shipment.id == shipped.id)
+                .values(shipped_at=placed + timedelta(days=1), estimated_delivery=estimate)
+            )
+            session.execute(
+                update(Order).where(Order.id == order.id).values(estimated_delivery=estimate)
+            )
+            session.commit()
+        done += 1
+    with services.db.read() as session:
+        has_shipment = session.execute(
+            select(Shipment.id).where(Shipment.order_id == order.id)
+        ).first()
+    if has_shipment is None:
+        return done
+    for number, (event, hours, location, description) in enumerate(_TRACKING[status], 1):
+        result = shipments.add_tracking_event(
+            warehouse,
+            order.code,
+            DEMO_IP,
+            "DHL",
+            tracking,
+            EventInput(
+                status=event,
+                occurred_at=placed + timedelta(hours=hours),
+                location=location,
+                description=description,
+                event_id=f"{tracking}-{number}",
+            ),
+        )
+        done += int(result.recorded)
+    return done

@@ -27,6 +27,7 @@ from app.notifications.sender import OutboxSender
 from app.notifications.transports import transport_from_settings
 from app.schema import build_schema
 from app.settings import Settings
+from app.shipments.webhook import carrier_webhook
 
 log = logging.getLogger("app")
 
@@ -131,6 +132,11 @@ def create_app(
             Route("/readyz", readyz),
             Route("/graphql", graphql_app, methods=["GET", "POST", "OPTIONS"]),
             WebSocketRoute("/graphql", graphql_app),
+            Route(
+                "/webhooks/carrier",
+                carrier_webhook(services.shipments, settings.carrier_webhook_secret),
+                methods=["POST"],
+            ),
         ],
         lifespan=lifespan,
         middleware=[Middleware(GuardMiddleware, ide_enabled=ide is not None)],

@@ -1,16 +1,24 @@
 """Every table, imported in one place for Alembic and test setup."""
 
 from app.accounts.models import AuthSession, RefreshToken, User
+from app.audit.models import AuditEntry
 from app.catalog.models import Product
 from app.notifications.models import OutboxEmail
 from app.orders.models import Order, OrderLine
+from app.shipments.models import Pack, PackLine, Shipment, ShipmentLine, TrackingEvent
 
 __all__ = [
+    "AuditEntry",
     "AuthSession",
     "Order",
     "OrderLine",
     "OutboxEmail",
+    "Pack",
+    "PackLine",
     "Product",
     "RefreshToken",
+    "Shipment",
+    "ShipmentLine",
+    "TrackingEvent",
     "User",
 ]

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import (
+    BREAK,
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    Node,
+    SelectionSetNode,
+    ValidationRule,
+    Visitor,
+    visit,
+)
+from graphql.validation.validate import ValidationAbortedError
 from strawberry.extensions import (
+    AddValidationRules,
     DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
@@ -18,24 +34,93 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from app.accounts.schema import AccountsMutation, AccountsQuery
+from app.audit.schema import AuditQuery
 from app.catalog.schema import CatalogQuery
 from app.graphql.errors import DomainErrorMasking
 from app.orders.schema import OrdersMutation, OrdersQuery, OrdersSubscription
+from app.shipments.schema import ShipmentsMutation, ShipmentsQuery
+from app.support.schema import SupportQuery
 
 
 @strawberry.type
-class Query(AccountsQuery, CatalogQuery, OrdersQuery):
+class Query(AccountsQuery, CatalogQuery, OrdersQuery, SupportQuery, AuditQuery, ShipmentsQuery):
     pass
 
 
 @strawberry.type
-class Mutation(AccountsMutation, OrdersMutation):
+class Mutation(AccountsMutation, OrdersMutation, ShipmentsMutation):
     pass
 
 
 @strawberry.type
 class Subscription(OrdersSubscription):
     pass
+
+
+# Directive and field-duplication overloading (graphql-cop "Directive Overloading" and
+# "Field Duplication", found by tests/security_stage): `__typename @aa@aa…` made one error per
+# directive, and `__typename` x500 (or a field with a selection x150) was accepted after a
+# validation pass that is quadratic in the duplicates. No real query puts more than two
+# directives (@skip, @include) on one place or selects one field more than twice.
+MAX_DIRECTIVES_PER_LOCATION = 5
+MAX_FIELD_REPEATS = 5
+
+
+class _OverloadFinder(Visitor):
+    def __init__(self, fragments: dict[str, FragmentDefinitionNode]) -> None:
+        super().__init__()
+        self.fragments = fragments
+        self.problem: str | None = None
+
+    def enter(self, node: Node, *_: Any) -> Any:
+        directives = getattr(node, "directives", None) or ()
+        if len(directives) > MAX_DIRECTIVES_PER_LOCATION:
+            self.problem = (
+                f"{len(directives)} directives in one place; at most "
+                f"{MAX_DIRECTIVES_PER_LOCATION} are allowed."
+            )
+            return BREAK
+        if isinstance(node, SelectionSetNode):
+            name, times = self._most_repeated(node)
+            if times > MAX_FIELD_REPEATS:
+                self.problem = (
+                    f"Field '{name}' is selected {times} times in one selection; at most "
+                    f"{MAX_FIELD_REPEATS} are allowed."
+                )
+                return BREAK
+        return None
+
+    def _most_repeated(self, selection_set: SelectionSetNode) -> tuple[str, int]:
+        """Response keys as graphql-core merges them: through inline fragments and each
+        named fragment (once) spread into this selection."""
+        counts: Counter[str] = Counter()
+        stack, spread = [selection_set], set()
+        while stack:
+            for selection in stack.pop().selections:
+                if isinstance(selection, FieldNode):
+                    counts[(selection.alias or selection.name).value] += 1
+                elif isinstance(selection, InlineFragmentNode):
+                    stack.append(selection.selection_set)
+                elif isinstance(selection, FragmentSpreadNode):
+                    name = selection.name.value
+                    if name not in spread and name in self.fragments:
+                        spread.add(name)
+                        stack.append(self.fragments[name].selection_set)
+        return counts.most_common(1)[0] if counts else ("", 0)
+
+
+class OverloadLimits(ValidationRule):
+    """Refuse overloaded documents with ONE error and stop validating there: raising
+    ValidationAbortedError is graphql-core's own way to end `validate` early."""
+
+    def enter_document(self, node: DocumentNode, *_: Any) -> None:
+        fragments = {
+            d.name.value: d for d in node.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        finder = _OverloadFinder(fragments)
+        visit(node, finder)
+        if finder.problem is not None:
+            raise ValidationAbortedError(finder.problem)
 
 
 class OrdersSchema(strawberry.Schema):
@@ -62,6 +147,7 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
             lambda: ParserCache(maxsize=512),
             lambda: QueryDepthLimiter(max_depth=10),
             lambda: MaxAliasesLimiter(max_alias_count=30),
+            lambda: AddValidationRules([OverloadLimits]),
             lambda: ValidationCache(maxsize=512),
             DomainErrorMasking,
         ],

@@ -53,6 +53,7 @@ class Settings:
     jwt_secret: str = DEV_JWT_SECRET
     jwt_issuer: str = "orders-api"
     jwt_audience: str = "orders-api-clients"
+    carrier_webhook_secret: str = DEV_CARRIER_SECRET  # HMAC key of POST /webhooks/carrier
     access_token_ttl_seconds: int = 900
     refresh_token_ttl_seconds: int = 30 * 24 * 3600
     smtp_host: str | None = None
@@ -110,6 +111,7 @@ class Settings:
             jwt_secret=_env_str("JWT_SECRET", cls.jwt_secret),
             jwt_issuer=_env_str("JWT_ISSUER", cls.jwt_issuer),
             jwt_audience=_env_str("JWT_AUDIENCE", cls.jwt_audience),
+            carrier_webhook_secret=_env_str("CARRIER_WEBHOOK_SECRET", cls.carrier_webhook_secret),
             access_token_ttl_seconds=_env_int("ACCESS_TOKEN_TTL_SECONDS", 900),
             refresh_token_ttl_seconds=_env_int("REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600),
             smtp_host=smtp_host,
@@ -146,10 +148,18 @@ class Settings:
                 f"production needs JWT_SECRET set to a random value of at least "
                 f"{MIN_SECRET_LENGTH} characters"
             )
+        if (
+            self.carrier_webhook_secret == DEV_CARRIER_SECRET
+            or len(self.carrier_webhook_secret) < MIN_SECRET_LENGTH
+        ):
+            raise SettingsError(
+                f"production needs CARRIER_WEBHOOK_SECRET set to a random value of at least "
+                f"{MIN_SECRET_LENGTH} characters"
+            )
         if self.debug:
             raise SettingsError("DEBUG must be off in production")
 
     def describe(self) -> dict[str, Any]:
         """Settings for logs, with secrets left out."""
-        hidden = {"jwt_secret", "smtp_password"}
+        hidden = {"jwt_secret", "smtp_password", "carrier_webhook_secret"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden}

@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.accounts.models import AuthSession, RefreshToken, User
+from app.audit.service import AuditLog
 from app.db import Database, utcnow
 from app.errors import BadUserInput, Conflict, DomainError, ErrorCode, Unauthenticated
 from app.events.broker import Broker, InProcessBroker, session_topic
@@ -71,8 +72,10 @@ class AccountService:
         limiter: Limiter,
         refresh_ttl_seconds: int,
         events: Broker | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self._events: Broker = events or InProcessBroker()
+        self._audit = audit
         self._db = db
         self._passwords = passwords
         self._tokens = tokens
@@ -119,7 +122,9 @@ class AccountService:
         ok = self._passwords.verify(user.password_hash if user else None, password)
         if user is None or not ok:
             self._limiter.record_login_failure(f"email:{email_key}", f"ip:{client_ip}")
+            self._audit_staff_login(user, "failed", client_ip)
             raise InvalidCredentials()
+        self._audit_staff_login(user, "success", client_ip)
         self._limiter.record_login_success(f"email:{email_key}")
         if self._passwords.needs_rehash(user.password_hash):
             with self._db.write() as session:
@@ -130,6 +135,19 @@ class AccountService:
                 )
                 session.commit()
         return self._start_session(user)
+
+    def _audit_staff_login(self, user: User | None, outcome: str, client_ip: str) -> None:
+        """Staff logins (and failed attempts on staff accounts) go to the audit log."""
+        if self._audit is None or user is None or user.role == Role.CUSTOMER.value:
+            return
+        self._audit.record(
+            actor=None,
+            actor_user_id=user.id,
+            actor_role=user.role,
+            action="login",
+            outcome=outcome,
+            client_ip=client_ip,
+        )
 
     # -- sessions and tokens ------------------------------------------------------------
     def _start_session(self, user: User) -> AuthResult:

@@ -16,6 +16,7 @@ from app.orders.models import Order as OrderRow
 from app.orders.models import OrderLine as OrderLineRow
 from app.orders.models import OrderStatus as OrderStatusEnum
 from app.security import codes
+from app.shipments.types import ShipmentType, shipments_of
 
 strawberry.enum(OrderStatusEnum, name="OrderStatus")  # registers the enum on the class
 
@@ -134,6 +135,12 @@ class OrderType:
             assert self.row.id is not None
             rows = await info.context.order_lines_loader.load(self.row.id)
         return [OrderLineType(row=row, currency=self.row.currency) for row in rows]
+
+    @strawberry.field(
+        description="Parcels sent so far, oldest first, each with its tracking events."
+    )
+    async def shipments(self, info: Info) -> list[ShipmentType]:
+        return await shipments_of(info, self.row.id)
 
 
 @strawberry.type
