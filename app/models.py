@@ -6,6 +6,7 @@ from app.catalog.models import Product
 from app.notifications.models import OutboxEmail
 from app.orders.models import Order, OrderLine
 from app.shipments.models import Pack, PackLine, Shipment, ShipmentLine, TrackingEvent
+from app.tracking.models import TrackingLink
 
 __all__ = [
     "AuditEntry",
@@ -20,5 +21,6 @@ __all__ = [
     "Shipment",
     "ShipmentLine",
     "TrackingEvent",
+    "TrackingLink",
     "User",
 ]
