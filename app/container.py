@@ -21,6 +21,7 @@ from app.security.tokens import AccessTokens
 from app.settings import Settings
 from app.shipments.service import ShipmentService
 from app.support.service import SupportService
+from app.tracking.service import TrackingLinkService
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Services:
     shipments: ShipmentService
     audit: AuditLog
     support: SupportService
+    tracking: TrackingLinkService
 
     def close(self) -> None:
         self.db.dispose()
@@ -63,6 +65,7 @@ def build_services(settings: Settings, *, passwords: Passwords | None = None) ->
     lookups = CodeLookups(limiter)
     payments = TestPaymentProvider(provider_ledger_url(settings.database_url))
     orders = OrderService(db, payments, lookups, cursors, settings, events)
+    shipments = ShipmentService(db, lookups, cursors, events, max_page_size=settings.max_page_size)
     return Services(
         settings=settings,
         db=db,
@@ -78,9 +81,8 @@ def build_services(settings: Settings, *, passwords: Passwords | None = None) ->
         payments=payments,
         lookups=lookups,
         events=events,
-        shipments=ShipmentService(
-            db, lookups, cursors, events, max_page_size=settings.max_page_size
-        ),
+        shipments=shipments,
         audit=audit,
         support=SupportService(db, limiter, lookups, audit),
+        tracking=TrackingLinkService(db, lookups, limiter, shipments),
     )

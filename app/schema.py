@@ -40,15 +40,24 @@ from app.graphql.errors import DomainErrorMasking
 from app.orders.schema import OrdersMutation, OrdersQuery, OrdersSubscription
 from app.shipments.schema import ShipmentsMutation, ShipmentsQuery
 from app.support.schema import SupportQuery
+from app.tracking.schema import TrackingMutation, TrackingQuery
 
 
 @strawberry.type
-class Query(AccountsQuery, CatalogQuery, OrdersQuery, SupportQuery, AuditQuery, ShipmentsQuery):
+class Query(
+    AccountsQuery,
+    CatalogQuery,
+    OrdersQuery,
+    SupportQuery,
+    AuditQuery,
+    ShipmentsQuery,
+    TrackingQuery,
+):
     pass
 
 
 @strawberry.type
-class Mutation(AccountsMutation, OrdersMutation, ShipmentsMutation):
+class Mutation(AccountsMutation, OrdersMutation, ShipmentsMutation, TrackingMutation):
     pass
 
 
