@@ -37,6 +37,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=False,  # URLs and bodies may hold codes; our own logs mask them
         proxy_headers=False,  # client IPs are taken from TRUSTED_PROXIES by the app
         timeout_graceful_shutdown=10,
+        ws_max_size=64 * 1024,  # the same cap as HTTP bodies
     )
     return 0
 

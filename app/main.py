@@ -16,10 +16,11 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
 from app.container import Services, build_services
-from app.errors import DomainError
+from app.errors import DomainError, ErrorCode
 from app.graphql.context import Context, client_ip_from
 from app.http import GuardMiddleware, request_id_of
 from app.migrate import is_at_head
@@ -62,6 +63,15 @@ class OrdersGraphQL(GraphQL[Context, None]):
             request=request,
             response=response,
         )
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> Any:
+        """Errors raised before execution (syntax, the token limit) skip the schema's error
+        extension; they still get a code, so every error a client sees has one."""
+        data: dict[str, Any] = dict(await super().process_result(request, result))
+        for error in data.get("errors") or []:
+            extensions = error.setdefault("extensions", {})
+            extensions.setdefault("code", ErrorCode.BAD_USER_INPUT.value)
+        return data
 
     def create_response(self, response_data: Any, sub_response: Response) -> Response:
         """A request refused as a whole by the limiter (no data, only RATE_LIMITED errors)

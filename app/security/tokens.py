@@ -62,6 +62,8 @@ class AccessTokens:
             raise InvalidToken("wrong typ")
         if not all(isinstance(claims.get(k), str) for k in ("sub", "sid", "role")):
             raise InvalidToken("malformed claims")
+        if not isinstance(claims.get("exp"), int | float) or isinstance(claims["exp"], bool):
+            raise InvalidToken("malformed exp")  # PyJWT tolerates "exp": "1700000000"
         return AccessClaims(
             user_id=claims["sub"],
             role=claims["role"],

@@ -57,7 +57,7 @@ def test_batches_are_refused(http: TestClient) -> None:
 
 def test_every_response_has_a_request_id(http: TestClient, gql: GraphQLClient) -> None:
     response = http.post("/graphql", json={"query": "{ __typename }"})
-    assert len(response.headers["x-request-id"]) == 16
+    assert len(response.headers["x-request-id"]) == 12
 
 
 def test_field_suggestions_are_never_given(gql: GraphQLClient) -> None:
@@ -137,3 +137,9 @@ def test_production_refuses_default_or_short_secrets_and_debug() -> None:
 
 def test_unauthenticated_mutation_changes_nothing(gql: GraphQLClient) -> None:
     assert error_codes(gql("mutation { logout { ok } }")) == ["UNAUTHENTICATED"]
+
+
+def test_syntax_and_token_limit_errors_carry_a_code(gql: GraphQLClient) -> None:
+    assert error_codes(gql("{ a b c")) == ["BAD_USER_INPUT"]
+    huge = "{ " + " ".join(f"a{i}: __typename" for i in range(1500)) + " }"
+    assert error_codes(gql(huge)) == ["BAD_USER_INPUT"]

@@ -68,3 +68,11 @@ def test_scrub_masks_codes_and_emails_anywhere() -> None:
     out = scrub(f"user bob@example.com looked up {code} and {code.replace('-', '')}")
     assert "bob@example.com" not in out
     assert code not in out and code.replace("-", "") not in out
+
+
+def test_request_ids_survive_scrubbing(http: object) -> None:
+    from starlette.testclient import TestClient
+
+    assert isinstance(http, TestClient)
+    request_id = http.post("/graphql", json={"query": "{ __typename }"}).headers["x-request-id"]
+    assert scrub(f"failed, request id {request_id}") == f"failed, request id {request_id}"

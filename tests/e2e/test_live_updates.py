@@ -1,0 +1,148 @@
+"""orderUpdates over a real WebSocket (graphql-transport-ws, gql's websockets transport)
+against the real server: a signed carrier event reaches the owner within a second; another
+customer is refused exactly like an unknown code; logout ends the stream."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from gql import Client, GraphQLRequest
+from gql.transport.exceptions import TransportQueryError
+from gql.transport.websockets import WebsocketsTransport
+
+from app.security import codes
+from app.settings import DEV_CARRIER_SECRET
+from scripts.carrier_client import event_body, signed_headers
+from tests.e2e.conftest import Api, LiveServer
+
+pytestmark = pytest.mark.e2e
+
+SUBSCRIBE = """
+subscription Follow($code: String!) {
+  orderUpdates(code: $code) {
+    type
+    order { code status shipments { trackingNumber status events { status location } } }
+  }
+}
+"""
+SHIPPED = "{ myOrders(filter: {status: [SHIPPED]}) { edges { node { code } } } }"
+
+
+def ws_client(server: LiveServer, token: str) -> Client:
+    url = server.base_url.replace("http://", "ws://") + "/graphql"
+    transport = WebsocketsTransport(
+        url=url,
+        init_payload={"Authorization": f"Bearer {token}"},
+        subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
+    )
+    return Client(transport=transport, fetch_schema_from_transport=False)
+
+
+def post_event(server: LiveServer, tracking: str, status: str) -> None:
+    body = event_body(
+        carrier="DHL",
+        tracking_number=tracking,
+        status=status,
+        location="Leipzig Hub",
+        event_id=f"e2e-{uuid.uuid4().hex}",
+    )
+    response = httpx.post(
+        f"{server.base_url}/webhooks/carrier",
+        content=body,
+        headers=signed_headers(DEV_CARRIER_SECRET, body),
+        timeout=10,
+    )
+    assert response.status_code == 202
+
+
+async def first_update(client: Client, code: str, trigger: Callable[[], None]) -> tuple[Any, float]:
+    async with client as session:
+        updates = session.subscribe(GraphQLRequest(SUBSCRIBE, variable_values={"code": code}))
+        # Give the server a moment to register the subscription, then fire the event.
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+
+        async def fire() -> None:
+            await asyncio.sleep(0.3)
+            nonlocal started
+            started = time.monotonic()
+            await loop.run_in_executor(None, trigger)
+
+        task = asyncio.create_task(fire())
+        update = await asyncio.wait_for(updates.__anext__(), timeout=10)
+        await task
+        return update, time.monotonic() - started
+
+
+async def test_a_signed_carrier_event_reaches_the_owner_within_a_second(
+    live_server: LiveServer, api: Callable[..., Api], login: Callable[[str], str]
+) -> None:
+    token = login("alice@example.com")
+    code = api(token).data(SHIPPED)["myOrders"]["edges"][0]["node"]["code"]
+    update, latency = await first_update(
+        ws_client(live_server, token),
+        code,
+        lambda: post_event(live_server, "DEMO-ALICE-2", "OUT_FOR_DELIVERY"),
+    )
+    print(f"\nlive update latency: {latency * 1000:.0f} ms")
+    assert update["orderUpdates"]["type"] == "TRACKING_EVENT"
+    shipment = update["orderUpdates"]["order"]["shipments"][0]
+    assert shipment["status"] == "OUT_FOR_DELIVERY"
+    assert shipment["events"][0]["location"] == "Leipzig Hub"
+    assert latency < 1.0
+
+
+async def refusal(client: Client, code: str) -> list[dict[str, Any]]:
+    async with client as session:
+        with pytest.raises(TransportQueryError) as caught:
+            async for _ in session.subscribe(
+                GraphQLRequest(SUBSCRIBE, variable_values={"code": code})
+            ):
+                pass
+    errors = caught.value.errors or []
+    return [{k: v for k, v in e.items() if k != "locations"} for e in errors]
+
+
+async def test_another_customer_is_refused_exactly_like_an_unknown_code(
+    live_server: LiveServer, api: Callable[..., Api], login: Callable[[str], str]
+) -> None:
+    alice = login("alice@example.com")
+    code = api(alice).data(SHIPPED)["myOrders"]["edges"][0]["node"]["code"]
+    bob = login("bob@example.com")
+    theirs = await refusal(ws_client(live_server, bob), code)
+    unknown = await refusal(ws_client(live_server, bob), codes.generate())
+    assert theirs[0]["extensions"]["code"] == "ORDER_NOT_FOUND"
+    assert theirs == unknown
+
+
+async def test_logout_ends_the_stream(
+    live_server: LiveServer, api: Callable[..., Api], login: Callable[[str], str]
+) -> None:
+    token = login("alice@example.com")
+    code = api(token).data(SHIPPED)["myOrders"]["edges"][0]["node"]["code"]
+
+    async def follow_then_logout() -> list[Any]:
+        received: list[Any] = []
+        async with ws_client(live_server, token) as session:
+
+            async def consume() -> None:
+                async for update in session.subscribe(
+                    GraphQLRequest(SUBSCRIBE, variable_values={"code": code})
+                ):
+                    received.append(update)
+
+            task = asyncio.create_task(consume())
+            await asyncio.sleep(0.3)
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: api(token).data("mutation { logout { ok } }")
+            )
+            await asyncio.wait_for(task, timeout=5)  # the server completed the stream
+        return received
+
+    assert await follow_then_logout() == []
