@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, SQLModel, create_engine
@@ -95,6 +95,18 @@ class Database:
         try:
             with Session(self.engine, expire_on_commit=False) as session:
                 yield session
+        except (OperationalError, DBAPIError) as exc:
+            if _is_unavailable(exc):
+                raise ServiceUnavailable() from exc
+            raise
+
+    @contextmanager
+    def connect_read(self) -> Iterator[Connection]:
+        """A pooled Core connection for single-statement reads on hot paths (the session
+        check of every request, order(code)): no ORM unit of work, no identity map."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
         except (OperationalError, DBAPIError) as exc:
             if _is_unavailable(exc):
                 raise ServiceUnavailable() from exc

@@ -233,7 +233,13 @@ class Target:
     port: int
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
-    results: dict[str, Any] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def results(self) -> dict[str, Any]:
+        """The run with the median req/s (the only one unless --rounds > 1)."""
+        ranked = sorted(self.runs, key=lambda run: run["rps"])
+        return ranked[(len(ranked) - 1) // 2]
 
     @property
     def url(self) -> str:
@@ -306,7 +312,7 @@ def verify(target: Target, token: str, expected: dict[str, dict[str, Any]], coun
     headers = {"authorization": f"Bearer {token}"}
     wrong = 0
     items = list(expected.items())
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=10, trust_env=False) as client:  # no proxy for 127.0.0.1
         for code, want in items[:count]:
             response = client.post(target.url, json=body_for(code), headers=headers)
             problem = check_answer(code, want, response)
@@ -437,17 +443,25 @@ def run_wrk(
 # -- main ---------------------------------------------------------------------------------
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="scripts/bench",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="scripts/bench", description=__doc__, formatter_class=_HelpFormatter
     )
-    parser.add_argument("--orders", type=int, default=100_000, help="orders to seed (100000)")
+    parser.add_argument("--orders", type=int, default=100_000, help="orders to seed")
     parser.add_argument("--duration", type=float, default=15, help="measured seconds per target")
     parser.add_argument("--warmup", type=float, default=3, help="warm-up seconds per target")
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measured runs per target, alternating the targets; the median is reported",
+    )
     parser.add_argument("--customers", type=int, default=5, help="customers owning the orders")
     parser.add_argument("--codes", type=int, default=1000, help="codes the load rotates over")
     parser.add_argument(
@@ -458,8 +472,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.orders < args.customers:
         parser.error("--orders must be at least --customers")
-    if args.warmup + args.duration > 400:
-        parser.error("warm-up + duration must stay under 400 s (access tokens live 900 s)")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if args.warmup + args.rounds * args.duration > 400:
+        parser.error("warm-up + rounds x duration must stay under 400 s (tokens live 900 s)")
     return args
 
 
@@ -471,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     server_pin = ["taskset", "-c", "0"] if pinned else []
     wrk_pin = ["taskset", "-c", "1"] if pinned else []
 
+    load_before = load_average()
     workdir = Path(tempfile.mkdtemp(prefix="orders-bench-"))
     database_url = f"sqlite:///{workdir / 'bench.db'}"
     secret = secrets.token_urlsafe(48)
@@ -567,18 +584,24 @@ def main(argv: list[str] | None = None) -> int:
 
         code_list = list(seeded.expected)
         for target in targets:
-            script = workdir / f"{target.name}.lua"
-            write_lua(script, new_token(), code_list)
-            print(
-                f"bench: {target.name}: warm-up {args.warmup:g} s, "
-                f"then {args.duration:g} s measured ...",
-                flush=True,
-            )
-            if args.warmup > 0:
-                run_wrk(wrk, wrk_pin, target, script, args.warmup, args)
-            target.results = run_wrk(wrk, wrk_pin, target, script, args.duration, args)
-            if target.process is not None and target.process.poll() is not None:
-                raise fail(f"{target.name} died during the load:\n{target.log_tail()}")
+            write_lua(workdir / f"{target.name}.lua", new_token(), code_list)
+        for round_ in range(args.rounds):
+            # Alternate the order between rounds, so a drift in the machine's load does not
+            # always fall on the same target.
+            for target in targets if round_ % 2 == 0 else targets[::-1]:
+                script = workdir / f"{target.name}.lua"
+                warmup = args.warmup if round_ == 0 else 0
+                steps = f"warm-up {warmup:g} s, then " if warmup > 0 else ""
+                print(
+                    f"bench: round {round_ + 1}/{args.rounds}: {target.name}: "
+                    f"{steps}{args.duration:g} s measured ...",
+                    flush=True,
+                )
+                if warmup > 0:
+                    run_wrk(wrk, wrk_pin, target, script, warmup, args)
+                target.runs.append(run_wrk(wrk, wrk_pin, target, script, args.duration, args))
+                if target.process is not None and target.process.poll() is not None:
+                    raise fail(f"{target.name} died during the load:\n{target.log_tail()}")
 
         problems = {t.name: verify(t, new_token(), seeded.expected, 20) for t in targets}
     finally:
@@ -587,11 +610,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    report(args, seeded, targets, problems, pinned, wrk)
+    report(args, seeded, targets, problems, pinned, wrk, load_before)
     if args.keep:
         print(f"bench: kept {workdir} (logs, Lua scripts, database)")
     bad = any(problems.values()) or any(
-        t.results["non2xx"] or t.results["graphql_errors"] or t.results["timeouts"] for t in targets
+        run["non2xx"] or run["graphql_errors"] or run["timeouts"] for t in targets for run in t.runs
     )
     return 1 if bad else 0
 
@@ -603,22 +626,25 @@ def report(
     problems: dict[str, int],
     pinned: bool,
     wrk: str,
+    load_before: float,
 ) -> None:
     wrk_version = subprocess.run([wrk, "-v"], capture_output=True, text=True, check=False)
-    version = (wrk_version.stdout + wrk_version.stderr).split("\n")[0].strip()
-    by_name = {t.name: t.results for t in targets}
+    version = (wrk_version.stdout + wrk_version.stderr).split("[")[0].strip()
+    by_name = {t.name: t for t in targets}
+    rounds = f", median of {args.rounds} rounds" if args.rounds > 1 else ""
     print()
     print(
-        f"order(code) over HTTP — {seeded.orders:,} orders, {args.connections} connections, "
-        f"{args.threads} wrk threads, {args.duration:g} s after {args.warmup:g} s warm-up"
+        f"order(code) over HTTP: {seeded.orders:,} orders, {args.connections} connections, "
+        f"{args.threads} wrk threads, {args.duration:g} s after {args.warmup:g} s warm-up{rounds}"
     )
     print(
-        f"python {platform.python_version()}, {os.cpu_count()} CPUs, {version}, "
-        f"pinning {'on (servers CPU 0, wrk CPU 1)' if pinned else 'off'}"
+        f"python {platform.python_version()}, {os.cpu_count()} CPUs, {version}, pinning "
+        f"{'on (servers CPU 0, wrk CPU 1)' if pinned else 'off'}, "
+        f"load average before: {load_before:.2f}"
     )
     header = (
         f"{'target':<10} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
-        f"{'max ms':>8} {'non-2xx':>8} {'gql err':>8} {'sock err':>8} {'check':>7}"
+        f"{'max ms':>8} {'non-2xx':>8} {'gql err':>8} {'sock err':>8} {'check':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -629,27 +655,41 @@ def report(
         print(
             f"{target.name:<10} {r['rps']:>9,.0f} {r['p50_us'] / 1000:>8.2f} "
             f"{r['p90_us'] / 1000:>8.2f} {r['p99_us'] / 1000:>8.2f} {r['max_us'] / 1000:>8.1f} "
-            f"{r['non2xx']:>8} {r['graphql_errors']:>8} {sock:>8} {check:>7}"
+            f"{r['non2xx']:>8} {r['graphql_errors']:>8} {sock:>8} {check:>9}"
         )
-    ratio = by_name["graphql"]["rps"] / by_name["baseline"]["rps"]
+    graphql, baseline = by_name["graphql"], by_name["baseline"]
+    ratios = [g["rps"] / b["rps"] for g, b in zip(graphql.runs, baseline.runs, strict=True)]
+    ratio = graphql.results["rps"] / baseline.results["rps"]
     print(f"\nratio graphql/baseline: {ratio:.2f}x  (target >= 0.50x)")
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "orders": seeded.orders,
-                    "connections": args.connections,
-                    "threads": args.threads,
-                    "duration": args.duration,
-                    "pinned": pinned,
-                    "ratio": ratio,
-                    "targets": by_name,
-                    "post_load_check_failures": problems,
-                },
-                indent=2,
-            )
-            + "\n"
+    if args.rounds > 1:
+        print("ratio per round: " + ", ".join(f"{r:.2f}x" for r in ratios))
+    if load_before > 0.5:
+        print(
+            f"note: the load average was {load_before:.2f} before the run: other processes "
+            "were using the CPUs, so these figures are noisier than on an idle machine"
         )
+    if args.json:
+        summary = {
+            "orders": seeded.orders,
+            "connections": args.connections,
+            "threads": args.threads,
+            "duration": args.duration,
+            "rounds": args.rounds,
+            "pinned": pinned,
+            "load_average_before": load_before,
+            "ratio": ratio,
+            "ratio_per_round": ratios,
+            "targets": {t.name: {"median": t.results, "runs": t.runs} for t in targets},
+            "post_load_check_failures": problems,
+        }
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def load_average() -> float:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 if __name__ == "__main__":

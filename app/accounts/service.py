@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.accounts.models import AuthSession, RefreshToken, User
@@ -29,6 +29,18 @@ from app.security.tokens import (
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 MAX_EMAIL = 254
 MAX_NAME = 120
+
+
+# Every authenticated request runs this: built once, executed with parameters.
+_LIVE_SESSION = (
+    select(User.id, User.public_id, User.role, User.email, AuthSession.id)
+    .join(AuthSession, AuthSession.user_id == User.id)  # type: ignore[arg-type]
+    .where(
+        AuthSession.public_id == bindparam("sid"),
+        AuthSession.revoked_at.is_(None),  # type: ignore[union-attr]
+        User.public_id == bindparam("uid"),
+    )
+)
 
 
 class InvalidCredentials(DomainError):
@@ -255,15 +267,9 @@ class AccountService:
             claims = self._tokens.decode(access_token)
         except InvalidToken as exc:
             raise Unauthenticated(INVALID_ACCESS_TOKEN) from exc
-        with self._db.read() as session:
-            row = session.execute(
-                select(User.id, User.public_id, User.role, User.email, AuthSession.id)
-                .join(AuthSession, AuthSession.user_id == User.id)  # type: ignore[arg-type]
-                .where(
-                    AuthSession.public_id == claims.session_id,
-                    AuthSession.revoked_at.is_(None),  # type: ignore[union-attr]
-                    User.public_id == claims.user_id,
-                )
+        with self._db.connect_read() as conn:
+            row = conn.execute(
+                _LIVE_SESSION, {"sid": claims.session_id, "uid": claims.user_id}
             ).one_or_none()
         if row is None:
             raise Unauthenticated(INVALID_ACCESS_TOKEN)

@@ -56,6 +56,13 @@ class DomainErrorMasking(MaskErrors):
     def __init__(self) -> None:
         super().__init__(error_message="Internal error.")
 
+    def _process_result(self, result: object) -> None:
+        # The base class tests a runtime-checkable Protocol on every result, which is slow
+        # on the hot path; an attribute lookup does the same job.
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
+
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         request_id = getattr(self.execution_context.context, "request_id", None)
         return [self._one(error, request_id) for error in errors]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
@@ -41,6 +41,14 @@ from app.security.policy import Viewer, mask_payment, require_viewer
 from app.settings import Settings
 
 log = logging.getLogger("app.orders")
+
+
+# The one statement behind order(code): by code AND owner, so "not yours" and "not found"
+# are the same query. Built once (the hot path), executed on a Core connection.
+_OWNED_ORDER = select(*Order.__table__.columns).where(  # type: ignore[attr-defined]
+    Order.__table__.c.code == bindparam("code"),  # type: ignore[attr-defined]
+    Order.__table__.c.user_id == bindparam("owner"),  # type: ignore[attr-defined]
+)
 
 
 class OutOfStock(BadUserInput):
@@ -394,12 +402,12 @@ class OrderService:
     def get_order(self, viewer: Viewer | None, raw_code: str, client_ip: str) -> Order:
         """`order(code)`: the owner's order (lines are loaded by the API on demand)."""
         who, code = self._lookups.begin(viewer, raw_code, client_ip)
-        with self._db.read() as session:
-            order = self._owned(session, code, who.user_id)
-        if order is None:
+        with self._db.connect_read() as conn:
+            row = conn.execute(_OWNED_ORDER, {"code": code, "owner": who.user_id}).one_or_none()
+        if row is None:
             self._lookups.failed(who, client_ip)
             raise OrderNotFound()
-        return order
+        return Order.model_construct(**row._mapping)
 
     def publish(self, order: Order, kind: str) -> None:
         """Tell live subscribers of this order that it changed (after the commit)."""

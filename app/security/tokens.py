@@ -6,6 +6,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 import jwt
 
@@ -31,6 +32,11 @@ class AccessTokens:
         self._issuer = issuer
         self._audience = audience
         self.ttl_seconds = ttl_seconds
+        # Verified claims by token, so a client's repeated requests skip the HMAC and claim
+        # checks. Only successful verifications are cached (exceptions are not), expiry is
+        # checked again on every use, and the session-liveness query still runs per
+        # request, so logout stays immediate.
+        self._verified = lru_cache(maxsize=4096)(self._verify)
 
     def issue(self, user_id: str, role: str, session_id: str, now: datetime) -> str:
         claims = {
@@ -47,6 +53,12 @@ class AccessTokens:
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM, headers={"typ": "JWT"})
 
     def decode(self, token: str) -> AccessClaims:
+        claims = self._verified(token)
+        if claims.expires_at <= datetime.now(UTC):
+            raise InvalidToken("expired")
+        return claims
+
+    def _verify(self, token: str) -> AccessClaims:
         try:
             claims = jwt.decode(
                 token,
