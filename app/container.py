@@ -14,6 +14,7 @@ from app.orders.checkout import CheckoutService
 from app.orders.service import OrderService
 from app.pagination import CursorCodec
 from app.payments.provider import PaymentProvider, TestPaymentProvider, provider_ledger_url
+from app.returns.service import ReturnService
 from app.security.lookups import CodeLookups
 from app.security.passwords import Passwords
 from app.security.ratelimit import Limiter
@@ -41,6 +42,7 @@ class Services:
     shipments: ShipmentService
     audit: AuditLog
     support: SupportService
+    returns: ReturnService
     tracking: TrackingLinkService
 
     def close(self) -> None:
@@ -49,7 +51,14 @@ class Services:
             self.payments.engine.dispose()
 
 
-def build_services(settings: Settings, *, passwords: Passwords | None = None) -> Services:
+def build_services(
+    settings: Settings,
+    *,
+    passwords: Passwords | None = None,
+    payments: PaymentProvider | None = None,
+) -> Services:
+    """`payments`: another provider (tests use a failing double); by default the test
+    provider with its own ledger."""
     db = Database(settings.database_url)
     limiter = Limiter(settings.rate_limits, settings.redis_url)
     passwords = passwords or Passwords()
@@ -63,9 +72,11 @@ def build_services(settings: Settings, *, passwords: Passwords | None = None) ->
     events: Broker = InProcessBroker()
     audit = AuditLog(db, cursors, settings.max_page_size)
     lookups = CodeLookups(limiter)
-    payments = TestPaymentProvider(provider_ledger_url(settings.database_url))
+    payments = payments or TestPaymentProvider(provider_ledger_url(settings.database_url))
     orders = OrderService(db, payments, lookups, cursors, settings, events)
-    shipments = ShipmentService(db, lookups, cursors, events, max_page_size=settings.max_page_size)
+    shipments = ShipmentService(
+        db, lookups, cursors, events, max_page_size=settings.max_page_size, audit=audit
+    )
     return Services(
         settings=settings,
         db=db,
@@ -84,5 +95,6 @@ def build_services(settings: Settings, *, passwords: Passwords | None = None) ->
         shipments=shipments,
         audit=audit,
         support=SupportService(db, limiter, lookups, audit),
+        returns=ReturnService(db, payments, lookups, audit, events, settings),
         tracking=TrackingLinkService(db, lookups, limiter, shipments),
     )

@@ -5,6 +5,7 @@ from app.audit.models import AuditEntry
 from app.catalog.models import Product
 from app.notifications.models import OutboxEmail
 from app.orders.models import Order, OrderLine
+from app.returns.models import ReturnLine, ReturnRequest
 from app.shipments.models import Pack, PackLine, Shipment, ShipmentLine, TrackingEvent
 from app.tracking.models import TrackingLink
 
@@ -18,6 +19,8 @@ __all__ = [
     "PackLine",
     "Product",
     "RefreshToken",
+    "ReturnLine",
+    "ReturnRequest",
     "Shipment",
     "ShipmentLine",
     "TrackingEvent",

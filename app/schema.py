@@ -20,6 +20,7 @@ from graphql import (
     Visitor,
     visit,
 )
+from graphql.validation import ASTValidationRule
 from graphql.validation.validate import ValidationAbortedError
 from strawberry.extensions import (
     AddValidationRules,
@@ -38,6 +39,7 @@ from app.audit.schema import AuditQuery
 from app.catalog.schema import CatalogQuery
 from app.graphql.errors import DomainErrorMasking
 from app.orders.schema import OrdersMutation, OrdersQuery, OrdersSubscription
+from app.returns.schema import ReturnsMutation, ReturnsQuery
 from app.shipments.schema import ShipmentsMutation, ShipmentsQuery
 from app.support.schema import SupportQuery
 from app.tracking.schema import TrackingMutation, TrackingQuery
@@ -52,12 +54,15 @@ class Query(
     AuditQuery,
     ShipmentsQuery,
     TrackingQuery,
+    ReturnsQuery,
 ):
     pass
 
 
 @strawberry.type
-class Mutation(AccountsMutation, OrdersMutation, ShipmentsMutation, TrackingMutation):
+class Mutation(
+    AccountsMutation, OrdersMutation, ShipmentsMutation, TrackingMutation, ReturnsMutation
+):
     pass
 
 
@@ -141,6 +146,17 @@ class OrdersSchema(strawberry.Schema):
         return None
 
 
+# The validation rules are built ONCE. ValidationCache keys its LRU on the rule classes,
+# and QueryDepthLimiter / MaxAliasesLimiter make a new class per instance: created per
+# request (as extension factories do) they made every request a cache miss, and full
+# validation was two thirds of the time of a lookup (scripts/bench).
+_LIMIT_RULES: tuple[type[ASTValidationRule], ...] = (
+    *QueryDepthLimiter(max_depth=10).validation_rules,
+    *MaxAliasesLimiter(max_alias_count=30).validation_rules,
+    OverloadLimits,
+)
+
+
 def build_schema(*, production: bool = False) -> strawberry.Schema:
     """Batching stays off (StrawberryConfig's default): one operation per request, so every
     code lookup is one resolution the limiter sees. Introspection is off in production."""
@@ -154,9 +170,7 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
             *extensions,
             lambda: MaxTokensLimiter(max_token_count=2000),  # first: stops the parser early
             lambda: ParserCache(maxsize=512),
-            lambda: QueryDepthLimiter(max_depth=10),
-            lambda: MaxAliasesLimiter(max_alias_count=30),
-            lambda: AddValidationRules([OverloadLimits]),
+            lambda: AddValidationRules(list(_LIMIT_RULES)),
             lambda: ValidationCache(maxsize=512),
             DomainErrorMasking,
         ],

@@ -72,6 +72,8 @@ class Settings:
     currency: str = "EUR"
     delivery_business_days: int = 3
     checkout_ttl_seconds: int = 24 * 3600
+    return_window_days: int = 30  # from a parcel's delivery
+    auto_refund_on_receipt: bool = False  # refund as soon as the warehouse receives a return
     trusted_proxies: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
     rate_limits: RateLimits = field(default_factory=RateLimits)
@@ -123,6 +125,9 @@ class Settings:
             mail_dir=Path(_env_str("MAIL_DIR", str(cls.mail_dir))),
             max_page_size=_env_int("MAX_PAGE_SIZE", cls.max_page_size),
             checkout_ttl_seconds=_env_int("CHECKOUT_TTL_SECONDS", cls.checkout_ttl_seconds),
+            return_window_days=_env_int("RETURN_WINDOW_DAYS", cls.return_window_days),
+            auto_refund_on_receipt=os.environ.get("AUTO_REFUND_ON_RECEIPT", "").lower()
+            in ("1", "true", "yes"),
             outbox_poll_seconds=float(
                 _env_str("OUTBOX_POLL_SECONDS", str(cls.outbox_poll_seconds))
             ),
@@ -141,6 +146,8 @@ class Settings:
         """Refuse to run production with development secrets or debug switches."""
         if self.access_token_ttl_seconds > 900 or self.access_token_ttl_seconds <= 0:
             raise SettingsError("ACCESS_TOKEN_TTL_SECONDS must be between 1 and 900")
+        if not 0 <= self.return_window_days <= 3650:
+            raise SettingsError("RETURN_WINDOW_DAYS must be between 0 and 3650")
         if not self.is_production:
             return
         if self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < MIN_SECRET_LENGTH:

@@ -15,6 +15,7 @@ from app.orders.models import CheckoutStatus as CheckoutStatusEnum
 from app.orders.models import Order as OrderRow
 from app.orders.models import OrderLine as OrderLineRow
 from app.orders.models import OrderStatus as OrderStatusEnum
+from app.returns.types import ReturnRequestType, TimelineEventType, returns_of, timeline_of
 from app.security import codes
 from app.shipments.types import ShipmentType, shipments_of
 
@@ -141,6 +142,19 @@ class OrderType:
     )
     async def shipments(self, info: Info) -> list[ShipmentType]:
         return await shipments_of(info, self.row.id)
+
+    @strawberry.field(
+        description=(
+            "What happened to the order, oldest first: placed, paid, shipped, delivered, "
+            "return steps, refunds, cancellation. Never who did it."
+        )
+    )
+    async def timeline(self, info: Info) -> list[TimelineEventType]:
+        return await timeline_of(info, self.row)
+
+    @strawberry.field(description="Return requests for this order, oldest first.")
+    async def returns(self, info: Info) -> list[ReturnRequestType]:
+        return await returns_of(info, self.row)
 
 
 @strawberry.type

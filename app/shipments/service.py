@@ -31,6 +31,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
 from app.accounts.models import User
+from app.audit.service import AuditLog
 from app.catalog.models import Product
 from app.db import Database, utcnow
 from app.errors import BadUserInput, Conflict, Forbidden, OrderNotFound
@@ -41,6 +42,8 @@ from app.orders.models import Order, OrderLine, OrderStatus
 from app.orders.pricing import add_business_days
 from app.orders.service import address_lines
 from app.pagination import CursorCodec, clamp_page_size
+from app.returns.rules import order_status_with_returns
+from app.returns.service import returned_units
 from app.security import codes
 from app.security.lookups import CodeLookups
 from app.security.policy import FULFILMENT_ROLES, Viewer, require_role
@@ -204,12 +207,14 @@ class ShipmentService:
         events: Broker,
         *,
         max_page_size: int,
+        audit: AuditLog | None = None,
     ) -> None:
         self._db = db
         self._lookups = lookups
         self._cursors = cursors
         self._events = events
         self._max_page_size = max_page_size
+        self._audit = audit or AuditLog(db, cursors, max_page_size)
 
     # -- the door ---------------------------------------------------------------------
     def _door(
@@ -224,8 +229,11 @@ class ShipmentService:
         return who, code
 
     def _find(
-        self, session: Session, code: str, who: Viewer, client_ip: str, *, lock: bool
+        self, session: Session, code: str, who: Viewer, client_ip: str, *, lock: bool, door: str
     ) -> Order:
+        """The order behind a code, for staff with the role. Audited: a code that matches
+        nothing here (own transaction); reads by the door after the read, changes by the
+        use case inside its transaction (so an entry exists exactly when the change does)."""
         query = select(Order).where(col(Order.code) == code)
         if lock:
             query = query.with_for_update()
@@ -233,10 +241,10 @@ class ShipmentService:
         if order is None:
             session.rollback()
             self._lookups.failed(who, client_ip)
+            self._audit.record(
+                actor=who, action=door, outcome="not_found", code=code, client_ip=client_ip
+            )
             raise OrderNotFound()
-        # AUDIT HOOK: a staff member reached an order by its code here (who, which order,
-        # which door). When the audit log lands, record it at this point, for reads and
-        # changes alike, before anything is returned.
         return order
 
     def _publish(self, order: Order, kind: str) -> None:
@@ -249,9 +257,8 @@ class ShipmentService:
         self, viewer: Viewer | None, first: int | None, after: str | None
     ) -> QueuePage:
         """Orders with units still to pick, oldest first (keyset on placed_at, code)."""
-        require_role(viewer, *FULFILMENT_READ_ROLES)
-        # AUDIT HOOK: a staff member listed orders to fulfil (who, when); record it here
-        # once the audit log exists.
+        who = require_role(viewer, *FULFILMENT_READ_ROLES)
+        self._audit.record(actor=who, action="fulfillment_queue", outcome="listed")
         size = clamp_page_size(first, self._max_page_size)
         ordered = (
             select(func.coalesce(func.sum(OrderLine.quantity), 0))
@@ -294,7 +301,16 @@ class ShipmentService:
         """The order to pick; its lines (sorted by bin) are loaded by the API in one batch."""
         who, code = self._door(viewer, raw_code, client_ip, FULFILMENT_READ_ROLES)
         with self._db.read() as session:
-            return self._find(session, code, who, client_ip, lock=False)
+            order = self._find(session, code, who, client_ip, lock=False, door="pick_list")
+        self._audit.record(
+            actor=who,
+            action="pick_list",
+            outcome="found",
+            order_id=order.id,
+            code=order.code,
+            client_ip=client_ip,
+        )
+        return order
 
     # -- batch loaders (one statement for any number of keys) ---------------------------
     def pick_lines_for_orders(self, order_ids: list[int]) -> dict[int, list[PickLine]]:
@@ -451,7 +467,7 @@ class ShipmentService:
         requests = clean_line_requests(lines)
         scanned = clean_scan(scanned_skus)
         with self._db.write() as session:
-            order = self._find(session, code, who, client_ip, lock=True)
+            order = self._find(session, code, who, client_ip, lock=True, door="pack_order")
             current = OrderStatus(order.status)
             check_allowed(current, Step.PACK)
             counts = self._counts(session, order)
@@ -489,6 +505,16 @@ class ShipmentService:
             )
             new_status = order_status_after(current, Step.PACK, after)
             self._move_order(session, order, new_status)
+            self._audit.record(
+                actor=who,
+                action="pack_order",
+                outcome="packed",
+                order_id=order.id,
+                code=order.code,
+                reason=", ".join(f"{n} x {by_id[i].sku}" for i, n in wanted.items()),
+                client_ip=client_ip,
+                session=session,
+            )
             session.commit()
         log.info(
             "order packed",
@@ -522,7 +548,7 @@ class ShipmentService:
             )
         try:
             with self._db.write() as session:
-                order = self._find(session, code, who, client_ip, lock=True)
+                order = self._find(session, code, who, client_ip, lock=True, door="ship_order")
                 current = OrderStatus(order.status)
                 check_allowed(current, Step.SHIP)
                 counts = self._counts(session, order)
@@ -595,6 +621,16 @@ class ShipmentService:
                     [ShippedLine(by_id[i].sku, by_id[i].name, n) for i, n in wanted.items()],
                     partial=new_status is OrderStatus.PARTIALLY_SHIPPED,
                 )
+                self._audit.record(
+                    actor=who,
+                    action="ship_order",
+                    outcome="shipped",
+                    order_id=order.id,
+                    code=order.code,
+                    reason=f"{carrier}, {sum(wanted.values())} unit(s)",
+                    client_ip=client_ip,
+                    session=session,
+                )
                 session.commit()
         except IntegrityError:
             # Lost a race for the same tracking number; the transaction rolled back.
@@ -663,7 +699,7 @@ class ShipmentService:
         now = utcnow()
         clean = clean_event(event, now=now, default_event_id=f"staff-{uuid.uuid4().hex}")
         with self._db.write() as session:
-            order = self._find(session, code, who, client_ip, lock=True)
+            order = self._find(session, code, who, client_ip, lock=True, door="add_tracking_event")
             shipment = session.execute(
                 select(Shipment).where(
                     col(Shipment.order_id) == order.id,
@@ -677,6 +713,16 @@ class ShipmentService:
                     field="trackingNumber",
                 )
             recorded = self._apply_event(session, order, shipment, clean, EventSource.STAFF, who)
+            self._audit.record(
+                actor=who,
+                action="add_tracking_event",
+                outcome="recorded" if recorded else "duplicate",
+                order_id=order.id,
+                code=order.code,
+                reason=f"{carrier} {clean.status.value}",
+                client_ip=client_ip,
+                session=session,
+            )
             session.commit()
         if recorded:
             self._publish(order, "TRACKING_EVENT")
@@ -777,6 +823,10 @@ class ShipmentService:
         if before is not ShipmentStatus.DELIVERED and after is ShipmentStatus.DELIVERED:
             try:
                 new_status = order_status_after(current, Step.DELIVER, progress)
+                # Units returned from parcels that arrived earlier keep counting.
+                new_status = order_status_with_returns(
+                    new_status, progress.ordered, returned_units(session, order.id or 0)
+                )
             except IllegalTransition:
                 # A carrier's delivery is a fact: keep it on the shipment, leave the order.
                 log.warning(

@@ -1,0 +1,816 @@
+"""Return use cases: eligibility, the customer's request, the staff steps (approve, reject,
+receive, refund) and the batch reads behind the API. The only place that commits returns.
+
+Doors (DESIGN §3): every call that takes an order code or an RMA code goes through
+`CodeLookups.begin` first (authenticated, charged to the limiter once, code normalised).
+* Customer doors (`returnEligibility`, `requestReturn`, `returnRequest`): one query filters
+  by code *and* owner, so another customer's code or RMA answers exactly like an unknown
+  one (ORDER_NOT_FOUND), and ownership is settled before anything about the order's state
+  (delivered? window? already returned?) is said. Staff read any return by its RMA.
+* Staff doors: the role is checked right after the gate, before any database access, so a
+  caller without it gets FORBIDDEN whatever the RMA. SUPPORT and ADMIN decide (approve,
+  reject), WAREHOUSE and ADMIN receive, ADMIN refunds (or the receipt does, when
+  AUTO_REFUND_ON_RECEIPT is on).
+
+Every change locks the order row (SELECT ... FOR UPDATE on PostgreSQL; SQLite writers are
+serialised by BEGIN IMMEDIATE) and reads what is free to return *inside* that transaction,
+so concurrent requests can never together return more than was delivered.
+
+Refunds follow `OrderService.cancel_order`: the provider is called last, inside the
+transaction, with an idempotency key derived from the RMA. If the provider fails, nothing
+is committed and the return stays RECEIVED (retry with refundReturn); if our commit fails
+after the provider refunded, the retry presents the same key and the provider answers with
+the refund it already made: money moves once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import Session, col
+
+from app.accounts.models import User
+from app.audit.service import AuditLog
+from app.db import Database, utcnow
+from app.errors import (
+    BadUserInput,
+    Conflict,
+    DomainError,
+    ErrorCode,
+    Forbidden,
+    OrderNotFound,
+)
+from app.events.broker import Broker, order_topic
+from app.notifications import templates
+from app.notifications.outbox import enqueue_email
+from app.orders.models import Order, OrderLine, OrderStatus
+from app.payments.provider import PaymentProvider
+from app.returns.inputs import (
+    ReturnLineRequest,
+    clean_comment,
+    clean_lines,
+    clean_reason,
+    clean_rejection_reason,
+)
+from app.returns.models import ReturnLine, ReturnRequest, ReturnStatus
+from app.returns.rules import (
+    Ineligibility,
+    LineEligibility,
+    Parcel,
+    ReturnAction,
+    allocate,
+    committed_units,
+    line_eligibility,
+    order_status_with_returns,
+    refund_quote,
+    status_after,
+)
+from app.security import codes
+from app.security.lookups import CodeLookups
+from app.security.policy import Viewer
+from app.security.roles import Role
+from app.settings import Settings
+from app.shipments.models import Shipment, ShipmentLine, ShipmentStatus
+
+log = logging.getLogger("app.returns")
+
+# DESIGN §3 "returns admin".
+RETURN_READERS = (Role.SUPPORT, Role.WAREHOUSE, Role.ADMIN)
+RETURN_DECIDERS = (Role.SUPPORT, Role.ADMIN)
+RETURN_RECEIVERS = (Role.WAREHOUSE, Role.ADMIN)
+RETURN_REFUNDERS = (Role.ADMIN,)
+# Where customers send their parcels (printed in the return emails).
+RETURN_ADDRESS = ["Orders Returns", "Dock 3, 1 Warehouse Road", "10115 Berlin", "DE"]
+_COUNTED = (ReturnStatus.RECEIVED.value, ReturnStatus.REFUNDED.value)
+
+
+@dataclass(frozen=True)
+class ReturnedLine:
+    """One order line of a return (units summed over the parcels they came from)."""
+
+    sku: str
+    name: str
+    unit_price_minor: int
+    quantity: int
+    received_quantity: int | None
+
+
+@dataclass(frozen=True)
+class ReturnView:
+    request: ReturnRequest
+    order_code: str
+    lines: list[ReturnedLine]
+
+
+@dataclass(frozen=True)
+class EligibleLine:
+    sku: str
+    name: str
+    unit_price_minor: int
+    eligibility: LineEligibility
+
+
+@dataclass(frozen=True)
+class EligibilityView:
+    order: Order
+    window_days: int
+    lines: list[EligibleLine]
+
+
+@dataclass(frozen=True)
+class _OrderState:
+    lines: list[OrderLine]
+    parcels: list[Parcel]
+
+    def line_by_sku(self) -> dict[str, OrderLine]:
+        return {line.sku.upper(): line for line in self.lines}
+
+
+def returned_units(session: Session, order_id: int) -> int:
+    """Units of an order that came back (received returns)."""
+    total = session.execute(
+        select(func.coalesce(func.sum(ReturnLine.received_quantity), 0))
+        .join(ReturnRequest, col(ReturnRequest.id) == ReturnLine.return_id)
+        .where(col(ReturnRequest.order_id) == order_id, col(ReturnRequest.status).in_(_COUNTED))
+    ).scalar_one()
+    return int(total)
+
+
+class ReturnService:
+    def __init__(
+        self,
+        db: Database,
+        payments: PaymentProvider,
+        lookups: CodeLookups,
+        audit: AuditLog,
+        events: Broker,
+        settings: Settings,
+    ) -> None:
+        self._db = db
+        self._payments = payments
+        self._lookups = lookups
+        self._audit = audit
+        self._events = events
+        self._settings = settings
+
+    # -- doors -----------------------------------------------------------------------------
+    def _owned_order(
+        self, session: Session, code: str, who: Viewer, client_ip: str, *, lock: bool
+    ) -> Order:
+        """By code *and* owner in one query: not found and not yours are one answer."""
+        query = select(Order).where(col(Order.code) == code, col(Order.user_id) == who.user_id)
+        if lock:
+            query = query.with_for_update()
+        order: Order | None = session.execute(query).scalar_one_or_none()
+        if order is None:
+            session.rollback()
+            self._lookups.failed(who, client_ip)
+            raise OrderNotFound()
+        return order
+
+    def _staff_door(
+        self, viewer: Viewer | None, raw_rma: str, client_ip: str, roles: tuple[Role, ...]
+    ) -> tuple[Viewer, str]:
+        """The gate (charged once), then the role: FORBIDDEN before any database access,
+        the same answer for a real and an unknown RMA."""
+        who, rma = self._lookups.begin(viewer, raw_rma, client_ip)
+        if who.role not in roles:
+            raise Forbidden()
+        return who, rma
+
+    def _locked_return(
+        self, session: Session, rma: str, who: Viewer, client_ip: str, door: str
+    ) -> tuple[ReturnRequest, Order]:
+        """The return and its order, with the order row locked (the return read after).
+        Staff only: an RMA that matches nothing is a failed lookup, and audited."""
+        found = session.execute(
+            select(ReturnRequest.id, ReturnRequest.order_id).where(
+                col(ReturnRequest.rma_code) == rma
+            )
+        ).one_or_none()
+        if found is None:
+            session.rollback()
+            self._lookups.failed(who, client_ip)
+            self._not_found(who, rma, client_ip, door)
+            raise OrderNotFound()
+        return_id, order_id = found
+        order = session.execute(
+            select(Order).where(col(Order.id) == order_id).with_for_update()
+        ).scalar_one()
+        ret = session.execute(
+            select(ReturnRequest)
+            .where(col(ReturnRequest.id) == return_id)
+            .execution_options(populate_existing=True)
+        ).scalar_one()
+        return ret, order
+
+    # -- state -----------------------------------------------------------------------------
+    def _state(self, session: Session, order: Order) -> _OrderState:
+        assert order.id is not None
+        lines = list(
+            session.execute(
+                select(OrderLine).where(col(OrderLine.order_id) == order.id).order_by(OrderLine.id)
+            ).scalars()
+        )
+        shipped: dict[tuple[int, int], int] = defaultdict(int)
+        delivered_at: dict[int, datetime | None] = {}
+        for line_id, shipment_id, quantity, status, when in session.execute(
+            select(
+                ShipmentLine.order_line_id,
+                Shipment.id,
+                ShipmentLine.quantity,
+                Shipment.status,
+                Shipment.delivered_at,
+            )
+            .join(Shipment, col(Shipment.id) == ShipmentLine.shipment_id)
+            .where(col(Shipment.order_id) == order.id)
+        ).all():
+            shipped[(line_id, shipment_id)] += quantity
+            delivered_at[shipment_id] = when if status == ShipmentStatus.DELIVERED.value else None
+        committed: dict[tuple[int, int], int] = defaultdict(int)
+        for line_id, shipment_id, quantity, received, status in session.execute(
+            select(
+                ReturnLine.order_line_id,
+                ReturnLine.shipment_id,
+                ReturnLine.quantity,
+                ReturnLine.received_quantity,
+                ReturnRequest.status,
+            )
+            .join(ReturnRequest, col(ReturnRequest.id) == ReturnLine.return_id)
+            .where(col(ReturnRequest.order_id) == order.id)
+        ).all():
+            committed[(line_id, shipment_id)] += committed_units(
+                ReturnStatus(status), quantity, received
+            )
+        parcels = [
+            Parcel(
+                order_line_id=line_id,
+                shipment_id=shipment_id,
+                quantity=quantity,
+                delivered_at=delivered_at[shipment_id],
+                committed=committed.get((line_id, shipment_id), 0),
+            )
+            for (line_id, shipment_id), quantity in sorted(shipped.items())
+        ]
+        return _OrderState(lines, parcels)
+
+    def _eligibility(self, state: _OrderState, now: datetime) -> dict[int, LineEligibility]:
+        window = self._settings.return_window_days
+        return {
+            line.id or 0: line_eligibility(line.id or 0, line.quantity, state.parcels, now, window)
+            for line in state.lines
+        }
+
+    # -- the customer --------------------------------------------------------------------
+    def eligibility(self, viewer: Viewer | None, raw_code: str, client_ip: str) -> EligibilityView:
+        """`returnEligibility(code)`: per line, how many units may be returned, or why not."""
+        who, code = self._lookups.begin(viewer, raw_code, client_ip)
+        with self._db.read() as session:
+            order = self._owned_order(session, code, who, client_ip, lock=False)
+            state = self._state(session, order)
+        found = self._eligibility(state, utcnow())
+        return EligibilityView(
+            order=order,
+            window_days=self._settings.return_window_days,
+            lines=[
+                EligibleLine(line.sku, line.name, line.unit_price_minor, found[line.id or 0])
+                for line in state.lines
+            ],
+        )
+
+    def request_return(
+        self,
+        viewer: Viewer | None,
+        raw_code: str,
+        client_ip: str,
+        lines: list[ReturnLineRequest],
+        reason: str,
+        comment: str | None = None,
+    ) -> ReturnView:
+        """The owner asks to return delivered units, within the window, no more than are
+        free. Creates the return (REQUESTED, its own RMA code) and queues the instructions."""
+        who, code = self._lookups.begin(viewer, raw_code, client_ip)
+        with self._db.write() as session:
+            # Ownership first: nothing below is said to anyone but the owner.
+            order = self._owned_order(session, code, who, client_ip, lock=True)
+            requests = clean_lines(lines)
+            why = clean_reason(reason)
+            note = clean_comment(comment)
+            state = self._state(session, order)
+            now = utcnow()
+            window = self._settings.return_window_days
+            found = self._eligibility(state, now)
+            by_sku = state.line_by_sku()
+            plan: list[tuple[OrderLine, dict[int, int]]] = []
+            for index, request in enumerate(requests):
+                line = by_sku.get(request.sku)
+                if line is None:
+                    raise BadUserInput(
+                        "This order has no line with this SKU.", field=f"lines[{index}].sku"
+                    )
+                check = found[line.id or 0]
+                if request.quantity > check.returnable:
+                    raise _not_returnable(line, check, window, index)
+                plan.append(
+                    (line, allocate(line.id or 0, request.quantity, state.parcels, now, window))
+                )
+            ret = ReturnRequest(
+                rma_code=self._fresh_rma(session),
+                order_id=order.id or 0,
+                status=ReturnStatus.REQUESTED.value,
+                reason=why.value,
+                comment=note,
+                currency=order.currency,
+                requested_at=now,
+                updated_at=now,
+            )
+            session.add(ret)
+            session.flush()
+            for line, parcels in plan:
+                for shipment_id, units in parcels.items():
+                    session.add(
+                        ReturnLine(
+                            return_id=ret.id or 0,
+                            order_line_id=line.id or 0,
+                            shipment_id=shipment_id,
+                            quantity=units,
+                        )
+                    )
+            session.flush()
+            view = ReturnView(ret, order.code, self._lines(session, [ret.id or 0])[ret.id or 0])
+            self._email(session, "return_requested", view, order, who.email)
+            session.commit()
+        log.info("return requested", extra={"code": codes.mask(order.code)})
+        self._publish(order)
+        return view
+
+    def get_return(self, viewer: Viewer | None, raw_rma: str, client_ip: str) -> ReturnView:
+        """`returnRequest(rma)`: the owner's return, or any return for staff."""
+        who, rma = self._lookups.begin(viewer, raw_rma, client_ip)
+        staff = who.role in RETURN_READERS
+        query = (
+            select(ReturnRequest, Order.code, Order.user_id)
+            .join(Order, col(Order.id) == ReturnRequest.order_id)
+            .where(col(ReturnRequest.rma_code) == rma)
+        )
+        if not staff:
+            query = query.where(col(Order.user_id) == who.user_id)
+        with self._db.read() as session:
+            row = session.execute(query).one_or_none()
+            lines = [] if row is None else self._lines(session, [row[0].id])[row[0].id]
+        if row is None:
+            self._lookups.failed(who, client_ip)
+            if staff:
+                self._not_found(who, rma, client_ip, "return_lookup")
+            raise OrderNotFound()
+        ret, order_code, owner_id = row
+        if staff and owner_id != who.user_id:
+            self._audit.record(
+                actor=who,
+                action="return_lookup",
+                outcome="found",
+                order_id=ret.order_id,
+                code=order_code,
+                reason=f"RMA {codes.mask(rma)}",
+                client_ip=client_ip,
+            )
+        return ReturnView(ret, order_code, lines)
+
+    # -- staff -----------------------------------------------------------------------------
+    def approve(self, viewer: Viewer | None, raw_rma: str, client_ip: str) -> ReturnView:
+        who, rma = self._staff_door(viewer, raw_rma, client_ip, RETURN_DECIDERS)
+        return self._decide(who, rma, client_ip, ReturnAction.APPROVE, None)
+
+    def reject(
+        self, viewer: Viewer | None, raw_rma: str, client_ip: str, reason: str
+    ) -> ReturnView:
+        who, rma = self._staff_door(viewer, raw_rma, client_ip, RETURN_DECIDERS)
+        return self._decide(
+            who, rma, client_ip, ReturnAction.REJECT, clean_rejection_reason(reason)
+        )
+
+    def _decide(
+        self,
+        who: Viewer,
+        rma: str,
+        client_ip: str,
+        action: ReturnAction,
+        rejection: str | None,
+    ) -> ReturnView:
+        with self._db.write() as session:
+            ret, order = self._locked_return(
+                session, rma, who, client_ip, f"{action.value.lower()}_return"
+            )
+            new = status_after(ReturnStatus(ret.status), action)
+            now = utcnow()
+            if action is ReturnAction.APPROVE:
+                self._move(session, ret, new, approved_at=now, approved_by=who.user_id)
+            else:
+                self._move(
+                    session,
+                    ret,
+                    new,
+                    rejected_at=now,
+                    rejected_by=who.user_id,
+                    rejection_reason=rejection,
+                )
+            view = ReturnView(ret, order.code, self._lines(session, [ret.id or 0])[ret.id or 0])
+            kind = "return_approved" if action is ReturnAction.APPROVE else "return_rejected"
+            self._email(session, kind, view, order, self._owner_email(session, order))
+            self._audit.record(
+                actor=who,
+                action=f"{action.value.lower()}_return",
+                outcome=new.value.lower(),
+                order_id=order.id,
+                code=order.code,
+                reason=f"RMA {codes.mask(rma)}" + (f": {rejection}" if rejection else ""),
+                client_ip=client_ip,
+                session=session,
+            )
+            session.commit()
+        log.info("return decided", extra={"status": new.value, "by": who.public_id})
+        self._publish(order)
+        return view
+
+    def receive(
+        self,
+        viewer: Viewer | None,
+        raw_rma: str,
+        client_ip: str,
+        lines: list[ReturnLineRequest],
+    ) -> ReturnView:
+        """The warehouse counts what came back. The order moves to PARTIALLY_RETURNED or
+        RETURNED once delivered; with AUTO_REFUND_ON_RECEIPT the refund follows at once."""
+        who, rma = self._staff_door(viewer, raw_rma, client_ip, RETURN_RECEIVERS)
+        counted = clean_lines(lines, allow_zero=True)
+        with self._db.write() as session:
+            ret, order = self._locked_return(session, rma, who, client_ip, "receive_return")
+            new = status_after(ReturnStatus(ret.status), ReturnAction.RECEIVE)
+            rows = self._return_rows(session, ret)
+            self._apply_receipt(session, rows, counted)
+            now = utcnow()
+            self._move(session, ret, new, received_at=now, received_by=who.user_id)
+            current = OrderStatus(order.status)
+            status = order_status_with_returns(
+                current, self._ordered_units(session, order), returned_units(session, order.id or 0)
+            )
+            if status is not current:
+                self._move_order(session, order, status)
+            view = ReturnView(ret, order.code, self._lines(session, [ret.id or 0])[ret.id or 0])
+            self._email(session, "return_received", view, order, self._owner_email(session, order))
+            self._audit.record(
+                actor=who,
+                action="receive_return",
+                outcome="received",
+                order_id=order.id,
+                code=order.code,
+                reason=f"RMA {codes.mask(rma)}: "
+                + ", ".join(f"{line.received_quantity} x {line.sku}" for line in view.lines),
+                client_ip=client_ip,
+                session=session,
+            )
+            session.commit()
+        log.info("return received", extra={"by": who.public_id, "status": order.status})
+        self._publish(order)
+        if not self._settings.auto_refund_on_receipt:
+            return view
+        try:
+            return self._refund(who, rma, client_ip, automatic=True)
+        except DomainError as error:
+            # The receipt stands; the return stays RECEIVED and an ADMIN retries the refund.
+            log.warning("automatic refund failed", extra={"error": error.code.value})
+            return view
+
+    def refund(self, viewer: Viewer | None, raw_rma: str, client_ip: str) -> ReturnView:
+        """Refund a received return once. Repeating it answers with the refund made."""
+        who, rma = self._staff_door(viewer, raw_rma, client_ip, RETURN_REFUNDERS)
+        return self._refund(who, rma, client_ip, automatic=False)
+
+    def _refund(self, who: Viewer, rma: str, client_ip: str, *, automatic: bool) -> ReturnView:
+        order_id: int | None = None
+        order_code: str | None = None
+        try:
+            with self._db.write() as session:
+                ret, order = self._locked_return(session, rma, who, client_ip, "refund_return")
+                order_id, order_code = order.id, order.code
+                current = ReturnStatus(ret.status)
+                if current is ReturnStatus.REFUNDED:  # the same request again: refunded once
+                    return ReturnView(
+                        ret, order.code, self._lines(session, [ret.id or 0])[ret.id or 0]
+                    )
+                new = status_after(current, ReturnAction.REFUND)
+                rows = self._return_rows(session, ret)
+                quote = refund_quote(
+                    [(line.unit_price_minor, row.received_quantity or 0) for row, line in rows],
+                    ordered_units=self._ordered_units(session, order),
+                    units_refunded_before=self._units_refunded(session, order),
+                    order_shipping_minor=order.shipping_minor,
+                    paid_minor=order.total_minor,
+                    refunded_before_minor=order.refunded_minor,
+                )
+                now = utcnow()
+                self._move(
+                    session,
+                    ret,
+                    new,
+                    refunded_at=now,
+                    refunded_by=who.user_id,
+                    refund_minor=quote.amount_minor,
+                )
+                session.execute(
+                    update(Order)
+                    .where(col(Order.id) == order.id)
+                    .values(
+                        refunded_minor=col(Order.refunded_minor) + quote.amount_minor,
+                        updated_at=now,
+                    )
+                )
+                set_committed_value(
+                    order, "refunded_minor", order.refunded_minor + quote.amount_minor
+                )
+                view = ReturnView(ret, order.code, self._lines(session, [ret.id or 0])[ret.id or 0])
+                self._email(
+                    session, "return_refunded", view, order, self._owner_email(session, order)
+                )
+                self._audit.record(
+                    actor=who,
+                    action="refund_return",
+                    outcome="refunded",
+                    order_id=order.id,
+                    code=order.code,
+                    reason=f"RMA {codes.mask(rma)}: {quote.amount_minor} {order.currency}"
+                    + (" (automatic on receipt)" if automatic else ""),
+                    client_ip=client_ip,
+                    session=session,
+                )
+                # The provider last: if it fails, nothing above is committed and the return
+                # stays RECEIVED; the key makes a retry refund once.
+                if quote.amount_minor > 0:
+                    refund = self._payments.refund(
+                        order.payment_reference,
+                        quote.amount_minor,
+                        order.currency,
+                        idempotency_key=f"return-refund:{rma}",
+                    )
+                    session.execute(
+                        update(ReturnRequest)
+                        .where(col(ReturnRequest.id) == ret.id)
+                        .values(refund_reference=refund.reference)
+                    )
+                    set_committed_value(ret, "refund_reference", refund.reference)
+                session.commit()
+        except DomainError as error:
+            if order_id is not None and error.code is ErrorCode.SERVICE_UNAVAILABLE:
+                self._audit.record(
+                    actor=who,
+                    action="refund_return",
+                    outcome="provider_unavailable",
+                    order_id=order_id,
+                    code=order_code,
+                    reason=f"RMA {codes.mask(rma)}",
+                    client_ip=client_ip,
+                )
+            raise
+        log.info("return refunded", extra={"by": who.public_id})
+        self._publish(order)
+        return view
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _not_found(self, who: Viewer, rma: str, client_ip: str, door: str) -> None:
+        """A staff member tried an RMA that matches no return (own transaction)."""
+        self._audit.record(
+            actor=who,
+            action=door,
+            outcome="not_found",
+            reason=f"RMA {codes.mask(rma)}",
+            client_ip=client_ip,
+        )
+
+    @staticmethod
+    def _fresh_rma(session: Session) -> str:
+        while True:  # 75 random bits: a collision is astronomically rare, but handled
+            rma = codes.generate()
+            taken = session.execute(
+                select(ReturnRequest.id).where(col(ReturnRequest.rma_code) == rma)
+            ).first()
+            if taken is None:
+                return rma
+
+    @staticmethod
+    def _move(session: Session, ret: ReturnRequest, new: ReturnStatus, **values: object) -> None:
+        """Compare-and-set on the status: a change that raced us is refused, not lost."""
+        now = utcnow()
+        changed = session.execute(
+            update(ReturnRequest)
+            .where(col(ReturnRequest.id) == ret.id, col(ReturnRequest.status) == ret.status)
+            .values(status=new.value, updated_at=now, **values)
+        )
+        if changed.rowcount != 1:
+            raise Conflict("The return changed meanwhile; try again.", field="rma")
+        for key, value in {"status": new.value, "updated_at": now, **values}.items():
+            set_committed_value(ret, key, value)
+
+    @staticmethod
+    def _move_order(session: Session, order: Order, new: OrderStatus) -> None:
+        changed = session.execute(
+            update(Order)
+            .where(col(Order.id) == order.id, col(Order.status) == order.status)
+            .values(status=new.value, updated_at=utcnow())
+        )
+        if changed.rowcount != 1:
+            raise Conflict("The order changed meanwhile; try again.", field="rma")
+        set_committed_value(order, "status", new.value)
+
+    @staticmethod
+    def _return_rows(session: Session, ret: ReturnRequest) -> list[tuple[ReturnLine, OrderLine]]:
+        return [
+            (row, line)
+            for row, line in session.execute(
+                select(ReturnLine, OrderLine)
+                .join(OrderLine, col(OrderLine.id) == ReturnLine.order_line_id)
+                .where(col(ReturnLine.return_id) == ret.id)
+                .order_by(col(ReturnLine.id))
+            ).all()
+        ]
+
+    @staticmethod
+    def _apply_receipt(
+        session: Session,
+        rows: list[tuple[ReturnLine, OrderLine]],
+        counted: list[ReturnLineRequest],
+    ) -> None:
+        """Spread the units counted per SKU over the return's lines (no more than asked
+        for); a line not counted came back empty."""
+        asked: dict[str, int] = defaultdict(int)
+        for row, line in rows:
+            asked[line.sku.upper()] += row.quantity
+        received: dict[str, int] = {}
+        for index, count in enumerate(counted):
+            if count.sku not in asked:
+                raise BadUserInput(
+                    "This return has no line with this SKU.", field=f"lines[{index}].sku"
+                )
+            if count.quantity > asked[count.sku]:
+                raise BadUserInput(
+                    f"Only {asked[count.sku]} of {count.sku} were to be returned.",
+                    field=f"lines[{index}].quantity",
+                    details={"sku": count.sku, "requested": asked[count.sku]},
+                )
+            received[count.sku] = count.quantity
+        if sum(received.values()) < 1:
+            raise BadUserInput(
+                "Count at least one unit received; if nothing came back, reject the return.",
+                field="lines",
+            )
+        for row, line in rows:
+            left = received.get(line.sku.upper(), 0)
+            units = min(left, row.quantity)
+            received[line.sku.upper()] = left - units
+            row.received_quantity = units
+            session.add(row)
+        session.flush()
+
+    @staticmethod
+    def _ordered_units(session: Session, order: Order) -> int:
+        total = session.execute(
+            select(func.coalesce(func.sum(OrderLine.quantity), 0)).where(
+                col(OrderLine.order_id) == order.id
+            )
+        ).scalar_one()
+        return int(total)
+
+    @staticmethod
+    def _units_refunded(session: Session, order: Order) -> int:
+        total = session.execute(
+            select(func.coalesce(func.sum(ReturnLine.received_quantity), 0))
+            .join(ReturnRequest, col(ReturnRequest.id) == ReturnLine.return_id)
+            .where(
+                col(ReturnRequest.order_id) == order.id,
+                col(ReturnRequest.status) == ReturnStatus.REFUNDED.value,
+            )
+        ).scalar_one()
+        return int(total)
+
+    @staticmethod
+    def _owner_email(session: Session, order: Order) -> str:
+        return str(
+            session.execute(select(User.email).where(col(User.id) == order.user_id)).scalar_one()
+        )
+
+    def _email(
+        self, session: Session, kind: str, view: ReturnView, order: Order, recipient: str
+    ) -> None:
+        ret = view.request
+        subject, body = templates.render(
+            kind,
+            {
+                "code": codes.display(order.code),
+                "rma": codes.display(ret.rma_code),
+                "name": order.ship_name,
+                "lines": [
+                    {
+                        "sku": line.sku,
+                        "name": line.name,
+                        "quantity": line.quantity,
+                        "received_quantity": line.received_quantity,
+                    }
+                    for line in view.lines
+                ],
+                "reason": ret.reason,
+                "rejection_reason": ret.rejection_reason or "",
+                "window_days": self._settings.return_window_days,
+                "return_address": RETURN_ADDRESS,
+                "refund_minor": ret.refund_minor or 0,
+                "currency": ret.currency,
+            },
+        )
+        enqueue_email(
+            session,
+            kind=kind,
+            recipient=recipient,
+            subject=subject,
+            body_text=body,
+            dedupe_key=f"{kind.replace('_', '-')}.{ret.rma_code}",
+        )
+
+    def _publish(self, order: Order) -> None:
+        """Tell orderUpdates subscribers (after the commit); they re-read the order."""
+        assert order.id is not None
+        self._events.publish(
+            order_topic(order.id), {"type": "RETURN_UPDATED", "status": order.status}
+        )
+
+    # -- batch reads (loaders) -------------------------------------------------------------
+    def returns_for_orders(self, order_ids: list[int]) -> dict[int, list[ReturnRequest]]:
+        result: dict[int, list[ReturnRequest]] = {order_id: [] for order_id in order_ids}
+        with self._db.read() as session:
+            rows = session.execute(
+                select(ReturnRequest)
+                .where(col(ReturnRequest.order_id).in_(order_ids))
+                .order_by(col(ReturnRequest.requested_at), col(ReturnRequest.id))
+            ).scalars()
+            for row in rows:
+                result[row.order_id].append(row)
+        return result
+
+    def lines_for_returns(self, return_ids: list[int]) -> dict[int, list[ReturnedLine]]:
+        with self._db.read() as session:
+            return self._lines(session, return_ids)
+
+    @staticmethod
+    def _lines(session: Session, return_ids: list[int]) -> dict[int, list[ReturnedLine]]:
+        """Per return, one entry per order line (parcels summed), in order-line order."""
+        asked: dict[tuple[int, int], int] = defaultdict(int)
+        received: dict[tuple[int, int], int | None] = {}
+        info: dict[int, tuple[str, str, int]] = {}
+        rows = session.execute(
+            select(
+                ReturnLine.return_id,
+                ReturnLine.quantity,
+                ReturnLine.received_quantity,
+                OrderLine.id,
+                OrderLine.sku,
+                OrderLine.name,
+                OrderLine.unit_price_minor,
+            )
+            .join(OrderLine, col(OrderLine.id) == ReturnLine.order_line_id)
+            .where(col(ReturnLine.return_id).in_(return_ids))
+            .order_by(col(OrderLine.id), col(ReturnLine.id))
+        ).all()
+        for return_id, quantity, got, line_id, sku, name, price in rows:
+            key = (return_id, line_id)
+            info[line_id] = (sku, name, price)
+            asked[key] += quantity
+            before = received.get(key)
+            received[key] = got if before is None else before + (got or 0)
+        result: dict[int, list[ReturnedLine]] = {rid: [] for rid in return_ids}
+        for (return_id, line_id), quantity in asked.items():  # insertion order: by line
+            sku, name, price = info[line_id]
+            result[return_id].append(
+                ReturnedLine(sku, name, price, quantity, received[(return_id, line_id)])
+            )
+        return result
+
+
+def _not_returnable(
+    line: OrderLine, check: LineEligibility, window_days: int, index: int
+) -> BadUserInput:
+    """Only the owner reaches this: the order's state may be told."""
+    field = f"lines[{index}].quantity"
+    details: dict[str, object] = {"sku": line.sku, "returnable": check.returnable}
+    if check.returnable > 0:
+        message = f"Only {check.returnable} of {line.sku} can be returned."
+    elif check.reason is Ineligibility.NOT_DELIVERED:
+        message = f"{line.sku} has not been delivered yet; it can be returned once it arrives."
+    elif check.reason is Ineligibility.WINDOW_CLOSED:
+        message = f"The return window for {line.sku} has closed ({window_days} days from delivery)."
+    else:
+        message = f"Every delivered unit of {line.sku} is already returned or being returned."
+    if check.reason is not None:
+        details["reason"] = check.reason.value
+    return BadUserInput(message, field=field, details=details)
