@@ -16,7 +16,6 @@ from app.security.policy import Viewer
 
 if TYPE_CHECKING:
     from app.container import Services
-    from app.orders.models import OrderLine
 
 
 def client_ip_from(peer: str | None, forwarded_for: str | None, trusted: tuple[str, ...]) -> str:
@@ -75,20 +74,6 @@ class Context:
         params = self.connection_params or {}
         value = params.get("Authorization") or params.get("authorization")
         return value if isinstance(value, str) else None
-
-    @property
-    def order_lines_loader(self) -> DataLoader[int, list[OrderLine]]:
-        loader = self.loaders.get("OrderLinesByOrderIdLoader")
-        if loader is None:
-            orders = self.services.orders
-
-            async def load(ids: list[int]) -> list[list[OrderLine]]:
-                found = orders.lines_for_orders(ids)
-                return [found.get(i, []) for i in ids]
-
-            loader = DataLoader(load_fn=load)
-            self.loaders["OrderLinesByOrderIdLoader"] = loader
-        return loader
 
 
 def bearer_token(header: str | None) -> str | None:

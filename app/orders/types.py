@@ -11,6 +11,7 @@ from app.graphql.common import Money, PageInfo, utc
 from app.graphql.context import Info
 from app.graphql.errors import UserError
 from app.orders.checkout import CheckoutView, SummaryLine
+from app.orders.loaders import OrderLinesByOrderIdLoader
 from app.orders.models import CheckoutStatus as CheckoutStatusEnum
 from app.orders.models import Order as OrderRow
 from app.orders.models import OrderLine as OrderLineRow
@@ -134,7 +135,7 @@ class OrderType:
         rows = self.preloaded_lines
         if rows is None:
             assert self.row.id is not None
-            rows = await info.context.order_lines_loader.load(self.row.id)
+            rows = await OrderLinesByOrderIdLoader.of(info.context).load(self.row.id)
         return [OrderLineType(row=row, currency=self.row.currency) for row in rows]
 
     @strawberry.field(
