@@ -1,0 +1,216 @@
+"""Every door to an order, found from the schema itself: any field or argument that takes
+an order code, checkout code, RMA or tracking token. For each door and each caller who is
+not entitled to the subject, the answer for a real subject is exactly the answer for an
+unknown one; entitled callers get through. A new door that is not in the table below fails
+`test_every_door_is_in_the_matrix` until someone decides who may use it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from app.container import Services
+from app.orders.inputs import LineInput
+from app.schema import schema
+from app.security import codes
+from app.security.roles import Role
+from tests.conftest import ADDRESS, Account, GraphQLClient
+from tests.returns_helpers import deliver, request
+
+SUBJECT_ARGS = {"code", "rma", "token", "checkoutCode"}
+DOOR_ERRORS = {"ORDER_NOT_FOUND", "FORBIDDEN", "UNAUTHENTICATED"}
+OWNER = "owner"
+ANYONE = "anyone"  # public door: the token is the credential
+
+
+@dataclass(frozen=True)
+class Door:
+    document: str
+    subject: str  # order | checkout | rma | token
+    entitled: frozenset[str]  # callers who may act on someone else's... or their own subject
+
+
+def door(document: str, subject: str, *entitled: str) -> Door:
+    return Door(document, subject, frozenset(entitled))
+
+
+STAFF_READ = ("SUPPORT", "WAREHOUSE", "ADMIN")
+DOORS: dict[str, Door | None] = {
+    "order": door("query($s:String!){ order(code:$s){ code } }", "order", OWNER),
+    "checkout": door("query($s:String!){ checkout(code:$s){ code } }", "checkout", OWNER),
+    "reorder": door("query($s:String!){ reorder(code:$s){ total { amount } } }", "order", OWNER),
+    "supportOrder": door(
+        'query($s:String!){ supportOrder(code:$s, reason:"T-1"){ order { code } } }',
+        "order",
+        "SUPPORT",
+        "ADMIN",
+    ),
+    "pickList": door("query($s:String!){ pickList(code:$s){ code } }", "order", *STAFF_READ),
+    "trackingLink": door(
+        "query($s:String!){ trackingLink(token:$s){ estimatedDelivery } }", "token", ANYONE
+    ),
+    "returnEligibility": door(
+        "query($s:String!){ returnEligibility(code:$s){ canReturn } }", "order", OWNER
+    ),
+    "returnRequest": door(
+        "query($s:String!){ returnRequest(rma:$s){ status } }", "rma", OWNER, *STAFF_READ
+    ),
+    "placeOrder": door(
+        'mutation($s:String!){ placeOrder(checkoutCode:$s, paymentToken:"tok_visa")'
+        "{ order { code } userErrors { code } } }",
+        "checkout",
+        OWNER,
+    ),
+    "updateCheckout": door(
+        "mutation($s:String!){ updateCheckout(code:$s){ userErrors { code } } }",
+        "checkout",
+        OWNER,
+    ),
+    "cancelOrder": door(
+        "mutation($s:String!){ cancelOrder(code:$s){ userErrors { code } } }", "order", OWNER
+    ),
+    "packOrder": door(
+        'mutation($s:String!){ packOrder(code:$s, scannedSkus:["MUG-001"])'
+        "{ userErrors { code } } }",
+        "order",
+        "WAREHOUSE",
+        "ADMIN",
+    ),
+    "shipOrder": door(
+        'mutation($s:String!){ shipOrder(code:$s, carrier:"DHL", trackingNumber:"TRK-M-1")'
+        "{ userErrors { code } } }",
+        "order",
+        "WAREHOUSE",
+        "ADMIN",
+    ),
+    "addTrackingEvent": door(
+        'mutation($s:String!){ addTrackingEvent(code:$s, carrier:"DHL", trackingNumber:"NOPE",'
+        ' status: IN_TRANSIT, location:"Hub", description:"x"){ userErrors { code } } }',
+        "order",
+        "WAREHOUSE",
+        "ADMIN",
+    ),
+    "createTrackingLink": door(
+        "mutation($s:String!){ createTrackingLink(code:$s, expiresInHours: 5)"
+        "{ userErrors { code } } }",
+        "order",
+        OWNER,
+    ),
+    "revokeTrackingLink": door(
+        "mutation($s:String!){ revokeTrackingLink(token:$s){ userErrors { code } } }",
+        "token",
+        OWNER,
+    ),
+    "requestReturn": door(
+        'mutation($s:String!){ requestReturn(code:$s, lines:[{sku:"MUG-001", quantity:1}],'
+        " reason: DAMAGED){ userErrors { code } } }",
+        "order",
+        OWNER,
+    ),
+    "approveReturn": door(
+        "mutation($s:String!){ approveReturn(rma:$s){ userErrors { code } } }",
+        "rma",
+        "SUPPORT",
+        "ADMIN",
+    ),
+    "rejectReturn": door(
+        'mutation($s:String!){ rejectReturn(rma:$s, reason:"Used item, not eligible")'
+        "{ userErrors { code } } }",
+        "rma",
+        "SUPPORT",
+        "ADMIN",
+    ),
+    "receiveReturn": door(
+        'mutation($s:String!){ receiveReturn(rma:$s, lines:[{sku:"MUG-001", quantity:1}])'
+        "{ userErrors { code } } }",
+        "rma",
+        "WAREHOUSE",
+        "ADMIN",
+    ),
+    "refundReturn": door(
+        "mutation($s:String!){ refundReturn(rma:$s){ userErrors { code } } }", "rma", "ADMIN"
+    ),
+    # Subscriptions do not run over HTTP POST: tests/api/test_order_updates.py and
+    # tests/e2e/test_live_updates.py hold the same rules for the WebSocket door.
+    "orderUpdates": None,
+}
+
+
+def schema_doors() -> set[str]:
+    found = set()
+    for root in ("Query", "Mutation", "Subscription"):
+        for name, field in schema._schema.get_type(root).fields.items():  # type: ignore[union-attr]
+            if SUBJECT_ARGS & set(field.args):
+                found.add(name)
+    return found
+
+
+def test_every_door_is_in_the_matrix() -> None:
+    assert schema_doors() == set(DOORS)
+
+
+def _answer(body: dict[str, Any]) -> tuple[Any, ...]:
+    errors = [(e.get("extensions", {}).get("code"), e["message"]) for e in body.get("errors") or []]
+    return body["_status"], errors, body.get("data")
+
+
+def _door_errors(body: dict[str, Any]) -> set[str]:
+    return {e.get("extensions", {}).get("code") for e in body.get("errors") or []} & DOOR_ERRORS
+
+
+@pytest.fixture
+def world(
+    services: Services,
+    owner: Account,
+    other_customer: Account,
+    make_account: Callable[..., Account],
+    place_order: Callable[..., Any],
+) -> dict[str, Any]:
+    """An order delivered and partly returned, an open checkout and a live tracking link,
+    all the owner's; and one caller of every other kind."""
+    staff = {role.value: make_account(role) for role in (Role.SUPPORT, Role.WAREHOUSE, Role.ADMIN)}
+    view = place_order(owner, [("MUG-001", 3)])
+    deliver(services, staff["WAREHOUSE"], view)
+    ret = request(services, owner, view)
+    checkout = services.checkouts.start(owner.viewer, [LineInput("MUG-001", 1)], ADDRESS)
+    link = services.tracking.create(owner.viewer, view.order.code, "10.0.0.1", 24)
+    return {
+        "subjects": {
+            "order": view.order.code,
+            "checkout": checkout.checkout.code,
+            "rma": ret.request.rma_code,
+            "token": link.token,
+        },
+        "callers": {
+            "anonymous": None,
+            OWNER: owner.token,
+            "other customer": other_customer.token,
+            **{name: account.token for name, account in staff.items()},
+        },
+    }
+
+
+@pytest.mark.parametrize("field", sorted(name for name, d in DOORS.items() if d is not None))
+def test_only_the_entitled_get_through_and_nobody_else_learns_anything(
+    gql: GraphQLClient, world: dict[str, Any], field: str
+) -> None:
+    spec = DOORS[field]
+    assert spec is not None
+    real = world["subjects"][spec.subject]
+    for caller, token in world["callers"].items():
+        entitled = ANYONE in spec.entitled or caller in spec.entitled
+        if entitled:
+            # given the right caller, the real subject gets through the door
+            body = gql(spec.document, {"s": real}, token=token)
+            assert _door_errors(body) == set(), (field, caller, body.get("errors"))
+            unknown = gql(spec.document, {"s": codes.generate()}, token=token)
+            assert _door_errors(unknown) == {"ORDER_NOT_FOUND"}, (field, caller)
+        else:
+            # anyone else: the real subject answers exactly like an unknown one
+            theirs = gql(spec.document, {"s": real}, token=token)
+            unknown = gql(spec.document, {"s": codes.generate()}, token=token)
+            assert _door_errors(theirs), (field, caller, theirs)
+            assert _answer(theirs) == _answer(unknown), (field, caller)
