@@ -54,7 +54,8 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         max_overflow=pool_size,
         pool_pre_ping=True,  # a restarted PostgreSQL costs one failed ping, not a 500
         pool_timeout=5,
-        connect_args={"connect_timeout": 5},
+        # A statement that runs past this is cancelled by the server (execution time cap).
+        connect_args={"connect_timeout": 5, "options": "-c statement_timeout=10000"},
     )
 
 

@@ -5,6 +5,7 @@ object or array."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import MutableMapping
@@ -36,11 +37,16 @@ async def _reply(
 
 class GuardMiddleware:
     def __init__(
-        self, app: ASGIApp, graphql_path: str = "/graphql", ide_enabled: bool = True
+        self,
+        app: ASGIApp,
+        graphql_path: str = "/graphql",
+        ide_enabled: bool = True,
+        timeout_seconds: float = 15.0,
     ) -> None:
         self.app = app
         self.graphql_path = graphql_path
         self.ide_enabled = ide_enabled
+        self.timeout_seconds = timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -56,9 +62,15 @@ class GuardMiddleware:
                 await _reply(send, status, code, message, request_id, headers)
                 return
 
+        started = False
+
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message.setdefault("headers", [])
+                if message.get("status") == 429:
+                    message["headers"] = [*message["headers"], *_ratelimit_headers(message)]
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
@@ -86,7 +98,22 @@ class GuardMiddleware:
                 if problem is not None:
                     await _reply(send, 400, "BAD_USER_INPUT", problem, request_id)
                     return
-                await self.app(scope, _replay(body, capped_receive), send_with_id)
+                # Execution time cap: an operation that has not answered by then gets a
+                # clean SERVICE_UNAVAILABLE (the database also has a statement timeout).
+                try:
+                    await asyncio.wait_for(
+                        self.app(scope, _replay(body, capped_receive), send_with_id),
+                        self.timeout_seconds,
+                    )
+                except TimeoutError:
+                    if not started:
+                        await _reply(
+                            send,
+                            503,
+                            "SERVICE_UNAVAILABLE",
+                            "The request took too long and was stopped.",
+                            request_id,
+                        )
                 return
             await self.app(scope, capped_receive, send_with_id)
         except BodyTooLarge:
@@ -116,6 +143,12 @@ class GuardMiddleware:
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             return (413, "BAD_USER_INPUT", "Request body too large.", [])
         return None
+
+
+def _ratelimit_headers(message: Message) -> list[tuple[bytes, bytes]]:
+    """IETF RateLimit fields on a 429: nothing left, and when it comes back."""
+    retry = next((v for k, v in message["headers"] if k.lower() == b"retry-after"), b"1")
+    return [(b"ratelimit", b"remaining=0, reset=" + retry)]
 
 
 class BodyTooLarge(Exception):

@@ -72,6 +72,7 @@ class Settings:
     currency: str = "EUR"
     delivery_business_days: int = 3
     checkout_ttl_seconds: int = 24 * 3600
+    request_timeout_seconds: float = 15.0
     return_window_days: int = 30  # from a parcel's delivery
     auto_refund_on_receipt: bool = False  # refund as soon as the warehouse receives a return
     trusted_proxies: tuple[str, ...] = ()
@@ -125,6 +126,9 @@ class Settings:
             mail_dir=Path(_env_str("MAIL_DIR", str(cls.mail_dir))),
             max_page_size=_env_int("MAX_PAGE_SIZE", cls.max_page_size),
             checkout_ttl_seconds=_env_int("CHECKOUT_TTL_SECONDS", cls.checkout_ttl_seconds),
+            request_timeout_seconds=float(
+                _env_str("REQUEST_TIMEOUT_SECONDS", str(cls.request_timeout_seconds))
+            ),
             return_window_days=_env_int("RETURN_WINDOW_DAYS", cls.return_window_days),
             auto_refund_on_receipt=os.environ.get("AUTO_REFUND_ON_RECEIPT", "").lower()
             in ("1", "true", "yes"),

@@ -215,4 +215,5 @@ def test_a_request_refused_as_a_whole_is_http_429_with_retry_after(
     )
     assert refused.status_code == 429
     assert 0 < int(refused.headers["retry-after"]) <= 60
+    assert refused.headers["ratelimit"] == f"remaining=0, reset={refused.headers['retry-after']}"
     assert {e["extensions"]["code"] for e in refused.json()["errors"]} == {"RATE_LIMITED"}
