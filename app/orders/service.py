@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from app.catalog.models import Product
-from app.db import Database, utcnow
+from app.db import Database, row_values, utcnow
 from app.errors import BadUserInput, Conflict, OrderNotFound
 from app.events.broker import Broker, InProcessBroker, order_topic
 from app.notifications import templates
@@ -402,12 +402,11 @@ class OrderService:
     def get_order(self, viewer: Viewer | None, raw_code: str, client_ip: str) -> Order:
         """`order(code)`: the owner's order (lines are loaded by the API on demand)."""
         who, code = self._lookups.begin(viewer, raw_code, client_ip)
-        with self._db.connect_read() as conn:
-            row = conn.execute(_OWNED_ORDER, {"code": code, "owner": who.user_id}).one_or_none()
+        row = self._db.fetch_one(_OWNED_ORDER, {"code": code, "owner": who.user_id})
         if row is None:
             self._lookups.failed(who, client_ip)
             raise OrderNotFound()
-        return Order.model_construct(**row._mapping)
+        return Order.model_construct(**row_values(_OWNED_ORDER, row))
 
     def publish(self, order: Order, kind: str) -> None:
         """Tell live subscribers of this order that it changed (after the commit)."""

@@ -140,7 +140,7 @@ def test_a_bad_signature_is_refused_and_nothing_is_recorded(
     assert order_status(services, shipped.view.order) == "SHIPPED"
 
 
-@pytest.mark.parametrize("skew", [-301, -3600, 301])
+@pytest.mark.parametrize("skew", [-310, -3600, 310])  # 10 s margin: a slow CI run
 def test_a_timestamp_more_than_five_minutes_away_is_refused(
     http: TestClient, services: Services, shipped: Shipped, skew: int
 ) -> None:

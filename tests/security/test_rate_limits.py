@@ -33,6 +33,18 @@ class Harness:
             if statement.lstrip().upper().startswith("SELECT") and "FROM orders" in statement:
                 self.order_selects += 1
 
+        # The hot reads go straight through the driver (Database.fetch_one), past
+        # SQLAlchemy's events: count those at the door as well.
+        db = self.services.db
+        fetch_one = db.fetch_one
+
+        def counted(statement: Any, params: dict[str, Any]) -> Any:
+            if "FROM orders" in str(statement):
+                self.order_selects += 1
+            return fetch_one(statement, params)
+
+        db.fetch_one = counted  # type: ignore[method-assign]
+
 
 @pytest.fixture
 def limited(settings: Settings) -> Callable[..., Harness]:
