@@ -10,6 +10,7 @@ from app.audit.service import AuditLog
 from app.catalog.service import CatalogService
 from app.db import Database
 from app.events.broker import Broker, InProcessBroker
+from app.events.redis_broker import RedisBroker
 from app.orders.checkout import CheckoutService
 from app.orders.service import OrderService
 from app.pagination import CursorCodec
@@ -47,6 +48,8 @@ class Services:
 
     def close(self) -> None:
         self.db.dispose()
+        if isinstance(self.events, RedisBroker):
+            self.events.close()
         if isinstance(self.payments, TestPaymentProvider):
             self.payments.engine.dispose()
 
@@ -69,7 +72,8 @@ def build_services(
         settings.access_token_ttl_seconds,
     )
     cursors = CursorCodec(settings.jwt_secret)
-    events: Broker = InProcessBroker()
+    # Several instances share live updates through Redis; one process needs no Redis.
+    events: Broker = RedisBroker(settings.redis_url) if settings.redis_url else InProcessBroker()
     audit = AuditLog(db, cursors, settings.max_page_size)
     lookups = CodeLookups(limiter)
     payments = payments or TestPaymentProvider(provider_ledger_url(settings.database_url))

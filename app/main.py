@@ -10,9 +10,11 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -21,8 +23,10 @@ from strawberry.types.unset import UnsetType
 
 from app.container import Services, build_services
 from app.errors import DomainError, ErrorCode
+from app.graphiql import ASSETS_DIR, ASSETS_URL, graphiql_html
 from app.graphql.context import Context, client_ip_from
 from app.http import GuardMiddleware, request_id_of
+from app.metrics import counted_webhook, metrics_endpoint
 from app.migrate import is_at_head
 from app.notifications.sender import OutboxSender
 from app.notifications.transports import transport_from_settings
@@ -49,6 +53,11 @@ class OrdersGraphQL(GraphQL[Context, None]):
     def __init__(self, services: Services, **kwargs: Any) -> None:
         super().__init__(build_schema(production=services.settings.is_production), **kwargs)
         self.services = services
+
+    @property
+    def graphql_ide_html(self) -> str:
+        """GraphiQL from vendored assets, opening on the customer journey (app/graphiql.py)."""
+        return graphiql_html()
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         settings = self.services.settings
@@ -98,7 +107,20 @@ def create_app(
 ) -> Starlette:
     services = services or build_services(settings)
     ide = None if settings.is_production else "graphiql"
-    graphql_app = OrdersGraphQL(services, graphql_ide=ide, allow_queries_via_get=False)
+    graphql_app = OrdersGraphQL(
+        services,
+        graphql_ide=ide,
+        allow_queries_via_get=False,
+        # A browser WebSocket from another origin must be on the CORS allow-list (clients
+        # without an Origin header, i.e. not browsers, and same-origin pages are let in).
+        allowed_origins=settings.cors_origins,
+    )
+    # GraphiQL's JS/CSS, served locally (no CDN needed); only when the IDE is on.
+    ide_assets: list[BaseRoute] = (
+        [Mount(ASSETS_URL, StaticFiles(directory=ASSETS_DIR), name="graphiql-assets")]
+        if ide is not None
+        else []
+    )
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -144,12 +166,41 @@ def create_app(
             WebSocketRoute("/graphql", graphql_app),
             Route(
                 "/webhooks/carrier",
-                carrier_webhook(services.shipments, settings.carrier_webhook_secret),
+                counted_webhook(
+                    carrier_webhook(services.shipments, settings.carrier_webhook_secret)
+                ),
                 methods=["POST"],
             ),
+            Route(
+                "/metrics",
+                metrics_endpoint(
+                    OutboxSender(services.db, transport_from_settings(settings), "").queue_depth,
+                    production=settings.is_production,
+                    token=settings.metrics_token,
+                ),
+            ),
+            *ide_assets,
         ],
         lifespan=lifespan,
-        middleware=[Middleware(GuardMiddleware, ide_enabled=ide is not None)],
+        middleware=[
+            # Outermost, so preflights are answered here and refusals by the guard (415,
+            # 429…) still carry the CORS headers a browser needs to read them.
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=["Authorization", "Content-Type"],
+                expose_headers=["Retry-After", "X-Request-Id"],
+                # Bearer tokens, never cookies: no ambient credentials cross origins.
+                allow_credentials=False,
+                max_age=600,
+            ),
+            Middleware(
+                GuardMiddleware,
+                ide_enabled=ide is not None,
+                timeout_seconds=settings.request_timeout_seconds,
+            ),
+        ],
     )
     app.state.services = services
     return app

@@ -80,6 +80,7 @@ class Settings:
     rate_limits: RateLimits = field(default_factory=RateLimits)
     log_level: str = "INFO"
     debug: bool = False
+    metrics_token: str | None = None  # production serves /metrics only to this bearer
 
     @property
     def is_production(self) -> bool:
@@ -140,6 +141,7 @@ class Settings:
             rate_limits=limits,
             log_level=_env_str("LOG_LEVEL", cls.log_level),
             debug=os.environ.get("DEBUG", "") in ("1", "true", "yes"),
+            metrics_token=os.environ.get("METRICS_TOKEN") or None,
         )
         if overrides:
             settings = replace(settings, **overrides)
@@ -172,5 +174,5 @@ class Settings:
 
     def describe(self) -> dict[str, Any]:
         """Settings for logs, with secrets left out."""
-        hidden = {"jwt_secret", "smtp_password", "carrier_webhook_secret"}
+        hidden = {"jwt_secret", "smtp_password", "carrier_webhook_secret", "metrics_token"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden}

@@ -267,9 +267,7 @@ class AccountService:
             claims = self._tokens.decode(access_token)
         except InvalidToken as exc:
             raise Unauthenticated(INVALID_ACCESS_TOKEN) from exc
-        row = self._db.fetch_one(
-            _LIVE_SESSION, {"sid": claims.session_id, "uid": claims.user_id}
-        )
+        row = self._db.fetch_one(_LIVE_SESSION, {"sid": claims.session_id, "uid": claims.user_id})
         if row is None:
             raise Unauthenticated(INVALID_ACCESS_TOKEN)
         user_id, public_id, role, email, session_id = row

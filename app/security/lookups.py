@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 
-from app.errors import InvalidOrderCode
+from app import metrics
+from app.errors import InvalidOrderCode, RateLimited
 from app.security import codes
 from app.security.policy import Viewer, require_viewer
 from app.security.ratelimit import Limiter
@@ -21,14 +22,21 @@ class CodeLookups:
         """Return (viewer, canonical code) or raise UNAUTHENTICATED / RATE_LIMITED /
         INVALID_ORDER_CODE. Charged once per call, i.e. once per resolution."""
         who = require_viewer(viewer)
-        self._limiter.charge_lookup(self.user_key(who), client_ip)
         try:
-            return who, codes.normalise(raw_code)
+            self._limiter.charge_lookup(self.user_key(who), client_ip)
+        except RateLimited:
+            metrics.lookup_rate_limited()
+            raise
+        try:
+            code = codes.normalise(raw_code)
         except InvalidOrderCode:
             self.failed(who, client_ip, outcome="invalid")
             raise
+        metrics.lookup_begun()
+        return who, code
 
     def failed(self, viewer: Viewer, client_ip: str, *, outcome: str = "not_found") -> None:
+        metrics.lookup_failed(outcome)
         self._limiter.record_failed_lookup(self.user_key(viewer), client_ip)
         log.info("code lookup failed", extra={"outcome": outcome, "user": viewer.public_id})
 

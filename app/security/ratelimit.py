@@ -17,6 +17,7 @@ from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage, RedisStorage
 from limits.strategies import FixedWindowRateLimiter
 
+from app import metrics
 from app.errors import RateLimited, ServiceUnavailable
 from app.settings import RateLimits
 
@@ -64,11 +65,13 @@ class Limiter:
         """Spend one unit of `bucket` for `key`, or raise RateLimited."""
         allowed = self._guard(self._strategy.hit, bucket.item, bucket.name, key)
         if not allowed:
+            metrics.rate_limit_rejected(bucket.name)
             raise RateLimited(retry_after=self._retry_after(bucket, key))
 
     def ensure_not_exhausted(self, bucket: Bucket, key: str) -> None:
         """Refuse while `bucket` is spent for `key` (a lockout), without spending it."""
         if not self._guard(self._strategy.test, bucket.item, bucket.name, key):
+            metrics.rate_limit_rejected(bucket.name)
             raise RateLimited(retry_after=self._retry_after(bucket, key))
 
     def record(self, bucket: Bucket, key: str) -> None:
@@ -101,6 +104,7 @@ class Limiter:
             lock_key = f"login-lock:{key}:{failures}"
             if self._guard(self.storage.get, lock_key) > 0:
                 expiry = self._guard(self.storage.get_expiry, lock_key)
+                metrics.rate_limit_rejected("login")
                 raise RateLimited(retry_after=max(1, math.ceil(expiry - time.time())))
 
     def record_login_failure(self, *keys: str) -> None:

@@ -143,3 +143,26 @@ def test_syntax_and_token_limit_errors_carry_a_code(gql: GraphQLClient) -> None:
     assert error_codes(gql("{ a b c")) == ["BAD_USER_INPUT"]
     huge = "{ " + " ".join(f"a{i}: __typename" for i in range(1500)) + " }"
     assert error_codes(gql(huge)) == ["BAD_USER_INPUT"]
+
+
+def test_a_request_that_runs_too_long_is_stopped_cleanly(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from app.main import OrdersGraphQL
+
+    slow_settings = replace(settings, request_timeout_seconds=0.3)
+    original = OrdersGraphQL.process_result
+
+    async def slow(self: OrdersGraphQL, request: object, result: object) -> object:
+        await asyncio.sleep(2)
+        return await original(self, request, result)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(OrdersGraphQL, "process_result", slow)
+    services = build_services(slow_settings, passwords=FAST_PASSWORDS)
+    with TestClient(create_app(slow_settings, run_sender=False, services=services)) as client:
+        response = client.post("/graphql", json={"query": "{ __typename }"})
+    services.close()
+    assert response.status_code == 503
+    assert response.json()["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"

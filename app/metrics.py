@@ -1,0 +1,168 @@
+"""Prometheus metrics (DESIGN §7): counters and a histogram on the hot path, nothing else.
+
+Labels are bounded: operations are root field names of the schema (anything else is
+`other`), outcomes are error codes of one enum, buckets are the limiter's bucket names.
+Codes, emails and ids never become label values. The outbox gauges are read from the
+database when /metrics is scraped, never per request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import hmac
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+REQUESTS = Counter(
+    "orders_api_graphql_requests",
+    "GraphQL operations by root field and outcome (ok or the first error code)",
+    ["operation", "outcome"],
+)
+LATENCY = Histogram(
+    "orders_api_graphql_duration_seconds",
+    "Time to answer a GraphQL operation, by root field",
+    ["operation"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0),
+)
+LOOKUPS = Counter(
+    "orders_api_code_lookups",
+    "Order/RMA/tracking code lookups by outcome (found, not_found, invalid, rate_limited)",
+    ["outcome"],
+)
+RATE_LIMITED = Counter(
+    "orders_api_rate_limit_rejections",
+    "Requests refused by a rate limit, by bucket",
+    ["bucket"],
+)
+WEBHOOK_EVENTS = Counter(
+    "orders_api_webhook_events",
+    "Carrier webhook deliveries by HTTP status answered",
+    ["status"],
+)
+
+
+# -- code lookups: `found` is known only once the operation ended without a failure -------
+@dataclass
+class _LookupTally:
+    begun: int = 0
+    failed: int = 0
+
+
+_tally: contextvars.ContextVar[_LookupTally | None] = contextvars.ContextVar(
+    "lookup_tally", default=None
+)
+
+
+@contextlib.contextmanager
+def lookup_tally() -> Iterator[None]:
+    """Around one GraphQL operation: code lookups that began in it and did not fail are
+    counted `found` when it ends (services report failures, never successes)."""
+    tally = _LookupTally()
+    token = _tally.set(tally)
+    try:
+        yield
+    finally:
+        try:
+            _tally.reset(token)
+        except ValueError:  # resumed in another context (a subscription's stream)
+            _tally.set(None)
+        found = tally.begun - tally.failed
+        if found > 0:
+            LOOKUPS.labels(outcome="found").inc(found)
+
+
+def lookup_begun() -> None:
+    """A well-formed code passed the limiter and is being looked up."""
+    tally = _tally.get()
+    if tally is not None:
+        tally.begun += 1
+
+
+def lookup_failed(outcome: str) -> None:
+    """`not_found` (unknown or not yours) or `invalid` (malformed code)."""
+    LOOKUPS.labels(outcome=outcome).inc()
+    tally = _tally.get()
+    if tally is not None and outcome == "not_found":
+        tally.failed += 1
+
+
+def lookup_rate_limited() -> None:
+    LOOKUPS.labels(outcome="rate_limited").inc()
+
+
+def rate_limit_rejected(bucket: str) -> None:
+    RATE_LIMITED.labels(bucket=bucket).inc()
+
+
+# -- the endpoint -----------------------------------------------------------------------
+class OutboxCollector(Collector):
+    """Outbox depth and the age of its oldest email, read at scrape time."""
+
+    def __init__(self, queue_depth: Callable[[], tuple[int, float | None]]) -> None:
+        self.queue_depth = queue_depth
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        depth, age = self.queue_depth()
+        yield GaugeMetricFamily(
+            "orders_api_outbox_depth", "Emails waiting to be sent (dead letters excluded)", depth
+        )
+        yield GaugeMetricFamily(
+            "orders_api_outbox_oldest_age_seconds",
+            "Age of the oldest email waiting to be sent (0 when none)",
+            age or 0.0,
+        )
+
+
+def metrics_endpoint(
+    queue_depth: Callable[[], tuple[int, float | None]], *, production: bool, token: str | None
+) -> Callable[[Request], Any]:
+    """Open in development; in production only with `Authorization: Bearer METRICS_TOKEN`,
+    and absent (404) when no token is configured."""
+    local = CollectorRegistry(auto_describe=False)
+    local.register(OutboxCollector(queue_depth))
+    expected = f"Bearer {token}".encode() if token else None
+
+    async def metrics(request: Request) -> Response:
+        if production:
+            if expected is None:
+                return Response("Not Found", status_code=404, media_type="text/plain")
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return Response(
+                    "Unauthorized",
+                    status_code=401,
+                    media_type="text/plain",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        # The outbox gauges query the database: off the event loop.
+        body = await anyio.to_thread.run_sync(
+            lambda: generate_latest(REGISTRY) + generate_latest(local)
+        )
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return metrics
+
+
+def counted_webhook(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
+    async def webhook(request: Request) -> Response:
+        response: Response = await handler(request)
+        WEBHOOK_EVENTS.labels(status=str(response.status_code)).inc()
+        return response
+
+    return webhook

@@ -1,0 +1,168 @@
+"""Two real API processes sharing one PostgreSQL database and one Redis, as behind a load
+balancer: a scratch database per module (migrated and demo-seeded through the CLI, dropped
+at the end), Redis database 14 flushed first, one SMTP sink both instances send to."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from aiosmtpd.controller import Controller
+
+from tests.conftest import IN_CI, PG_ADMIN_URL
+from tests.e2e.conftest import (
+    OUTBOX_POLL_SECONDS,
+    LiveServer,
+    SmtpSink,
+    _Collector,
+    _run_cli,
+    _stop,
+    _wait_until_healthy,
+    free_port,
+)
+
+SCALE_REDIS_URL = os.environ.get("TEST_SCALE_REDIS_URL", "redis://127.0.0.1:6379/14")
+# Budgets of the cluster: the per-user lookup budget is the one test (a) measures; the
+# others are wide so that they do not interfere.
+RATE_ENV = {
+    "RATE_LOOKUPS_PER_USER": "10/minute",
+    "RATE_LOOKUPS_PER_IP": "10000/minute",
+    "RATE_FAILED_LOOKUPS_PER_USER": "10000/15 minutes",
+    "RATE_FAILED_LOOKUPS_PER_IP": "10000/15 minutes",
+}
+
+
+def _unreachable(name: str, problem: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{name} is required under CI=true but unreachable: {problem}")
+    pytest.skip(f"{name} not reachable: {problem}")
+
+
+@dataclass
+class Cluster:
+    a: LiveServer
+    b: LiveServer
+    database_url: str
+    smtp: SmtpSink
+
+    @property
+    def instances(self) -> tuple[LiveServer, LiveServer]:
+        return self.a, self.b
+
+    def sql(self, statement: str, *params: object) -> list[tuple[object, ...]]:
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            cursor = conn.execute(statement, params)  # type: ignore[arg-type]
+            return list(cursor.fetchall()) if cursor.description else []
+
+    def scalar(self, statement: str, *params: object) -> object:
+        return self.sql(statement, *params)[0][0]
+
+
+@pytest.fixture(scope="module")
+def scratch_database() -> Iterator[str]:
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
+            pass
+    except Exception as exc:
+        _unreachable("PostgreSQL", str(exc))
+    name = f"orders_scale_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def scale_redis() -> str:
+    try:
+        client = redis.Redis.from_url(SCALE_REDIS_URL, socket_connect_timeout=2)
+        client.ping()
+    except Exception as exc:
+        _unreachable("Redis", str(exc))
+    client.flushdb()
+    client.close()
+    return SCALE_REDIS_URL
+
+
+@pytest.fixture(scope="module")
+def scale_smtp() -> Iterator[SmtpSink]:
+    collector = _Collector()
+    port = free_port()
+    controller = Controller(collector, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield SmtpSink(port=port, collector=collector)
+    finally:
+        controller.stop()
+
+
+def _start(name: str, env: dict[str, str], workdir: Path, smtp: SmtpSink) -> LiveServer:
+    port = free_port()
+    command = [sys.executable, "-m", "app.cli", "serve", "--no-migrate", "--host", "127.0.0.1"]
+    command += ["--port", str(port)]
+    stderr_path = workdir / f"{name}.stderr"
+    with (workdir / f"{name}.stdout").open("wb") as out, stderr_path.open("wb") as err:
+        process = subprocess.Popen(
+            command,
+            env=env,
+            cwd=workdir,
+            stdout=out,
+            stderr=err,
+        )
+    return LiveServer(f"http://127.0.0.1:{port}", process, smtp, stderr_path, env)
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    scratch_database: str,
+    scale_redis: str,
+    scale_smtp: SmtpSink,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Cluster]:
+    workdir = tmp_path_factory.mktemp("cluster")
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "DATABASE_URL": scratch_database,
+        "REDIS_URL": scale_redis,
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(scale_smtp.port),
+        "JWT_SECRET": secrets.token_urlsafe(48),  # one secret: a token works on both
+        "APP_ENV": "development",
+        "OUTBOX_POLL_SECONDS": OUTBOX_POLL_SECONDS,
+        **RATE_ENV,
+    }
+    # Seeding looks codes up as the warehouse; it must not spend the cluster's budgets.
+    setup_env = {k: v for k, v in env.items() if k != "REDIS_URL" and k not in RATE_ENV}
+    _run_cli(["migrate"], setup_env, workdir)
+    _run_cli(["seed-demo"], setup_env, workdir)
+    servers: list[LiveServer] = []
+    try:
+        for name in ("a", "b"):
+            servers.append(_start(name, env, workdir, scale_smtp))
+        for server in servers:
+            _wait_until_healthy(server)
+        yield Cluster(servers[0], servers[1], scratch_database, scale_smtp)
+    finally:
+        for server in servers:
+            _stop(server.process)
+        for name, server in zip("ab", servers, strict=False):
+            # uvicorn re-raises SIGTERM after a clean shutdown: -SIGTERM is a normal stop.
+            if server.process.returncode not in (0, -signal.SIGTERM):
+                print(f"--- instance {name} stderr (tail) ---\n{server.stderr_tail()}")
+
+
+# One real server of its own (tests/e2e's fixtures) for tests that stop it.
+from tests.e2e.conftest import live_server, smtp_server  # noqa: E402, F401
