@@ -10,11 +10,15 @@ Documented test tokens (README):
   tok_visa → VISA 4242, tok_mastercard → MASTERCARD 4444, tok_amex → AMEX 0005 (succeed)
   tok_declined → card declined, tok_insufficient_funds → insufficient funds
   tok_unavailable → the provider is down (SERVICE_UNAVAILABLE, retry later)
+  tok_slow → VISA 4242, but the provider answers 2 s after taking the money (for
+             crash-recovery tests: a process killed in that window has charged the card
+             and committed nothing; the retry with the same key must charge nothing more)
 """
 
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -59,6 +63,7 @@ class PaymentProvider(Protocol):
 
 _CARDS = {
     "tok_visa": ("VISA", "4242"),
+    "tok_slow": ("VISA", "4242"),
     "tok_mastercard": ("MASTERCARD", "4444"),
     "tok_amex": ("AMEX", "0005"),
 }
@@ -66,6 +71,7 @@ _DECLINES = {
     "tok_declined": "The card was declined.",
     "tok_insufficient_funds": "The card has insufficient funds.",
 }
+SLOW_ANSWER_SECONDS = 2.0
 TEST_TOKENS = (*_CARDS, *_DECLINES, "tok_unavailable")
 
 
@@ -102,6 +108,8 @@ class TestPaymentProvider:
             brand=brand,
             last4=last4,
         )
+        if token == "tok_slow":
+            time.sleep(SLOW_ANSWER_SECONDS)
         return Charge(row.reference, row.amount_minor, row.currency, row.brand, row.last4)
 
     def refund(
