@@ -120,8 +120,10 @@ class Database:
         args: Any = tuple(params[name] for name in names) if names else params
         try:
             raw = self.engine.raw_connection()
-        except (OperationalError, DBAPIError) as exc:
-            raise ServiceUnavailable() from exc
+        except Exception as exc:  # the pool hands back the driver's own error here
+            if isinstance(exc, DBAPIError) or _driver_connection_lost(exc):
+                raise ServiceUnavailable() from exc
+            raise
         try:
             cursor = raw.cursor()
             try:
@@ -199,18 +201,32 @@ def _temporal_kind(column_type: Any) -> type | None:
     return None
 
 
-def _driver_connection_lost(exc: Exception) -> bool:
-    """A raw driver error that means the server or connection is gone."""
+def _driver_connection_lost(exc: BaseException) -> bool:
+    """A raw driver error that means the server or connection is gone. For PostgreSQL
+    (psycopg) every OperationalError/InterfaceError is about the connection or the
+    server; for SQLite only those whose message says so (others are statement bugs)."""
+    if type(exc).__name__ not in {"OperationalError", "InterfaceError"}:
+        return False
+    if type(exc).__module__.startswith("psycopg"):
+        return True
     text = str(exc).lower()
-    return type(exc).__name__ in {"OperationalError", "InterfaceError"} and any(
+    return any(
         marker in text
-        for marker in ("connection", "server closed", "terminating", "could not connect")
+        for marker in (
+            "connection",
+            "server closed",
+            "terminating",
+            "could not connect",
+            "database is locked",
+        )
     )
 
 
 def _is_unavailable(exc: DBAPIError) -> bool:
     """Connection-level failures (server down, restarted) rather than bugs in a statement."""
     if exc.connection_invalidated:
+        return True
+    if exc.orig is not None and _driver_connection_lost(exc.orig):
         return True
     message = str(exc.orig).lower() if exc.orig is not None else ""
     markers = (
