@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Date, DateTime, Select, event, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -139,18 +139,6 @@ class Database:
         finally:
             raw.close()  # back to the pool (rolled back there)
         return tuple(row) if row is not None else None
-
-    @contextmanager
-    def connect_read(self) -> Iterator[Connection]:
-        """A pooled Core connection for single-statement reads on hot paths (the session
-        check of every request, order(code)): no ORM unit of work, no identity map."""
-        try:
-            with self.engine.connect() as conn:
-                yield conn
-        except (OperationalError, DBAPIError) as exc:
-            if _is_unavailable(exc):
-                raise ServiceUnavailable() from exc
-            raise
 
     @contextmanager
     def write(self) -> Iterator[Session]:

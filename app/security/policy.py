@@ -25,12 +25,6 @@ def require_viewer(viewer: Viewer | None) -> Viewer:
     return viewer
 
 
-def order_owner_scope(viewer: Viewer | None) -> int:
-    """`order(code)` and every customer door: everyone, staff included, sees only their own
-    orders there; the lookup filters by code *and* this owner id in one query."""
-    return require_viewer(viewer).user_id
-
-
 def require_role(viewer: Viewer | None, *roles: Role) -> Viewer:
     who = require_viewer(viewer)
     if who.role not in roles:
@@ -40,10 +34,6 @@ def require_role(viewer: Viewer | None, *roles: Role) -> Viewer:
 
 SUPPORT_ROLES = (Role.SUPPORT, Role.ADMIN)
 FULFILMENT_ROLES = (Role.WAREHOUSE, Role.ADMIN)
-
-
-def can_see_personal_data(viewer: Viewer | None, owner_id: int) -> bool:
-    return viewer is not None and (viewer.user_id == owner_id or viewer.role in SUPPORT_ROLES)
 
 
 def mask_payment(brand: str, last4: str) -> str:
