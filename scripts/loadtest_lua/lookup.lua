@@ -1,0 +1,25 @@
+-- order(code) by the order's owner: the most frequent request (scripts/loadtest.py).
+-- Data: { tokens = { "<jwt>", ... }, items = { { token_index, "<json body>" }, ... } }
+dofile(string.match(debug.getinfo(1, "S").source, "^@(.*/)") .. "common.lua")
+
+local data, n
+
+function init(args)
+  data = load_data()
+  n = #data.items
+end
+
+function request()
+  local item = data.items[math.random(n)]
+  sent = sent + 1
+  return wrk.format("POST", "/graphql", {
+    ["Content-Type"] = "application/json",
+    ["Authorization"] = "Bearer " .. data.tokens[item[1]],
+  }, item[2])
+end
+
+function response(status, headers, body)
+  if tally(status, body) and string.find(body, '"order":%s*{%s*"code"') then
+    ok = ok + 1
+  end
+end
