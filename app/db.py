@@ -166,17 +166,26 @@ class Database:
 def row_values(statement: Select[Any], row: tuple[Any, ...]) -> dict[str, Any]:
     """Name the values of a `fetch_one` row and give dates and times their Python types
     (SQLite hands them back as ISO strings; PostgreSQL already as datetime/date)."""
+    columns = _row_shapes.get(id(statement))
+    if columns is None:
+        columns = _row_shapes[id(statement)] = [
+            (str(column.key), _temporal_kind(column.type)) for column in statement.selected_columns
+        ]
     values: dict[str, Any] = {}
-    for column, value in zip(statement.selected_columns, row, strict=True):
-        if isinstance(value, str):
-            kind = _temporal_kind(column.type)
+    for (key, kind), value in zip(columns, row, strict=True):
+        if kind is not None and isinstance(value, str):
             if kind is datetime:
                 parsed = datetime.fromisoformat(value)
                 value = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-            elif kind is date:
+            else:
                 value = date.fromisoformat(value)
-        values[str(column.key)] = value
+        values[key] = value
     return values
+
+
+# Column keys and temporal kinds of each hot-path statement (module-level constants, so
+# their ids are stable), worked out once instead of per row.
+_row_shapes: dict[int, list[tuple[str, type | None]]] = {}
 
 
 def _temporal_kind(column_type: Any) -> type | None:

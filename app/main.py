@@ -22,9 +22,12 @@ from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
 from app.container import Services, build_services
-from app.errors import DomainError, ErrorCode
+from app.errors import DomainError
 from app.graphiql import ASSETS_DIR, ASSETS_URL, graphiql_html
 from app.graphql.context import Context, client_ip_from
+from app.graphql.endpoint import GraphQLEndpoint
+from app.graphql.errors import with_default_codes
+from app.graphql.persisted import PersistedQueries, allowlist_rule
 from app.http import GuardMiddleware, request_id_of
 from app.metrics import counted_webhook, metrics_endpoint
 from app.migrate import is_at_head
@@ -50,8 +53,10 @@ def whole_request_retry_after(response_data: Any) -> int | None:
 
 
 class OrdersGraphQL(GraphQL[Context, None]):
-    def __init__(self, services: Services, **kwargs: Any) -> None:
-        super().__init__(build_schema(production=services.settings.is_production), **kwargs)
+    def __init__(self, services: Services, persisted: PersistedQueries, **kwargs: Any) -> None:
+        allowlist = allowlist_rule(persisted.allowlist) if persisted.allowlist_only else None
+        schema = build_schema(production=services.settings.is_production, allowlist=allowlist)
+        super().__init__(schema, **kwargs)
         self.services = services
 
     @property
@@ -74,13 +79,7 @@ class OrdersGraphQL(GraphQL[Context, None]):
         )
 
     async def process_result(self, request: Request, result: ExecutionResult) -> Any:
-        """Errors raised before execution (syntax, the token limit) skip the schema's error
-        extension; they still get a code, so every error a client sees has one."""
-        data: dict[str, Any] = dict(await super().process_result(request, result))
-        for error in data.get("errors") or []:
-            extensions = error.setdefault("extensions", {})
-            extensions.setdefault("code", ErrorCode.BAD_USER_INPUT.value)
-        return data
+        return with_default_codes(dict(await super().process_result(request, result)))
 
     def create_response(self, response_data: Any, sub_response: Response) -> Response:
         """A request refused as a whole by the limiter (no data, only RATE_LIMITED errors)
@@ -107,8 +106,10 @@ def create_app(
 ) -> Starlette:
     services = services or build_services(settings)
     ide = None if settings.is_production else "graphiql"
+    persisted = PersistedQueries.from_file(allowlist_only=settings.persisted_queries == "allowlist")
     graphql_app = OrdersGraphQL(
         services,
+        persisted,
         graphql_ide=ide,
         allow_queries_via_get=False,
         # A browser WebSocket from another origin must be on the CORS allow-list (clients
@@ -162,7 +163,11 @@ def create_app(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
-            Route("/graphql", graphql_app, methods=["GET", "POST", "OPTIONS"]),
+            Route(
+                "/graphql",
+                GraphQLEndpoint(graphql_app, persisted),
+                methods=["GET", "POST", "OPTIONS"],
+            ),
             WebSocketRoute("/graphql", graphql_app),
             Route(
                 "/webhooks/carrier",

@@ -24,7 +24,11 @@ from graphql import (
     parse,
     visit,
 )
-from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
+from graphql.validation import (
+    ASTValidationRule,
+    NoSchemaIntrospectionCustomRule,
+    specified_rules,
+)
 from graphql.validation.validate import ValidationAbortedError
 from strawberry.extensions import (
     MaxAliasesLimiter,
@@ -139,6 +143,8 @@ class OverloadLimits(ValidationRule):
 
 
 class OrdersSchema(strawberry.Schema):
+    rules: tuple[type[ASTValidationRule], ...] = ()  # set by build_schema
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -159,16 +165,29 @@ _LIMIT_RULES: tuple[type[ASTValidationRule], ...] = (
 
 
 MAX_TOKENS = 2000
-_PRODUCTION_RULES = (*_LIMIT_RULES, NoSchemaIntrospectionCustomRule)
+
+
+def validation_rules(
+    *, production: bool, allowlist: type[ASTValidationRule] | None = None
+) -> tuple[type[ASTValidationRule], ...]:
+    """Every rule a document is validated with: graphql's own, our limits, no introspection
+    in production, and the persisted-query allow-list when only that is accepted."""
+    return (
+        *specified_rules,
+        *_LIMIT_RULES,
+        *((NoSchemaIntrospectionCustomRule,) if production else ()),
+        *((allowlist,) if allowlist is not None else ()),
+    )
 
 
 @lru_cache(maxsize=512)
-def _parse(query: str, max_tokens: int | None) -> DocumentNode:
-    return parse(query, max_tokens=max_tokens)
+def parse_document(query: str) -> DocumentNode:
+    """Parse with the token limit, cached: clients send the same few documents."""
+    return parse(query, max_tokens=MAX_TOKENS)
 
 
 @lru_cache(maxsize=512)
-def _validate(
+def validate_cached(
     schema: GraphQLSchema, document: DocumentNode, rules: tuple[type[ASTValidationRule], ...]
 ) -> list[GraphQLError]:
     return validate_document(schema, document, rules)
@@ -179,49 +198,51 @@ class RequestPipeline(DomainErrorMasking):
     in ONE extension. As five separate strawberry extensions their hooks alone cost more
     per request than the database lookup (scripts/bench); together the behaviour is the
     same: the token limit stops the parser early, rules are one shared tuple (so the
-    validation cache hits), and introspection is refused in production."""
+    validation cache hits). `build_schema` sets `rules` for the deployment."""
 
-    production = False
+    rules: tuple[type[ASTValidationRule], ...] = ()
 
     def on_operation(self) -> Iterator[None]:
         context = self.execution_context
         context.parse_options["max_tokens"] = MAX_TOKENS
-        rules = _PRODUCTION_RULES if self.production else _LIMIT_RULES
-        context.validation_rules = (*context.validation_rules, *rules)
+        context.validation_rules = self.rules
         yield from super().on_operation()
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
         assert context.query is not None
-        context.graphql_document = _parse(context.query, MAX_TOKENS)
+        context.graphql_document = parse_document(context.query)
         yield
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         assert context.graphql_document is not None
-        context.pre_execution_errors = _validate(
-            context.schema._schema, context.graphql_document, tuple(context.validation_rules)
+        context.pre_execution_errors = validate_cached(
+            context.schema._schema, context.graphql_document, self.rules
         )
         yield
 
 
-class ProductionPipeline(RequestPipeline):
-    production = True
-
-
-def build_schema(*, production: bool = False) -> strawberry.Schema:
+def build_schema(
+    *, production: bool = False, allowlist: type[ASTValidationRule] | None = None
+) -> OrdersSchema:
     """Batching stays off (StrawberryConfig's default): one operation per request, so every
-    code lookup is one resolution the limiter sees. Introspection is off in production."""
-    return OrdersSchema(
+    code lookup is one resolution the limiter sees. Introspection is off in production;
+    `allowlist` (app/graphql/persisted.py) admits only the registered documents."""
+    rules = validation_rules(production=production, allowlist=allowlist)
+    pipeline = type("RequestPipeline", (RequestPipeline,), {"rules": rules})
+    built = OrdersSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         config=StrawberryConfig(),
         extensions=[
             MetricsExtension,  # first: times and counts everything, refusals included
-            ProductionPipeline if production else RequestPipeline,
+            pipeline,
         ],
     )
+    built.rules = rules
+    return built
 
 
 schema = build_schema()

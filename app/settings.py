@@ -81,6 +81,9 @@ class Settings:
     log_level: str = "INFO"
     debug: bool = False
     metrics_token: str | None = None  # production serves /metrics only to this bearer
+    # "open": any document, and clients may register documents by hash (APQ);
+    # "allowlist": only the documents of app/graphql/persisted_queries.json (from examples/)
+    persisted_queries: str = "open"
 
     @property
     def is_production(self) -> bool:
@@ -142,6 +145,7 @@ class Settings:
             log_level=_env_str("LOG_LEVEL", cls.log_level),
             debug=os.environ.get("DEBUG", "") in ("1", "true", "yes"),
             metrics_token=os.environ.get("METRICS_TOKEN") or None,
+            persisted_queries=_env_str("PERSISTED_QUERIES", cls.persisted_queries).lower(),
         )
         if overrides:
             settings = replace(settings, **overrides)
@@ -154,6 +158,8 @@ class Settings:
             raise SettingsError("ACCESS_TOKEN_TTL_SECONDS must be between 1 and 900")
         if not 0 <= self.return_window_days <= 3650:
             raise SettingsError("RETURN_WINDOW_DAYS must be between 0 and 3650")
+        if self.persisted_queries not in ("open", "allowlist"):
+            raise SettingsError("PERSISTED_QUERIES must be `open` or `allowlist`")
         if not self.is_production:
             return
         if self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < MIN_SECRET_LENGTH:

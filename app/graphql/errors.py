@@ -50,6 +50,7 @@ def run_mutation(work: Callable[[], T], on_error: Callable[[list[UserError]], T]
 # "Cannot query field 'ordr'. Did you mean 'order'?" would let a caller map the schema
 # without introspection; the suggestion is cut, the rest of the message stays readable.
 _SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+_CODES = frozenset(code.value for code in ErrorCode)
 
 
 class DomainErrorMasking(MaskErrors):
@@ -65,37 +66,52 @@ class DomainErrorMasking(MaskErrors):
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         request_id = getattr(self.execution_context.context, "request_id", None)
-        return [self._one(error, request_id) for error in errors]
+        return [mask_error(error, request_id) for error in errors]
 
-    def _one(self, error: GraphQLError, request_id: str | None) -> GraphQLError:
-        original = error.original_error
-        if isinstance(original, DomainError):
-            extensions: dict[str, Any] = {"code": original.code.value}
-            if original.retry_after is not None:
-                extensions["retryAfter"] = original.retry_after
-            if original.field:
-                extensions["field"] = original.field
-            return GraphQLError(
-                original.message, nodes=error.nodes, path=error.path, extensions=extensions
-            )
-        if original is None or isinstance(original, GraphQLError):
-            # syntax, validation and variable-coercion errors: readable, never sensitive
-            return GraphQLError(
-                _SUGGESTION.sub("", error.message),
-                nodes=error.nodes,
-                source=error.source,
-                positions=error.positions,
-                path=error.path,
-                extensions={"code": ErrorCode.BAD_USER_INPUT.value},
-            )
-        log.error(
-            "unhandled resolver error",
-            exc_info=(type(original), original, original.__traceback__),
-            extra={"request_id": request_id},
-        )
+
+def mask_error(error: GraphQLError, request_id: str | None) -> GraphQLError:
+    """What a client may see of `error`: a domain error's code and message, a readable
+    validation message without schema suggestions, or a generic INTERNAL with the request
+    id (the real error is logged, type and frames only)."""
+    original = error.original_error
+    if isinstance(original, DomainError):
+        extensions: dict[str, Any] = {"code": original.code.value}
+        if original.retry_after is not None:
+            extensions["retryAfter"] = original.retry_after
+        if original.field:
+            extensions["field"] = original.field
         return GraphQLError(
-            f"Internal error. Quote request id {request_id} when reporting it.",
-            nodes=error.nodes,
-            path=error.path,
-            extensions={"code": ErrorCode.INTERNAL.value, "requestId": request_id},
+            original.message, nodes=error.nodes, path=error.path, extensions=extensions
         )
+    if original is None or isinstance(original, GraphQLError):
+        # syntax, validation and variable-coercion errors: readable, never sensitive; our
+        # own validation rules may name a code (the allow-list answers FORBIDDEN)
+        code = (error.extensions or {}).get("code")
+        return GraphQLError(
+            _SUGGESTION.sub("", error.message),
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions={"code": code if code in _CODES else ErrorCode.BAD_USER_INPUT.value},
+        )
+    log.error(
+        "unhandled resolver error",
+        exc_info=(type(original), original, original.__traceback__),
+        extra={"request_id": request_id},
+    )
+    return GraphQLError(
+        f"Internal error. Quote request id {request_id} when reporting it.",
+        nodes=error.nodes,
+        path=error.path,
+        extensions={"code": ErrorCode.INTERNAL.value, "requestId": request_id},
+    )
+
+
+def with_default_codes(response: dict[str, Any]) -> dict[str, Any]:
+    """Errors raised before execution (syntax, the token limit) skip the masking; they
+    still get a code, so every error a client sees has one."""
+    for error in response.get("errors") or []:
+        extensions = error.setdefault("extensions", {})
+        extensions.setdefault("code", ErrorCode.BAD_USER_INPUT.value)
+    return response

@@ -39,7 +39,7 @@ def _root_field(execution_context: Any) -> str:
     return "invalid"
 
 
-def _outcome(errors: list[GraphQLError] | None) -> str:
+def outcome_of(errors: list[GraphQLError] | None) -> str:
     if not errors:
         return "ok"
     error = errors[0]
@@ -61,5 +61,5 @@ class MetricsExtension(SchemaExtension):
             context = self.execution_context
             operation = _root_field(context)
             errors = getattr(context.result, "errors", None) or context.pre_execution_errors
-            REQUESTS.labels(operation=operation, outcome=_outcome(errors)).inc()
+            REQUESTS.labels(operation=operation, outcome=outcome_of(errors)).inc()
             LATENCY.labels(operation=operation).observe(time.perf_counter() - started)

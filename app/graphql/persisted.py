@@ -1,0 +1,176 @@
+"""Persisted queries.
+
+Clients may send a document by its SHA-256 instead of its text, with Apollo's automatic
+persisted queries protocol (`"extensions": {"persistedQuery": {"version": 1,
+"sha256Hash": "…"}}`): an unknown hash answers `PersistedQueryNotFound`, the client sends
+text and hash once, and later requests carry the hash only.
+
+The allow-list (`persisted_queries.json` beside this file) is generated from the example
+clients in `examples/` (`orders-api export-persisted-queries`; a test fails when it is out
+of date). With `PERSISTED_QUERIES=allowlist` a deployment accepts only those documents, by
+hash or by text, over HTTP and WebSocket alike: the check is a validation rule, so no
+transport can go around it, and registering new documents is refused.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import re
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    ValidationRule,
+    parse,
+    print_ast,
+    validate,
+)
+
+from app.errors import DomainError, ErrorCode
+
+ALLOWLIST_PATH = Path(__file__).with_name("persisted_queries.json")
+APQ_CACHE_SIZE = 2000  # registered documents kept per process (clients re-register on a miss)
+_HASH = re.compile(r"[0-9a-f]{64}")
+# JS template literals without interpolation (`${`) or escapes: how the web example writes
+# its GraphQL documents
+_JS_TEMPLATE = re.compile(r"`((?:[^`\\$]|\$(?!\{))*)`")
+_OPERATION_START = re.compile(r"^\s*(#[^\n]*\n\s*)*(query|mutation|subscription|\{)")
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class PersistedQueryError(DomainError):
+    """A persisted-query request that cannot be served. The messages are Apollo's, which
+    its clients recognise (PersistedQueryNotFound makes them resend the text)."""
+
+
+class PersistedQueries:
+    def __init__(self, allowlist: dict[str, str], *, allowlist_only: bool) -> None:
+        self.allowlist = dict(allowlist)
+        self.allowlist_only = allowlist_only
+        self._registered: OrderedDict[str, str] = OrderedDict()
+
+    @classmethod
+    def from_file(cls, *, allowlist_only: bool, path: Path = ALLOWLIST_PATH) -> PersistedQueries:
+        return cls(load_allowlist(path), allowlist_only=allowlist_only)
+
+    def resolve(self, body: dict[str, Any]) -> Any:
+        """The query text of a request body: its `query`, or the document its
+        persisted-query hash names. Raises PersistedQueryError."""
+        extensions = body.get("extensions")
+        persisted = extensions.get("persistedQuery") if isinstance(extensions, dict) else None
+        query = body.get("query")
+        if persisted is None:
+            return query
+        if not isinstance(persisted, dict) or persisted.get("version") != 1:
+            raise PersistedQueryError("Unsupported persisted query version.")
+        digest = persisted.get("sha256Hash")
+        if not isinstance(digest, str) or not _HASH.fullmatch(digest):
+            raise PersistedQueryError("sha256Hash must be 64 lowercase hex digits.")
+        if query is None:
+            known = self.allowlist.get(digest) or self._registered.get(digest)
+            if known is None:
+                raise PersistedQueryError("PersistedQueryNotFound")
+            if digest in self._registered:
+                self._registered.move_to_end(digest)
+            return known
+        if not isinstance(query, str) or sha256_hex(query) != digest:
+            raise PersistedQueryError("provided sha does not match query")
+        if digest not in self.allowlist:
+            if self.allowlist_only:
+                raise PersistedQueryError(
+                    "PersistedQueryNotSupported: only the registered operations are accepted.",
+                    code=ErrorCode.FORBIDDEN,
+                )
+            self._register(digest, query)
+        return query
+
+    def _register(self, digest: str, query: str) -> None:
+        self._registered[digest] = query
+        self._registered.move_to_end(digest)
+        while len(self._registered) > APQ_CACHE_SIZE:
+            self._registered.popitem(last=False)
+
+
+def allowlist_rule(allowlist: dict[str, str]) -> type[ValidationRule]:
+    """A validation rule that accepts only documents of the allow-list, compared as printed
+    ASTs (so formatting and comments do not matter, and any change in meaning does)."""
+    allowed = frozenset(print_ast(parse(text)) for text in allowlist.values())
+
+    class AllowListOnly(ValidationRule):
+        def enter_document(self, node: DocumentNode, *_: Any) -> None:
+            if print_ast(node) not in allowed:
+                self.report_error(
+                    GraphQLError(
+                        "Only the registered operations are accepted by this deployment "
+                        "(see the persisted queries in the README).",
+                        extensions={"code": ErrorCode.FORBIDDEN.value},
+                    )
+                )
+
+    return AllowListOnly
+
+
+def load_allowlist(path: Path = ALLOWLIST_PATH) -> dict[str, str]:
+    entries = json.loads(path.read_text(encoding="utf-8"))
+    return {sha256_hex(text): text for text in entries.values()}
+
+
+# -- generation from examples/ ------------------------------------------------------------
+
+
+def collect_documents(examples: Path, schema: GraphQLSchema) -> dict[str, str]:
+    """Every GraphQL operation document in the example clients: `.graphql` files, string
+    constants in `.py` files and interpolation-free template literals in `.js` files that
+    parse as operations and validate against the schema. Keyed by SHA-256, sorted."""
+    found: dict[str, str] = {}
+    for path in sorted(examples.rglob("*")):
+        if path.suffix == ".graphql":
+            candidates = [path.read_text(encoding="utf-8")]
+        elif path.suffix == ".py":
+            candidates = _python_strings(path.read_text(encoding="utf-8"))
+        elif path.suffix in (".js", ".mjs"):
+            candidates = _JS_TEMPLATE.findall(path.read_text(encoding="utf-8"))
+        else:
+            continue
+        for text in candidates:
+            if _is_operation(text, path, schema):
+                found[sha256_hex(text)] = text
+    return dict(sorted(found.items()))
+
+
+def export_allowlist(examples: Path, schema: GraphQLSchema) -> str:
+    return json.dumps(collect_documents(examples, schema), indent=2, sort_keys=True) + "\n"
+
+
+def _python_strings(source: str) -> list[str]:
+    return [
+        node.value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+
+
+def _is_operation(text: str, path: Path, schema: GraphQLSchema) -> bool:
+    """True for a valid operation document; an invalid one in an example is a bug there."""
+    if not _OPERATION_START.match(text):
+        return False
+    try:
+        document = parse(text)
+    except GraphQLError:
+        return False
+    if not any(isinstance(d, OperationDefinitionNode) for d in document.definitions):
+        return False
+    errors = validate(schema, document)
+    if errors:
+        raise ValueError(f"{path}: an invalid GraphQL document: {errors[0].message}")
+    return True
