@@ -14,7 +14,9 @@ missed.
 
 Delivery is at-most-once, like Redis pub/sub itself: a publish while Redis is down is
 logged and dropped (the change is committed; a client sees it on its next read), and a
-subscription whose connection breaks ends with an error, to be restarted by the client.
+subscription whose connection breaks ends with SERVICE_UNAVAILABLE (the WebSocket stays
+open), to be restarted by the client — which is a code lookup, refused the same way until
+Redis is back. Every client here reconnects by itself once Redis answers again.
 """
 
 from __future__ import annotations
@@ -96,16 +98,23 @@ class RedisBroker:
 
     @staticmethod
     async def _events(pubsub: Any) -> AsyncIterator[tuple[str, Event]]:
-        async for message in pubsub.listen():
-            if message.get("type") != "message":
-                continue
-            try:
-                event = json.loads(message["data"])
-            except (TypeError, ValueError):
-                logger.warning("ignored a malformed live update")
-                continue
-            if isinstance(event, dict):
-                yield topic_of(message["channel"]), event
+        """The subscription's events. When its Redis connection breaks and redis-py cannot
+        reconnect, the stream ends with SERVICE_UNAVAILABLE (a domain error the client sees
+        by its code; redis-py's own exception would be masked as INTERNAL)."""
+        try:
+            async for message in pubsub.listen():
+                if message.get("type") != "message":
+                    continue
+                try:
+                    event = json.loads(message["data"])
+                except (TypeError, ValueError):
+                    logger.warning("ignored a malformed live update")
+                    continue
+                if isinstance(event, dict):
+                    yield topic_of(message["channel"]), event
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("live update stream lost Redis: %s", type(exc).__name__)
+            raise ServiceUnavailable() from exc
 
     def ping(self) -> bool:
         try:

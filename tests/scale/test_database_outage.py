@@ -5,11 +5,8 @@ talks to PostgreSQL through a TCP proxy on loopback that the test cuts and resto
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,67 +17,11 @@ import httpx
 import psycopg
 import pytest
 
-from tests.e2e.conftest import SmtpSink, _run_cli, _stop, _wait_until_healthy, free_port
+from tests.e2e.conftest import SmtpSink, _run_cli, _stop, _wait_until_healthy
 from tests.scale.conftest import _start
+from tests.scale.proxy import TcpProxy
 
 pytestmark = pytest.mark.e2e
-
-
-class TcpProxy:
-    """Forwards 127.0.0.1:port to a target; `cut()` drops the listener and every open
-    connection (the database is gone), `restore()` listens again on the same port."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = free_port()
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._listener: socket.socket | None = None
-
-    def restore(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def cut(self) -> None:
-        with self._lock:
-            doomed, self._sockets = self._sockets, []
-            listener, self._listener = self._listener, None
-        for sock in [*doomed, *([listener] if listener else [])]:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return  # cut
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
 
 
 LOGIN = (
