@@ -1,5 +1,5 @@
 """The `orders-api` command line: serve, migrate, seed-demo, create-user, export-schema,
-send-emails."""
+export-persisted-queries, send-emails."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import asyncio
 import getpass
 import os
 import sys
+from pathlib import Path
 
 from app.settings import Settings
 
@@ -84,9 +85,19 @@ def cmd_create_user(args: argparse.Namespace) -> int:
 def cmd_export_schema(args: argparse.Namespace) -> int:
     from app.schema import schema
 
-    text = schema.as_str() + "\n"
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as handle:
+    return _write(schema.as_str() + "\n", args.output)
+
+
+def cmd_export_persisted_queries(args: argparse.Namespace) -> int:
+    from app.graphql.persisted import export_allowlist
+    from app.schema import schema
+
+    return _write(export_allowlist(Path(args.examples), schema._schema), args.output)
+
+
+def _write(text: str, output: str | None) -> int:
+    if output:
+        with open(output, "w", encoding="utf-8") as handle:
             handle.write(text)
     else:
         sys.stdout.write(text)
@@ -138,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export-schema", help="print the GraphQL SDL")
     export.add_argument("--output", "-o")
     export.set_defaults(func=cmd_export_schema)
+
+    persisted = sub.add_parser(
+        "export-persisted-queries",
+        help="print the persisted-query allow-list: every operation in the example clients",
+    )
+    persisted.add_argument("--examples", default="examples")
+    persisted.add_argument("--output", "-o")
+    persisted.set_defaults(func=cmd_export_persisted_queries)
 
     sub.add_parser("send-emails", help="one pass of the email outbox").set_defaults(
         func=cmd_send_emails

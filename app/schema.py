@@ -173,10 +173,10 @@ def validation_rules(
     """Every rule a document is validated with: graphql's own, our limits, no introspection
     in production, and the persisted-query allow-list when only that is accepted."""
     return (
+        *((allowlist,) if allowlist is not None else ()),  # first: it ends validation early
         *specified_rules,
         *_LIMIT_RULES,
         *((NoSchemaIntrospectionCustomRule,) if production else ()),
-        *((allowlist,) if allowlist is not None else ()),
     )
 
 

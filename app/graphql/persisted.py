@@ -32,15 +32,17 @@ from graphql import (
     print_ast,
     validate,
 )
+from graphql.validation.validate import ValidationAbortedError
 
 from app.errors import DomainError, ErrorCode
 
 ALLOWLIST_PATH = Path(__file__).with_name("persisted_queries.json")
 APQ_CACHE_SIZE = 2000  # registered documents kept per process (clients re-register on a miss)
 _HASH = re.compile(r"[0-9a-f]{64}")
-# JS template literals without interpolation (`${`) or escapes: how the web example writes
-# its GraphQL documents
-_JS_TEMPLATE = re.compile(r"`((?:[^`\\$]|\$(?!\{))*)`")
+# JS: `const NAME = \`…\`` template literals without interpolation (`${`) or escapes, the
+# way the web example writes its documents (anchored at `=` so that backticks in comments
+# cannot pair up the wrong way)
+_JS_TEMPLATE = re.compile(r"=\s*`((?:[^`\\$]|\$(?!\{))*)`")
 _OPERATION_START = re.compile(r"^\s*(#[^\n]*\n\s*)*(query|mutation|subscription|\{)")
 
 
@@ -107,14 +109,15 @@ def allowlist_rule(allowlist: dict[str, str]) -> type[ValidationRule]:
     allowed = frozenset(print_ast(parse(text)) for text in allowlist.values())
 
     class AllowListOnly(ValidationRule):
+        """Runs first and ends validation at once: an unlisted document gets one FORBIDDEN
+        and nothing that the other rules would say about the schema."""
+
         def enter_document(self, node: DocumentNode, *_: Any) -> None:
             if print_ast(node) not in allowed:
-                self.report_error(
-                    GraphQLError(
-                        "Only the registered operations are accepted by this deployment "
-                        "(see the persisted queries in the README).",
-                        extensions={"code": ErrorCode.FORBIDDEN.value},
-                    )
+                raise ValidationAbortedError(
+                    "Only the registered operations are accepted by this deployment "
+                    "(see the persisted queries in the README).",
+                    extensions={"code": ErrorCode.FORBIDDEN.value},
                 )
 
     return AllowListOnly

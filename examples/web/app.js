@@ -22,19 +22,25 @@ const RETURN_REASONS = [
 ];
 
 // -- GraphQL documents (field names as in schema.graphql) ---------------------------------
-
-const USER_ERRORS = "userErrors { field message code }";
-const AUTH_FIELDS = `user { email name }
-  tokens { accessToken refreshToken expiresIn }
-  ${USER_ERRORS}`;
+// Whole documents, no `${…}` pieces: `orders-api export-persisted-queries` reads them from
+// this file into the API's allow-list, so a deployment with PERSISTED_QUERIES=allowlist
+// accepts exactly these (and the mobile example's) operations.
 
 const LOGIN = `mutation Login($email: String!, $password: String!) {
-  login(email: $email, password: $password) { ${AUTH_FIELDS} }
+  login(email: $email, password: $password) {
+    user { email name }
+    tokens { accessToken refreshToken expiresIn }
+    userErrors { field message code }
+  }
 }`;
 const REFRESH = `mutation Refresh($refreshToken: String!) {
-  refreshToken(refreshToken: $refreshToken) { ${AUTH_FIELDS} }
+  refreshToken(refreshToken: $refreshToken) {
+    user { email name }
+    tokens { accessToken refreshToken expiresIn }
+    userErrors { field message code }
+  }
 }`;
-const LOGOUT = `mutation Logout { logout { ok ${USER_ERRORS} } }`;
+const LOGOUT = `mutation Logout { logout { ok userErrors { field message code } } }`;
 
 const MY_ORDERS = `query MyOrders($first: Int, $after: String) {
   myOrders(first: $first, after: $after) {
@@ -43,7 +49,8 @@ const MY_ORDERS = `query MyOrders($first: Int, $after: String) {
   }
 }`;
 
-const ORDER_DETAIL = `fragment OrderDetail on Order {
+const ORDER = `query Order($code: String!) { order(code: $code) { ...OrderDetail } }
+fragment OrderDetail on Order {
   code status placedAt updatedAt estimatedDelivery
   subtotal { amount currency } shipping { amount currency } tax { amount currency }
   total { amount currency } refunded { amount currency }
@@ -54,12 +61,20 @@ const ORDER_DETAIL = `fragment OrderDetail on Order {
   }
   returns { rma status }
 }`;
-const ORDER = `query Order($code: String!) { order(code: $code) { ...OrderDetail } }
-${ORDER_DETAIL}`;
 const FOLLOW_ORDER = `subscription FollowOrder($code: String!) {
   orderUpdates(code: $code) { type occurredAt order { ...OrderDetail } }
 }
-${ORDER_DETAIL}`;
+fragment OrderDetail on Order {
+  code status placedAt updatedAt estimatedDelivery
+  subtotal { amount currency } shipping { amount currency } tax { amount currency }
+  total { amount currency } refunded { amount currency }
+  lines { sku name quantity unitPrice { amount currency } lineTotal { amount currency } }
+  shipments {
+    carrier trackingNumber status estimatedDelivery shippedAt deliveredAt
+    events { status location description occurredAt }
+  }
+  returns { rma status }
+}`;
 
 const RETURN_ELIGIBILITY = `query ReturnEligibility($code: String!) {
   returnEligibility(code: $code) {
@@ -72,7 +87,7 @@ const REQUEST_RETURN = `mutation RequestReturn(
 ) {
   requestReturn(code: $code, lines: $lines, reason: $reason, comment: $comment) {
     returnRequest { rma status lines { sku name quantity } }
-    ${USER_ERRORS}
+    userErrors { field message code }
   }
 }`;
 
