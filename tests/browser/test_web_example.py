@@ -398,3 +398,45 @@ def test_an_expired_access_token_is_refreshed_and_a_reload_resumes_the_session(
     expect(page.locator('#messages .error[data-code="UNAUTHENTICATED"]')).to_be_visible()
     assert web.refresh_token() is None
     web.assert_clean()
+
+
+def test_the_page_works_against_an_allowlist_only_api(
+    start_api: Callable[..., Server],
+    front_end: Callable[[Server], FrontEnd],
+    page: Page,
+) -> None:
+    """PERSISTED_QUERIES=allowlist: the page's documents are in the allow-list generated
+    from examples/ (app/graphql/persisted_queries.json), so the whole journey works, while
+    any other document is refused."""
+    api = start_api(PERSISTED_QUERIES="allowlist")
+    web = front_end(api)
+    web.login(ALICE, DEMO_PASSWORD)
+    expect(page.locator("#order-list .order-link")).to_have_count(3)
+    page.locator("#more").click()
+    expect(page.locator("#order-list .order-link")).to_have_count(4)
+    by_status = {status: code for code, status in web.order_buttons()}
+
+    web.open_order(by_status["SHIPPED"])  # Order, then FollowOrder over the socket
+    wait_until_followed(api, page, "DEMO-ALICE-2")
+    news = f"Allow-listed and live {uuid.uuid4().hex[:8]}"
+    post_carrier_event(api, "DEMO-ALICE-2", "OUT_FOR_DELIVERY", news)
+    expect(page.locator(".event").first).to_contain_text(news, timeout=TIMEOUT_MS)
+
+    web.open_order(by_status["DELIVERED"])
+    page.locator("#start-return").click()
+    form = page.locator("#return-form")
+    form.locator('input[data-sku="NOTE-A5"]').fill("0")
+    form.locator("select[name=reason]").select_option("DAMAGED")
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#rma")).to_be_visible()
+    assert CODE.match(page.locator("#rma").inner_text())
+
+    page.locator("#logout").click()
+    expect(page.locator("#login-form")).to_be_visible()
+    assert web.error_codes() == []
+    assert set(web.operations()) == {
+        "Login", "MyOrders", "Order", "ReturnEligibility", "RequestReturn", "Logout",
+    }  # fmt: skip
+    web.assert_clean()
+    refused = api.gql("{ products { edges { node { sku } } } }")
+    assert [e["extensions"]["code"] for e in refused["errors"]] == ["FORBIDDEN"]

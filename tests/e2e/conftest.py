@@ -202,6 +202,8 @@ def live_server(
         "APP_ENV": "development",
         "OUTBOX_POLL_SECONDS": OUTBOX_POLL_SECONDS,
     }
+    marker = request.node.get_closest_marker("server_env")
+    env.update(marker.kwargs if marker else {})
     # seed-demo needs the tables; serve would migrate by itself, but only later.
     _run_cli(["migrate"], env, workdir)
     _run_cli(["seed-demo"], env, workdir)

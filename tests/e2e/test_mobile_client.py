@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from examples.mobile_client import OrdersClient
@@ -89,3 +90,32 @@ def test_the_readme_example_runs(
     exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - our own README
     printed = capsys.readouterr().out.strip().splitlines()
     assert len(printed) == 4
+
+
+@pytest.mark.server_env(PERSISTED_QUERIES="allowlist")
+async def test_the_client_works_against_an_allowlist_only_server(live_server: LiveServer) -> None:
+    """Its documents are in the allow-list generated from examples/; anything else is not."""
+    client = OrdersClient(live_server.graphql_url)
+    client.login("alice@example.com", DEMO_PASSWORD)
+    assert client.tokens is not None
+    client.tokens.expires_at = 0.0  # refresh too
+    shipped = next(o for o in client.my_orders() if o["status"] == "SHIPPED")
+
+    async def first_update() -> dict[str, Any]:
+        async with contextlib.aclosing(client.follow(shipped["code"])) as updates:
+            async for update in updates:
+                return update
+        raise AssertionError("the stream ended without an update")
+
+    listening = asyncio.create_task(first_update())
+    await asyncio.sleep(0.5)
+    await asyncio.to_thread(post_event, live_server, "DEMO-ALICE-2", "OUT_FOR_DELIVERY")
+    assert (await asyncio.wait_for(listening, timeout=10))["type"] == "TRACKING_EVENT"
+
+    ad_hoc = httpx.post(
+        live_server.graphql_url,
+        json={"query": "{ myOrders { edges { node { code } } } }"},
+        headers={"authorization": f"Bearer {client.tokens.access}"},
+        timeout=10,
+    )
+    assert [e["extensions"]["code"] for e in ad_hoc.json()["errors"]] == ["FORBIDDEN"]
