@@ -4,7 +4,7 @@
 -- Environment (set by scripts/loadtest.py for each wrk process):
 --   LOADTEST_DATA      a Lua file returning this operation's pre-generated requests
 --   LOADTEST_OUT       where done() writes the JSON summary
---   LOADTEST_DELAY_MS  pause before each request (paced operations), 0 for none
+--   LOADTEST_RATE      requests per second of this process (paced operations), 0 for none
 --   LOADTEST_PREFIX    unique prefix of idempotency keys / event ids of this process
 
 local threads = {}
@@ -26,10 +26,31 @@ function load_data()
   return data
 end
 
-delay_ms = tonumber(os.getenv("LOADTEST_DELAY_MS") or "0") or 0
-if delay_ms > 0 then
+-- Pacing: LOADTEST_RATE requests per second for this process (one thread), whatever the
+-- number of connections (they only absorb the latency); 0 or unset: as fast as answers come.
+-- A slot missed because every connection was busy is not made up later (no bursts).
+local rate = tonumber(os.getenv("LOADTEST_RATE") or "0") or 0
+if rate > 0 then
+  local ffi = require("ffi")
+  ffi.cdef([[
+    typedef struct { long tv_sec; long tv_nsec; } loadtest_timespec;
+    int clock_gettime(int clock_id, loadtest_timespec *tp);
+  ]])
+  local now = ffi.new("loadtest_timespec")
+  local function now_ms()
+    ffi.C.clock_gettime(1, now) -- CLOCK_MONOTONIC
+    return tonumber(now.tv_sec) * 1000 + tonumber(now.tv_nsec) / 1e6
+  end
+  local interval = 1000 / rate
+  local next_slot = nil
   function delay()
-    return delay_ms
+    local t = now_ms()
+    if next_slot == nil then
+      next_slot = t + math.random() * interval
+    else
+      next_slot = math.max(next_slot + interval, t)
+    end
+    return math.floor(next_slot - t)
   end
 end
 

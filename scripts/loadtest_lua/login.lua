@@ -1,4 +1,4 @@
--- login (argon2id: expensive, so paced by LOADTEST_DELAY_MS) (scripts/loadtest.py).
+-- login (argon2id: expensive; paced by LOADTEST_RATE) (scripts/loadtest.py).
 -- Data: { items = { "<json body>", ... } }
 dofile(string.match(debug.getinfo(1, "S").source, "^@(.*/)") .. "common.lua")
 

@@ -1,4 +1,5 @@
--- myOrders history pages (first page, or a later one through a cursor) (scripts/loadtest.py).
+-- myOrders history pages (first, or a later one by cursor), paced by LOADTEST_RATE
+-- (scripts/loadtest.py).
 -- Data: { tokens = { "<jwt>", ... }, items = { { token_index, "<json body>" }, ... } }
 dofile(string.match(debug.getinfo(1, "S").source, "^@(.*/)") .. "common.lua")
 

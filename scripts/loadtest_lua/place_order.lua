@@ -1,7 +1,8 @@
--- placeOrder with a fresh idempotency key per purchase; a share of the requests repeat this
--- thread's previous purchase exactly (same key and body: a client retrying after a timeout,
--- possibly while the first attempt is still running). The code of every order answered is
--- kept, so that scripts/loadtest.py can compare them with the rows in PostgreSQL.
+-- placeOrder (paced by LOADTEST_RATE) with a fresh idempotency key per purchase; a share
+-- of the requests repeat this thread's previous purchase exactly (same key and body: a
+-- client retrying after a timeout, possibly while the first attempt is still running). The
+-- code of every order answered is kept, so that scripts/loadtest.py can compare them with
+-- the rows in PostgreSQL.
 -- Data: { tokens = {...}, replay_share = 0.05,
 --         items = { { token_index, "<body up to the key>", "<body after the key>" }, ... } }
 dofile(string.match(debug.getinfo(1, "S").source, "^@(.*/)") .. "common.lua")

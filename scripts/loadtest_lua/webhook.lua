@@ -1,4 +1,4 @@
--- Signed carrier events, POST /webhooks/carrier, paced by LOADTEST_DELAY_MS
+-- Signed carrier events, POST /webhooks/carrier, paced by LOADTEST_RATE
 -- (scripts/loadtest.py). Bodies are signed in advance (the signature covers the timestamp,
 -- valid for 5 minutes); each has its own event id, taken in order, so a process sends
 -- min(sent, #items) distinct events (after that, repeats: a carrier redelivering).
