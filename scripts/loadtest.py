@@ -1386,8 +1386,11 @@ def main(argv: list[str] | None = None) -> int:
             f"note: this machine has {os.cpu_count()} CPUs, shared by the instances, PostgreSQL, "
             "Redis, wrk and whatever else runs here, so a second instance can only add the CPU "
             "that one instance leaves idle: expect about 1x once one instance keeps a core "
-            f"busy. Here one instance kept {busy[1]:.2f} cores busy and two kept {busy[2]:.2f}; "
-            "this is not a figure for instances on hosts of their own."
+            f"busy. Here one instance kept {busy[1]:.2f} cores busy and two kept {busy[2]:.2f} "
+            f"({busy[2] / max(busy[1], 1e-9):.2f}x the CPU). The paced operations are the same "
+            "load in both phases, so they take a larger part of one instance; order(code) "
+            "gets what is left, hence its larger ratio. Not a figure for instances on hosts "
+            "of their own."
         )
     five_xx = sum(p.result["s5xx"] for p in phases.all_processes) if phases else 0
     failed = [c for cs in checks.values() for c in cs if not c.passed]
