@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import strawberry
 
 from app.accounts.service import AuthResult
@@ -38,20 +40,25 @@ class AccountsQuery:
 
 @strawberry.type
 class AccountsMutation:
+    # register and login hash a password (argon2id, ~0.1 s of CPU): in a worker thread, so
+    # the event loop keeps serving everyone else meanwhile (argon2-cffi releases the GIL).
+    # As plain resolvers they held every other request of the instance for the hash
+    # (scripts/loadtest).
     @strawberry.mutation(description="Create a customer account and log in.")
-    def register(self, info: Info, input: RegisterInput) -> AuthPayload:
+    async def register(self, info: Info, input: RegisterInput) -> AuthPayload:
         accounts = info.context.services.accounts
-        return run_mutation(
+        return await asyncio.to_thread(
+            run_mutation,
             lambda: _auth_payload(accounts.register(input.email, input.password, input.name)),
             _auth_errors,
         )
 
     @strawberry.mutation(description="Exchange email and password for tokens.")
-    def login(self, info: Info, email: str, password: str) -> AuthPayload:
+    async def login(self, info: Info, email: str, password: str) -> AuthPayload:
         accounts = info.context.services.accounts
         ip = info.context.client_ip
-        return run_mutation(
-            lambda: _auth_payload(accounts.login(email, password, ip)), _auth_errors
+        return await asyncio.to_thread(
+            run_mutation, lambda: _auth_payload(accounts.login(email, password, ip)), _auth_errors
         )
 
     @strawberry.mutation(
