@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -65,14 +66,19 @@ GENERAL = [
 
 
 @pytest.fixture
-def cast(make_account: Callable[..., Account]) -> dict[str, Account | None]:
+def cast(services: Services, make_account: Callable[..., Account]) -> dict[str, Account | None]:
+    owner = make_account(Role.CUSTOMER)
+    logged_out = make_account(Role.CUSTOMER)
+    services.accounts.logout(logged_out.viewer)
     return {
         "anonymous": None,
-        "owner": make_account(Role.CUSTOMER),
+        "owner": owner,
         "other": make_account(Role.CUSTOMER),
         "support": make_account(Role.SUPPORT),
         "warehouse": make_account(Role.WAREHOUSE),
         "admin": make_account(Role.ADMIN),
+        "forged token": replace(owner, token=owner.token[:-4] + "AAAA"),
+        "logged out": logged_out,
     }
 
 

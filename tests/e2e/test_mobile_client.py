@@ -48,16 +48,7 @@ async def test_following_an_order_live(live_server: LiveServer) -> None:
     client.login("alice@example.com", DEMO_PASSWORD)
     shipped = next(o for o in client.my_orders() if o["status"] == "SHIPPED")
 
-    async def first_update() -> dict[str, Any]:
-        async with contextlib.aclosing(client.follow(shipped["code"])) as updates:
-            async for update in updates:
-                return update
-        raise AssertionError("the stream ended without an update")
-
-    listening = asyncio.create_task(first_update())
-    await asyncio.sleep(0.5)
-    await asyncio.to_thread(post_event, live_server, "DEMO-ALICE-2", "OUT_FOR_DELIVERY")
-    update = await asyncio.wait_for(listening, timeout=10)
+    update = await next_update_after_an_event(client, shipped["code"], live_server)
     assert update["type"] == "TRACKING_EVENT"
     assert update["order"]["code"] == shipped["code"]
     shipment = update["order"]["shipments"][0]
@@ -101,16 +92,8 @@ async def test_the_client_works_against_an_allowlist_only_server(live_server: Li
     client.tokens.expires_at = 0.0  # refresh too
     shipped = next(o for o in client.my_orders() if o["status"] == "SHIPPED")
 
-    async def first_update() -> dict[str, Any]:
-        async with contextlib.aclosing(client.follow(shipped["code"])) as updates:
-            async for update in updates:
-                return update
-        raise AssertionError("the stream ended without an update")
-
-    listening = asyncio.create_task(first_update())
-    await asyncio.sleep(0.5)
-    await asyncio.to_thread(post_event, live_server, "DEMO-ALICE-2", "OUT_FOR_DELIVERY")
-    assert (await asyncio.wait_for(listening, timeout=10))["type"] == "TRACKING_EVENT"
+    update = await next_update_after_an_event(client, shipped["code"], live_server)
+    assert update["type"] == "TRACKING_EVENT"
 
     ad_hoc = httpx.post(
         live_server.graphql_url,
@@ -119,3 +102,21 @@ async def test_the_client_works_against_an_allowlist_only_server(live_server: Li
         timeout=10,
     )
     assert [e["extensions"]["code"] for e in ad_hoc.json()["errors"]] == ["FORBIDDEN"]
+
+
+async def next_update_after_an_event(
+    client: OrdersClient, code: str, live_server: LiveServer
+) -> dict[str, Any]:
+    """Follow `code`, post a carrier event for the demo's shipped parcel, return the first
+    update the client receives."""
+
+    async def first_update() -> dict[str, Any]:
+        async with contextlib.aclosing(client.follow(code)) as updates:
+            async for update in updates:
+                return update
+        raise AssertionError("the stream ended without an update")
+
+    listening = asyncio.create_task(first_update())
+    await asyncio.sleep(0.5)
+    await asyncio.to_thread(post_event, live_server, "DEMO-ALICE-2", "OUT_FOR_DELIVERY")
+    return await asyncio.wait_for(listening, timeout=10)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,6 +126,48 @@ def _start(name: str, env: dict[str, str], workdir: Path, smtp: SmtpSink) -> Liv
     return LiveServer(f"http://127.0.0.1:{port}", process, smtp, stderr_path, env)
 
 
+@contextmanager
+def running_cluster(
+    database_url: str,
+    redis_url: str,
+    smtp: SmtpSink,
+    workdir: Path,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Cluster]:
+    """Migrate and demo-seed `database_url`, then run instances A and B on it and on
+    `redis_url` (one JWT secret: a token works on both) until the block ends."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp.port),
+        "JWT_SECRET": secrets.token_urlsafe(48),
+        "APP_ENV": "development",
+        "OUTBOX_POLL_SECONDS": OUTBOX_POLL_SECONDS,
+        **RATE_ENV,
+        **(extra_env or {}),
+    }
+    # Seeding looks codes up as the warehouse; it must not spend the cluster's budgets.
+    setup_env = {k: v for k, v in env.items() if k != "REDIS_URL" and not k.startswith("RATE_")}
+    _run_cli(["migrate"], setup_env, workdir)
+    _run_cli(["seed-demo"], setup_env, workdir)
+    servers: list[LiveServer] = []
+    try:
+        for name in ("a", "b"):
+            servers.append(_start(name, env, workdir, smtp))
+        for server in servers:
+            _wait_until_healthy(server)
+        yield Cluster(servers[0], servers[1], database_url, smtp)
+    finally:
+        for server in servers:
+            _stop(server.process)
+        for name, server in zip("ab", servers, strict=False):
+            # uvicorn re-raises SIGTERM after a clean shutdown: -SIGTERM is a normal stop.
+            if server.process.returncode not in (0, -signal.SIGTERM):
+                print(f"--- instance {name} stderr (tail) ---\n{server.stderr_tail()}")
+
+
 @pytest.fixture(scope="module")
 def cluster(
     scratch_database: str,
@@ -133,35 +176,8 @@ def cluster(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Cluster]:
     workdir = tmp_path_factory.mktemp("cluster")
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "DATABASE_URL": scratch_database,
-        "REDIS_URL": scale_redis,
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": str(scale_smtp.port),
-        "JWT_SECRET": secrets.token_urlsafe(48),  # one secret: a token works on both
-        "APP_ENV": "development",
-        "OUTBOX_POLL_SECONDS": OUTBOX_POLL_SECONDS,
-        **RATE_ENV,
-    }
-    # Seeding looks codes up as the warehouse; it must not spend the cluster's budgets.
-    setup_env = {k: v for k, v in env.items() if k != "REDIS_URL" and k not in RATE_ENV}
-    _run_cli(["migrate"], setup_env, workdir)
-    _run_cli(["seed-demo"], setup_env, workdir)
-    servers: list[LiveServer] = []
-    try:
-        for name in ("a", "b"):
-            servers.append(_start(name, env, workdir, scale_smtp))
-        for server in servers:
-            _wait_until_healthy(server)
-        yield Cluster(servers[0], servers[1], scratch_database, scale_smtp)
-    finally:
-        for server in servers:
-            _stop(server.process)
-        for name, server in zip("ab", servers, strict=False):
-            # uvicorn re-raises SIGTERM after a clean shutdown: -SIGTERM is a normal stop.
-            if server.process.returncode not in (0, -signal.SIGTERM):
-                print(f"--- instance {name} stderr (tail) ---\n{server.stderr_tail()}")
+    with running_cluster(scratch_database, scale_redis, scale_smtp, workdir) as running:
+        yield running
 
 
 # One real server of its own (tests/e2e's fixtures) for tests that stop it.

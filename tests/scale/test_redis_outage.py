@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -27,14 +26,10 @@ from app.settings import DEV_CARRIER_SECRET
 from scripts.carrier_client import event_body, signed_headers
 from tests.e2e.conftest import (
     DEMO_PASSWORD,
-    OUTBOX_POLL_SECONDS,
     LiveServer,
     SmtpSink,
-    _run_cli,
-    _stop,
-    _wait_until_healthy,
 )
-from tests.scale.conftest import RATE_ENV, Cluster, _start, _unreachable
+from tests.scale.conftest import Cluster, _unreachable, running_cluster
 from tests.scale.proxy import TcpProxy
 
 pytestmark = pytest.mark.e2e
@@ -96,34 +91,10 @@ def redis_outage_cluster(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Cluster]:
     workdir = tmp_path_factory.mktemp("redis-outage")
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "DATABASE_URL": scratch_database,
-        "REDIS_URL": f"redis://127.0.0.1:{redis_proxy.port}/{OUTAGE_REDIS_DB}",
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": str(scale_smtp.port),
-        "JWT_SECRET": secrets.token_urlsafe(48),
-        "APP_ENV": "development",
-        "OUTBOX_POLL_SECONDS": OUTBOX_POLL_SECONDS,
-        **RATE_ENV,
-        "RATE_LOOKUPS_PER_USER": "10000/minute",
-    }
-    setup_env = {k: v for k, v in env.items() if k != "REDIS_URL" and k not in RATE_ENV}
-    _run_cli(["migrate"], setup_env, workdir)
-    _run_cli(["seed-demo"], setup_env, workdir)
-    servers: list[LiveServer] = []
-    try:
-        for name in ("a", "b"):
-            servers.append(_start(name, env, workdir, scale_smtp))
-        for server in servers:
-            _wait_until_healthy(server)
-        yield Cluster(servers[0], servers[1], scratch_database, scale_smtp)
-    finally:
-        for server in servers:
-            _stop(server.process)
-        if any(server.process.returncode not in (0, -15) for server in servers):
-            for name, server in zip("ab", servers, strict=False):
-                print(f"--- instance {name} stderr (tail) ---\n{server.stderr_tail()}")
+    redis_url = f"redis://127.0.0.1:{redis_proxy.port}/{OUTAGE_REDIS_DB}"
+    wide = {"RATE_LOOKUPS_PER_USER": "10000/minute"}
+    with running_cluster(scratch_database, redis_url, scale_smtp, workdir, wide) as running:
+        yield running
 
 
 async def post(
