@@ -82,6 +82,58 @@ def wait_for_subject(live_server: LiveServer, subject: str) -> EmailMessage:
     pytest.fail(f"no email {subject!r} within {MAIL_TIMEOUT} s (got {seen})")
 
 
+def run_carrier_client(
+    live_server: LiveServer, tracking: str, status: str, *args: str, secret: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """scripts/carrier_client.py posting one DHL event for `tracking`: signed with the
+    server's secret, or with `secret` passed on the command line."""
+    env = {"PATH": live_server.env["PATH"]}
+    if secret is None:
+        env["CARRIER_WEBHOOK_SECRET"] = DEV_CARRIER_SECRET
+    else:
+        args = (*args, "--secret", secret)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(CARRIER_CLIENT),
+            "--url",
+            f"{live_server.base_url}/webhooks/carrier",
+            "--carrier",
+            "DHL",
+            "--tracking-number",
+            tracking,
+            "--status",
+            status,
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def place(customer: Api, lines: list[dict[str, object]], key_prefix: str) -> str:
+    """placeOrder with the test card; the new order's code."""
+    placed = customer.data(
+        PLACE_ORDER, lines=lines, address=ADDRESS, key=f"{key_prefix}-{uuid.uuid4().hex}"
+    )["placeOrder"]
+    assert placed["userErrors"] == []
+    code: str = placed["order"]["code"]
+    return code
+
+
+def pack_and_ship(warehouse: Api, code: str) -> str:
+    """Scan every line of the pick list and ship it with DHL; the tracking number."""
+    pick = warehouse.data(PICK_LIST, code=code)["pickList"]
+    scans = [line["sku"] for line in pick["lines"] for _ in range(line["quantity"])]
+    assert warehouse.data(PACK, code=code, scans=scans)["packOrder"]["userErrors"] == []
+    tracking = f"JJD{uuid.uuid4().hex[:14].upper()}"
+    assert warehouse.data(SHIP, code=code, tracking=tracking)["shipOrder"]["userErrors"] == []
+    return tracking
+
+
 def test_ship_an_order_and_deliver_it_with_a_signed_carrier_event(
     live_server: LiveServer,
     api: Callable[..., Api],
@@ -89,14 +141,8 @@ def test_ship_an_order_and_deliver_it_with_a_signed_carrier_event(
 ) -> None:
     # Given alice has bought two mugs and a T-shirt
     alice = api(login("alice@example.com"))
-    placed = alice.data(
-        PLACE_ORDER,
-        lines=[{"sku": "MUG-001", "quantity": 2}, {"sku": "TEE-BLK-M", "quantity": 1}],
-        address=ADDRESS,
-        key=f"e2e-ship-{uuid.uuid4().hex}",
-    )["placeOrder"]
-    assert placed["userErrors"] == []
-    code = placed["order"]["code"]
+    lines = [{"sku": "MUG-001", "quantity": 2}, {"sku": "TEE-BLK-M", "quantity": 1}]
+    code = place(alice, lines, "e2e-ship")
 
     # When the warehouse logs in and opens the pick list
     warehouse = api(login("warehouse@example.com"))
@@ -127,30 +173,16 @@ def test_ship_an_order_and_deliver_it_with_a_signed_carrier_event(
     assert f"({estimate})" in body
 
     # When the carrier posts a signed DELIVERED event with the sample client
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(CARRIER_CLIENT),
-            "--url",
-            f"{live_server.base_url}/webhooks/carrier",
-            "--carrier",
-            "DHL",
-            "--tracking-number",
-            tracking,
-            "--status",
-            "DELIVERED",
-            "--location",
-            "Berlin",
-            "--description",
-            "Delivered to the front door",
-            "--event-id",
-            f"dhl-{uuid.uuid4().hex}",
-        ],
-        env={"PATH": live_server.env["PATH"], "CARRIER_WEBHOOK_SECRET": DEV_CARRIER_SECRET},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+    result = run_carrier_client(
+        live_server,
+        tracking,
+        "DELIVERED",
+        "--location",
+        "Berlin",
+        "--description",
+        "Delivered to the front door",
+        "--event-id",
+        f"dhl-{uuid.uuid4().hex}",
     )
     # Then the webhook accepted it
     assert result.returncode == 0, result.stdout + result.stderr
@@ -167,26 +199,8 @@ def test_ship_an_order_and_deliver_it_with_a_signed_carrier_event(
     assert shipment["events"][0]["description"] == "Delivered to the front door"
 
     # When the same client signs with a wrong secret
-    forged = subprocess.run(
-        [
-            sys.executable,
-            str(CARRIER_CLIENT),
-            "--url",
-            f"{live_server.base_url}/webhooks/carrier",
-            "--carrier",
-            "DHL",
-            "--tracking-number",
-            tracking,
-            "--status",
-            "EXCEPTION",
-            "--secret",
-            "not-the-shared-secret-0123456789abcdef",
-        ],
-        env={"PATH": live_server.env["PATH"]},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+    forged = run_carrier_client(
+        live_server, tracking, "EXCEPTION", secret="not-the-shared-secret-0123456789abcdef"
     )
     # Then it is refused and alice's order shows one event, still delivered
     assert forged.returncode == 1 and forged.stdout.startswith("401 "), forged.stdout

@@ -6,23 +6,17 @@ log holds every staff step."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 
 import pytest
 
 from app.security import codes
-from app.settings import DEV_CARRIER_SECRET
 from tests.e2e.conftest import Api, LiveServer
 from tests.e2e.test_fulfilment_journey import (
-    ADDRESS,
-    CARRIER_CLIENT,
-    PACK,
-    PICK_LIST,
-    PLACE_ORDER,
-    SHIP,
+    pack_and_ship,
+    place,
+    run_carrier_client,
     wait_for_subject,
 )
 
@@ -89,44 +83,16 @@ def test_return_a_delivered_item_and_get_the_money_back(
 ) -> None:
     # given alice has bought a mug and a T-shirt
     alice = api(login("alice@example.com"))
-    placed = alice.data(
-        PLACE_ORDER,
-        lines=[{"sku": "MUG-001", "quantity": 1}, {"sku": "TEE-BLK-M", "quantity": 1}],
-        address=ADDRESS,
-        key=f"e2e-return-{uuid.uuid4().hex}",
-    )["placeOrder"]
-    assert placed["userErrors"] == []
-    code = placed["order"]["code"]
+    lines = [{"sku": "MUG-001", "quantity": 1}, {"sku": "TEE-BLK-M", "quantity": 1}]
+    code = place(alice, lines, "e2e-return")
 
     # given the warehouse has packed and shipped it
     warehouse = api(login("warehouse@example.com"))
-    pick = warehouse.data(PICK_LIST, code=code)["pickList"]
-    scans = [line["sku"] for line in pick["lines"] for _ in range(line["quantity"])]
-    assert warehouse.data(PACK, code=code, scans=scans)["packOrder"]["userErrors"] == []
-    tracking = f"JJD{uuid.uuid4().hex[:14].upper()}"
-    assert warehouse.data(SHIP, code=code, tracking=tracking)["shipOrder"]["userErrors"] == []
+    tracking = pack_and_ship(warehouse, code)
 
     # when the carrier posts a signed DELIVERED event
-    delivered = subprocess.run(
-        [
-            sys.executable,
-            str(CARRIER_CLIENT),
-            "--url",
-            f"{live_server.base_url}/webhooks/carrier",
-            "--carrier",
-            "DHL",
-            "--tracking-number",
-            tracking,
-            "--status",
-            "DELIVERED",
-            "--event-id",
-            f"dhl-{uuid.uuid4().hex}",
-        ],
-        env={"PATH": live_server.env["PATH"], "CARRIER_WEBHOOK_SECRET": DEV_CARRIER_SECRET},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+    delivered = run_carrier_client(
+        live_server, tracking, "DELIVERED", "--event-id", f"dhl-{uuid.uuid4().hex}"
     )
     assert delivered.stdout.startswith("202 "), delivered.stdout + delivered.stderr
 
