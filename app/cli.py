@@ -55,29 +55,41 @@ def cmd_seed_demo(_: argparse.Namespace) -> int:
     from app.container import build_services
     from app.demo import seed_demo
 
-    services = build_services(_settings())
-    created = seed_demo(services)
+    async def seed() -> int:
+        # Built and closed on this one event loop: the async pools belong to it.
+        services = build_services(_settings())
+        try:
+            return await seed_demo(services)
+        finally:
+            await services.aclose()
+
+    created = asyncio.run(seed())
     print(f"demo data ready ({created} records created or updated)")
-    services.close()
     return 0
 
 
 def cmd_create_user(args: argparse.Namespace) -> int:
+    from app.accounts.models import User
     from app.container import build_services
     from app.errors import DomainError
     from app.security.roles import Role
 
     password = args.password or os.environ.get("NEW_USER_PASSWORD") or getpass.getpass()
-    services = build_services(_settings())
+
+    async def create() -> User:
+        services = build_services(_settings())
+        try:
+            return await services.accounts.create_user(
+                args.email, password, name=args.name, role=Role(args.role)
+            )
+        finally:
+            await services.aclose()
+
     try:
-        user = services.accounts.create_user(
-            args.email, password, name=args.name, role=Role(args.role)
-        )
+        user = asyncio.run(create())
     except DomainError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 1
-    finally:
-        services.close()
     print(f"created {user.role} {user.email}")
     return 0
 
@@ -106,20 +118,26 @@ def _write(text: str, output: str | None) -> int:
 
 def cmd_send_emails(_: argparse.Namespace) -> int:
     from app.db import Database
-    from app.notifications.sender import OutboxSender
+    from app.notifications.sender import OutboxSender, SendReport
     from app.notifications.transports import transport_from_settings
 
     settings = _settings()
-    db = Database(settings.database_url)
-    sender = OutboxSender(
-        db,
-        transport_from_settings(settings),
-        settings.mail_from,
-        max_attempts=settings.outbox_max_attempts,
-    )
-    report = asyncio.run(sender.send_pending())
+
+    async def one_pass() -> SendReport:
+        db = Database(settings.database_url)
+        try:
+            sender = OutboxSender(
+                db,
+                transport_from_settings(settings),
+                settings.mail_from,
+                max_attempts=settings.outbox_max_attempts,
+            )
+            return await sender.send_pending()
+        finally:
+            await db.dispose()
+
+    report = asyncio.run(one_pass())
     print(f"sent {report.sent}, retry later {report.retried}, dead {report.dead}")
-    db.dispose()
     return 0
 
 

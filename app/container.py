@@ -12,9 +12,13 @@ from app.db import Database
 from app.events.broker import Broker, InProcessBroker
 from app.events.redis_broker import RedisBroker
 from app.orders.checkout import CheckoutService
+from app.orders.placement import OrderPlacement
 from app.orders.service import OrderService
 from app.pagination import CursorCodec
 from app.payments.provider import PaymentProvider, TestPaymentProvider, provider_ledger_url
+from app.payments.reconciler import Reconciler
+from app.payments.refunds import Refunds
+from app.redis_link import RedisLink
 from app.returns.service import ReturnService
 from app.security.lookups import CodeLookups
 from app.security.passwords import Passwords
@@ -36,8 +40,11 @@ class Services:
     accounts: AccountService
     catalog: CatalogService
     orders: OrderService
+    placement: OrderPlacement
     checkouts: CheckoutService
     payments: PaymentProvider
+    refunds: Refunds
+    reconciler: Reconciler
     lookups: CodeLookups
     events: Broker
     shipments: ShipmentService
@@ -45,13 +52,19 @@ class Services:
     support: SupportService
     returns: ReturnService
     tracking: TrackingLinkService
+    redis: RedisLink | None = None
+    closed: bool = False
 
-    def close(self) -> None:
-        self.db.dispose()
-        if isinstance(self.events, RedisBroker):
-            self.events.close()
-        if isinstance(self.payments, TestPaymentProvider):
-            self.payments.engine.dispose()
+    async def aclose(self) -> None:
+        """Close every pool (on the event loop that used them). Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        await self.events.aclose()
+        await self.payments.aclose()
+        await self.db.dispose()
+        if self.redis is not None:
+            await self.redis.aclose()
 
 
 def build_services(
@@ -62,8 +75,10 @@ def build_services(
 ) -> Services:
     """`payments`: another provider (tests use a failing double); by default the test
     provider with its own ledger."""
-    db = Database(settings.database_url)
-    limiter = Limiter(settings.rate_limits, settings.redis_url)
+    db = Database(settings.database_url, pool_size=settings.db_pool_size)
+    # One Redis link per process (pool + circuit breaker), shared by budgets and fan-out.
+    redis = RedisLink(settings.redis_url) if settings.redis_url else None
+    limiter = Limiter(settings.rate_limits, redis)
     passwords = passwords or Passwords()
     tokens = AccessTokens(
         settings.jwt_secret,
@@ -73,11 +88,17 @@ def build_services(
     )
     cursors = CursorCodec(settings.jwt_secret)
     # Several instances share live updates through Redis; one process needs no Redis.
-    events: Broker = RedisBroker(settings.redis_url) if settings.redis_url else InProcessBroker()
+    events: Broker = RedisBroker(redis) if redis is not None else InProcessBroker()
     audit = AuditLog(db, cursors, settings.max_page_size)
     lookups = CodeLookups(limiter)
-    payments = payments or TestPaymentProvider(provider_ledger_url(settings.database_url))
-    orders = OrderService(db, payments, lookups, cursors, settings, events)
+    payments = payments or TestPaymentProvider(
+        provider_ledger_url(settings.database_url),
+        latency_seconds=settings.test_payment_latency_seconds,
+    )
+    refunds = Refunds(db, payments, events, timeout_seconds=settings.payment_timeout_seconds)
+    orders = OrderService(db, refunds, lookups, cursors, settings, events)
+    placement = OrderPlacement(db, payments, orders, settings)
+    orders.placement = placement
     shipments = ShipmentService(
         db, lookups, cursors, events, max_page_size=settings.max_page_size, audit=audit
     )
@@ -92,13 +113,19 @@ def build_services(
         ),
         catalog=CatalogService(db, cursors, settings.max_page_size),
         orders=orders,
-        checkouts=CheckoutService(db, orders, lookups, settings.checkout_ttl_seconds),
+        placement=placement,
+        checkouts=CheckoutService(db, orders, placement, lookups, settings.checkout_ttl_seconds),
         payments=payments,
+        refunds=refunds,
+        reconciler=Reconciler(
+            placement, refunds, older_than_seconds=settings.reconcile_after_seconds
+        ),
         lookups=lookups,
         events=events,
         shipments=shipments,
         audit=audit,
         support=SupportService(db, limiter, lookups, audit),
-        returns=ReturnService(db, payments, lookups, audit, events, settings),
+        returns=ReturnService(db, refunds, lookups, audit, events, settings),
         tracking=TrackingLinkService(db, lookups, limiter, shipments),
+        redis=redis,
     )

@@ -1,20 +1,51 @@
-"""Engine, sessions and the unit of work. The only module that knows about connection setup."""
+"""The database: async engines, the request's connection, transactions. The only module that
+knows about drivers and connection setup.
+
+Nothing here blocks the event loop. PostgreSQL is reached through asyncpg and SQLite through
+aiosqlite (its own thread per connection), both under SQLAlchemy's async engine, so a slow
+statement costs the request that waits for it and nothing else. docs/architecture.md says
+why (measured against a thread boundary in front of sync code) and how.
+
+One connection per request: `scope()` (entered once per HTTP request by the app) binds a
+pooled connection, taken on first use and given back at the end, to the request's context.
+Every read and write of that request runs on it, one at a time (an asyncio lock: graphql
+resolvers run concurrently), so a page costs its statements and nothing else — no pre-ping,
+no BEGIN/ROLLBACK around reads (they run in autocommit), one pool checkout. Code running
+outside a request (the email sender, the reconciler, the CLI) gets a scope per call.
+
+Cancellation is the request time cap: when the awaiting task is cancelled, asyncpg cancels
+the statement on the server, and a running SQLite statement is interrupted; the connection
+goes back to the pool in a clean state.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Sequence
+from contextvars import ContextVar
 from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Date, DateTime, Select, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import SQLModel, create_engine
 
 from app.errors import ServiceUnavailable
+
+log = logging.getLogger("app.db")
+
+# The drivers and the ORM log every statement with its parameters (addresses, emails,
+# codes) at INFO/DEBUG: they stay at WARNING whatever the root logger's level is.
+for _driver_logger in ("aiosqlite", "asyncpg", "sqlalchemy", "psycopg"):
+    logging.getLogger(_driver_logger).setLevel(logging.WARNING)
 
 # Stable constraint names, so that Alembic migrations are the same on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -26,6 +57,13 @@ NAMING_CONVENTION = {
 }
 SQLModel.metadata.naming_convention = NAMING_CONVENTION
 
+STATEMENT_TIMEOUT_MS = 10_000  # PostgreSQL cancels a statement that runs longer
+APPLICATION_NAME = "orders-api"
+POOL_TIMEOUT_SECONDS = 5.0  # waiting for a free connection longer is SERVICE_UNAVAILABLE
+# SQLite: a writer waits for the write lock on the event loop (asyncio.sleep between tries),
+# never inside the driver's busy handler, which no cancellation can interrupt.
+SQLITE_LOCK_WAIT_SECONDS = 30.0
+
 
 def utcnow() -> datetime:
     """Aware UTC. SQLModel's UTCDateTime columns refuse naive values and return UTC."""
@@ -33,137 +71,400 @@ def utcnow() -> datetime:
 
 
 def normalise_url(url: str) -> str:
+    """The URL for synchronous tools (Alembic, scripts, tests): psycopg or pysqlite."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+def async_url(url: str) -> str:
+    """The URL for the server: asyncpg or aiosqlite."""
+    if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url.removeprefix("sqlite://")
+    return url
+
+
+def make_engine(url: str, *, pool_size: int = 5, null_pool: bool = False) -> Engine:
+    """A synchronous engine, for migrations, scripts and tests — never for the server.
+    `null_pool`: a connection per use, closed after it (nothing left open between uses)."""
     url = normalise_url(url)
+    pooling: dict[str, Any] = {"poolclass": NullPool} if null_pool else {}
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
+            **pooling,
         )
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, busy_timeout_ms=30_000)
+
+        # pysqlite's own transaction handling is off, so BEGIN is ours to send
+        # (execution option `sqlite_begin="IMMEDIATE"` for a writer that must not wait
+        # to upgrade its lock).
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
         return engine
-    if "pool=null" in url:
+    if null_pool or "pool=null" in url:
         return create_engine(url.replace("?pool=null", ""), poolclass=NullPool)
-    return create_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,  # a restarted PostgreSQL costs one failed ping, not a 500
-        pool_timeout=5,
-        # A statement that runs past this is cancelled by the server (execution time cap).
-        connect_args={"connect_timeout": 5, "options": "-c statement_timeout=10000"},
-    )
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
-    # pysqlite's own transaction handling is off (isolation_level=None), so we emit BEGIN
-    # ourselves: writers take the write lock up front (BEGIN IMMEDIATE) instead of failing
-    # with "database is locked" when upgrading a read lock under concurrency.
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+
+def make_async_engine(
+    url: str, *, pool_size: int, sqlite_busy_ms: int = 0, name: str = APPLICATION_NAME
+) -> AsyncEngine:
+    """The server's engine. On SQLite, `sqlite_busy_ms` 0 (the default) makes a locked
+    database answer at once, so that `Database` waits for the lock on the loop."""
+    url = async_url(url)
+    if url.startswith("sqlite"):
+        # An in-memory database lives in one connection (SQLAlchemy's StaticPool).
+        pooling: dict[str, Any] = (
+            {}
+            if ":memory:" in url
+            else {
+                "pool_size": pool_size,
+                "max_overflow": pool_size,
+                "pool_timeout": POOL_TIMEOUT_SECONDS,
+            }
+        )
+        engine = create_async_engine(
+            url, connect_args={"check_same_thread": False, "isolation_level": None}, **pooling
+        )
+        _configure_sqlite(engine.sync_engine, busy_timeout_ms=sqlite_busy_ms)
+        return engine
+    if "pool=null" in url:
+        return create_async_engine(url.replace("?pool=null", ""), poolclass=NullPool)
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=POOL_TIMEOUT_SECONDS,
+        # No pre-ping (a round trip per checkout): a connection the server dropped fails
+        # its first read, which is retried once on a fresh connection (`_read_retrying`).
+        pool_pre_ping=False,
+        connect_args={
+            "timeout": 5,
+            "server_settings": {
+                "statement_timeout": str(STATEMENT_TIMEOUT_MS),
+                "application_name": name,  # who is who in pg_stat_activity
+            },
+        },
+    )
+
+
+# -- the request's connection ---------------------------------------------------------------
+
+
+class _Lease:
+    """One pooled connection, used by one request (or one background call) at a time.
+
+    `lock` serialises its users: GraphQL resolves sibling fields concurrently, and a
+    connection runs one statement at a time. `holder` is the task inside `lock`, so that
+    a nested read by the same task (a helper called inside a transaction) joins instead of
+    waiting for itself.
+    """
+
+    __slots__ = ("conn", "driver", "holder", "in_transaction", "lock")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.conn: AsyncConnection | None = None
+        self.driver: Any = None
+        self.holder: asyncio.Task[Any] | None = None
+        self.in_transaction = False
+
+
+_lease: ContextVar[_Lease | None] = ContextVar("db_lease", default=None)
 
 
 class Database:
-    """Hands out sessions; `write()` is the unit of work that commits or rolls back."""
+    """Async engine, the request's connection, ORM reads and the write transaction."""
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = normalise_url(url)
-        self.engine = make_engine(url, pool_size=pool_size)
+        self.engine = make_async_engine(url, pool_size=pool_size)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._compiled: dict[int, SQLCompiler] = {}
-        self._write_engine = (
-            self.engine.execution_options(sqlite_begin="IMMEDIATE")
-            if self.is_sqlite
-            else self.engine
-        )
+        self._closing: set[asyncio.Task[None]] = set()
+        self._counted: list[str] | None = None
 
-    @contextmanager
-    def read(self) -> Iterator[Session]:
+    def count_statements(self) -> list[str]:
+        """Record every statement sent from now on into the returned list (for tools and
+        tests that count the statements of a request: scripts/bench)."""
+        if self._counted is None:
+            self._counted = []
+
+            @event.listens_for(self.engine.sync_engine, "before_cursor_execute")
+            def _count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+                if self._counted is not None:
+                    self._counted.append(statement)
+
+        return self._counted
+
+    # -- scopes -------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def scope(self) -> AsyncIterator[None]:
+        """Bind one connection (taken on first use) to everything awaited inside."""
+        if _lease.get() is not None:
+            yield
+            return
+        lease = _Lease()
+        token = _lease.set(lease)
         try:
-            with Session(self.engine, expire_on_commit=False) as session:
-                yield session
-        except (OperationalError, DBAPIError) as exc:
-            if _is_unavailable(exc):
-                raise ServiceUnavailable() from exc
+            yield
+        finally:
+            _lease.reset(token)
+            await self._release(lease)
+
+    @contextlib.asynccontextmanager
+    async def _using(self) -> AsyncIterator[_Lease]:
+        """The current scope's lease, held by this task for the block (a scope of its own
+        when there is none)."""
+        lease = _lease.get()
+        if lease is None:
+            async with self.scope(), self._using() as own:
+                yield own
+            return
+        task = asyncio.current_task()
+        if lease.holder is task:  # nested use by the same task: already ours
+            yield lease
+            return
+        async with lease.lock:
+            lease.holder = task
+            try:
+                if lease.conn is None:
+                    await self._connect(lease)
+                yield lease
+            finally:
+                lease.holder = None
+
+    async def _connect(self, lease: _Lease) -> None:
+        try:
+            conn = await self.engine.connect()
+        except (PoolTimeout, OSError) as exc:
+            raise ServiceUnavailable() from exc
+        except DBAPIError as exc:
+            raise ServiceUnavailable() from exc
+        try:
+            if not self.is_sqlite:
+                # Reads run in autocommit: no BEGIN/ROLLBACK around them. `write()` turns a
+                # transaction on for its block.
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+            raw = await conn.get_raw_connection()
+        except BaseException:
+            await _close_quietly(conn)
             raise
+        lease.conn, lease.driver = conn, raw.driver_connection
 
-    def fetch_one(self, statement: Select[Any], params: dict[str, Any]) -> tuple[Any, ...] | None:
-        """One row of a prebuilt SELECT straight through the driver: the hot path.
+    async def _release(self, lease: _Lease) -> None:
+        conn, lease.conn, lease.driver = lease.conn, None, None
+        if conn is None:
+            return
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # Cancelled (the request time cap): give the connection back from a task of its
+            # own, so that the answer does not wait for the cleanup.
+            closing = asyncio.get_running_loop().create_task(_close_quietly(conn))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+            return
+        await _close_quietly(conn)
 
-        Every request checks its session and order(code) reads one row; SQLAlchemy's
-        execution context costs more than the query itself there (scripts/bench). The SQL
-        is compiled once per statement for this dialect; values come back as the driver
-        gives them (SQLite: dates as ISO strings, see `row_values`).
+    # -- the hot path: prebuilt SELECTs straight through the driver ------------------------
+    async def fetch_one(
+        self, statement: Select[Any], params: dict[str, Any]
+    ) -> tuple[Any, ...] | None:
+        """The first row of a prebuilt SELECT (built once, at import), or None."""
+        rows = await self.fetch_all(statement, params)
+        return rows[0] if rows else None
+
+    async def fetch_all(
+        self, statement: Select[Any], params: dict[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        """Rows of a prebuilt SELECT, run by the driver itself on the request's connection.
+
+        SQLAlchemy's execution context costs more than these lookups (scripts/bench), so
+        the SQL is compiled once per statement and the driver runs it (asyncpg keeps it
+        prepared). Values come back as the driver gives them: SQLite dates and times as
+        ISO strings (see `row_values`).
         """
         compiled = self._compiled.get(id(statement))
         if compiled is None:
             compiled = statement.compile(dialect=self.engine.dialect)
             assert isinstance(compiled, SQLCompiler)
             self._compiled[id(statement)] = compiled
-        names = compiled.positiontup
-        args: Any = tuple(params[name] for name in names) if names else params
-        try:
-            raw = self.engine.raw_connection()
-        except Exception as exc:  # the pool hands back the driver's own error here
-            if isinstance(exc, DBAPIError) or _driver_connection_lost(exc):
-                raise ServiceUnavailable() from exc
-            raise
-        try:
-            cursor = raw.cursor()
+        names = compiled.positiontup or ()
+        args = tuple(params[name] for name in names)
+        return await self._read_retrying(compiled.string, args)
+
+    async def _read_retrying(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        for attempt in (1, 2):
+            async with self._using() as lease:
+                try:
+                    return await self._driver_fetch(lease, sql, args)
+                except asyncio.CancelledError:
+                    await self._interrupt(lease)
+                    raise
+                except Exception as exc:
+                    if not _connection_lost(exc):
+                        if _statement_cancelled(exc):
+                            raise ServiceUnavailable() from exc
+                        raise
+                    # The server dropped this connection (a restart): forget it and every
+                    # other pooled connection of that server, and read once more.
+                    await self._discard(lease)
+                    if attempt == 2 or lease.in_transaction:
+                        raise ServiceUnavailable() from exc
+        raise AssertionError("unreachable")
+
+    async def _driver_fetch(
+        self, lease: _Lease, sql: str, args: tuple[Any, ...]
+    ) -> list[tuple[Any, ...]]:
+        if self._counted is not None:
+            self._counted.append(sql)
+        if self.is_sqlite:
+            return [tuple(row) for row in await lease.driver.execute_fetchall(sql, args)]
+        return [tuple(record) for record in await lease.driver.fetch(sql, *args)]
+
+    # -- ORM sessions -----------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """An ORM session for reads, on the request's connection, in autocommit."""
+        async with self._using() as lease:
+            assert lease.conn is not None
+            session = AsyncSession(bind=lease.conn, expire_on_commit=False)
             try:
-                cursor.execute(compiled.string, args)
-                row = cursor.fetchone()
-            finally:
-                cursor.close()
-        except Exception as exc:
-            if _driver_connection_lost(exc):
-                raw.invalidate()
-                raise ServiceUnavailable() from exc
-            raise
-        finally:
-            raw.close()  # back to the pool (rolled back there)
-        return tuple(row) if row is not None else None
-
-    @contextmanager
-    def write(self) -> Iterator[Session]:
-        """One transaction. The caller commits; an exception rolls everything back."""
-        try:
-            with Session(self._write_engine, expire_on_commit=False) as session:
                 yield session
-        except (OperationalError, DBAPIError) as exc:
-            if _is_unavailable(exc):
-                raise ServiceUnavailable() from exc
-            raise
+            except asyncio.CancelledError:
+                await self._interrupt(lease)
+                raise
+            except (OperationalError, DBAPIError) as exc:
+                if _is_unavailable(exc):
+                    await self._discard(lease)
+                    raise ServiceUnavailable() from exc
+                raise
+            finally:
+                await _close_session(session)
 
-    def ping(self) -> bool:
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """One transaction on the request's connection. The caller commits; leaving the
+        block any other way rolls it back. Never nested, and never open across a call to
+        another system (payment provider, SMTP, Redis): commit first, then call out."""
+        async with self._using() as lease:
+            assert lease.conn is not None
+            if lease.in_transaction:
+                raise RuntimeError("Database.write() inside a transaction of the same request")
+            lease.in_transaction = True
+            session: AsyncSession | None = None
+            try:
+                if self.is_sqlite:
+                    await self._begin_immediate(lease)
+                else:
+                    await lease.conn.execution_options(isolation_level="READ COMMITTED")
+                session = AsyncSession(bind=lease.conn, expire_on_commit=False)
+                yield session
+            except asyncio.CancelledError:
+                await self._interrupt(lease)
+                raise
+            except (OperationalError, DBAPIError) as exc:
+                if _is_unavailable(exc):
+                    if session is not None:
+                        await _close_session(session)
+                        session = None
+                    await self._discard(lease)
+                    raise ServiceUnavailable() from exc
+                raise
+            finally:
+                lease.in_transaction = False
+                if session is not None:
+                    await _close_session(session)  # rolls back what was not committed
+                if self.is_sqlite and lease.driver is not None and lease.driver.in_transaction:
+                    await lease.driver.rollback()
+                if not self.is_sqlite and lease.conn is not None:
+                    await lease.conn.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def _begin_immediate(self, lease: _Lease) -> None:
+        """Take SQLite's write lock, waiting for it here (cancellable) rather than in the
+        driver's busy handler (which would hold the connection's thread and outlive the
+        request time cap)."""
+        deadline = asyncio.get_running_loop().time() + SQLITE_LOCK_WAIT_SECONDS
+        delay = 0.001
+        while True:
+            try:
+                if self._counted is not None:
+                    self._counted.append("BEGIN IMMEDIATE")
+                await lease.driver.execute("BEGIN IMMEDIATE")
+                return
+            except Exception as exc:
+                if "locked" not in str(exc).lower() and "busy" not in str(exc).lower():
+                    raise
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise ServiceUnavailable() from exc
+            await asyncio.sleep(delay * (1 + random.random()))  # noqa: S311 (jitter)
+            delay = min(delay * 2, 0.02)
+
+    async def _interrupt(self, lease: _Lease) -> None:
+        """The awaiting task was cancelled: stop what the connection is doing. asyncpg
+        cancels the statement on the server by itself; SQLite needs an interrupt."""
+        if self.is_sqlite and lease.driver is not None:
+            with contextlib.suppress(Exception):
+                await lease.driver.interrupt()
+
+    async def _discard(self, lease: _Lease) -> None:
+        """The connection is broken: invalidate it, and start a fresh pool (the others
+        went to the same server)."""
+        conn, lease.conn, lease.driver = lease.conn, None, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+            await _close_quietly(conn)
+        with contextlib.suppress(Exception):
+            await self.engine.dispose(close=False)
+
+    # -- health -----------------------------------------------------------------------------
+    async def ping(self, timeout: float = 2.0) -> bool:
         try:
-            with self.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
+            async with asyncio.timeout(timeout):
+                async with self.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
             return True
         except Exception:
             return False
 
-    def dispose(self) -> None:
-        self.engine.dispose()
+    async def dispose(self) -> None:
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+        await self.engine.dispose()
 
 
-def row_values(statement: Select[Any], row: tuple[Any, ...]) -> dict[str, Any]:
+async def _close_session(session: AsyncSession) -> None:
+    with contextlib.suppress(Exception):
+        await session.close()
+
+
+async def _close_quietly(conn: AsyncConnection) -> None:
+    try:
+        await conn.close()
+    except Exception as exc:  # a connection already broken: the pool drops it
+        log.debug("closing a database connection failed: %s", type(exc).__name__)
+
+
+def row_values(statement: Select[Any], row: Sequence[Any]) -> dict[str, Any]:
     """Name the values of a `fetch_one` row and give dates and times their Python types
     (SQLite hands them back as ISO strings; PostgreSQL already as datetime/date)."""
     columns = _row_shapes.get(id(statement))
@@ -198,42 +499,64 @@ def _temporal_kind(column_type: Any) -> type | None:
     return None
 
 
-def _driver_connection_lost(exc: BaseException) -> bool:
-    """A raw driver error that means the server or connection is gone. For PostgreSQL
-    (psycopg) every OperationalError/InterfaceError is about the connection or the
-    server; for SQLite only those whose message says so (others are statement bugs)."""
-    if type(exc).__name__ not in {"OperationalError", "InterfaceError"}:
-        return False
-    if type(exc).__module__.startswith("psycopg"):
+_LOST_MARKERS = (
+    "connection",
+    "server closed",
+    "terminating",
+    "could not connect",
+    "the database system is",
+    "ssl syscall",
+    "connection reset",
+    "broken pipe",
+)
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """A raw driver error that means the server or the connection is gone."""
+    if isinstance(exc, ConnectionError | OSError):
         return True
-    text = str(exc).lower()
-    return any(
-        marker in text
-        for marker in (
-            "connection",
-            "server closed",
-            "terminating",
-            "could not connect",
-            "database is locked",
+    name = type(exc).__name__
+    module = type(exc).__module__
+    if module.startswith("asyncpg"):
+        return (
+            name
+            in {
+                "ConnectionDoesNotExistError",
+                "ConnectionFailureError",
+                "InterfaceError",
+                "AdminShutdownError",
+                "CannotConnectNowError",
+                "CrashShutdownError",
+                "PostgresConnectionError",
+                "ConnectionRejectionError",
+            }
+            or "connection" in str(exc).lower()
         )
-    )
+    if name in {"OperationalError", "InterfaceError"}:
+        text = str(exc).lower()
+        return any(marker in text for marker in _LOST_MARKERS)
+    return False
+
+
+def _statement_cancelled(exc: BaseException) -> bool:
+    """PostgreSQL's statement timeout (or an operator) cancelled the statement; SQLite
+    interrupted; or the lock wait ran out."""
+    name = type(exc).__name__
+    text = str(exc).lower()
+    return name == "QueryCanceledError" or "interrupted" in text or "database is locked" in text
 
 
 def _is_unavailable(exc: DBAPIError) -> bool:
-    """Connection-level failures (server down, restarted) rather than bugs in a statement."""
+    """Connection-level failures (server down, restarted) and cancelled statements, rather
+    than bugs in a statement."""
     if exc.connection_invalidated:
         return True
-    if exc.orig is not None and _driver_connection_lost(exc.orig):
-        return True
-    message = str(exc.orig).lower() if exc.orig is not None else ""
-    markers = (
-        "connection",
-        "server closed",
-        "could not connect",
-        "terminating",
-        "timeout",
-        "database is locked",
-        "the database system is",
-        "ssl syscall",
-    )
+    original = exc.orig
+    if original is not None:
+        # SQLAlchemy's async adapters wrap the driver's error once more
+        inner = getattr(original, "__cause__", None) or original
+        if _connection_lost(inner) or _statement_cancelled(inner):
+            return True
+    message = str(original).lower() if original is not None else ""
+    markers = (*_LOST_MARKERS, "timeout", "database is locked", "canceling statement")
     return isinstance(exc, OperationalError) and any(m in message for m in markers)

@@ -81,10 +81,58 @@ ORDERS = [
 ]
 
 
-def seed_demo(services: Services) -> int:
-    created = 0
-    with services.db.write() as session:
-        existing = set(session.execute(select(Product.sku)).scalars())
+async def seed_demo(services: Services) -> int:
+    created = await _seed_catalog(services)
+    users: dict[str, User] = {}
+    for email, name, role in USERS:
+        try:
+            users[email] = await services.accounts.create_user(
+                email, DEMO_PASSWORD, name=name, role=role
+            )
+            created += 1
+        except Conflict:
+            async with services.db.read() as session:
+                users[email] = (
+                    await session.execute(select(User).where(User.email == email))
+                ).scalar_one()
+    warehouse = _viewer(users["warehouse@example.com"])
+    for owner, key, lines, status, days_ago in ORDERS:
+        viewer = _viewer(users[owner])
+        address = ALICE_ADDRESS if owner.startswith("alice") else BOB_ADDRESS
+        view = await services.orders.place_order(
+            viewer, [LineInput(sku, qty) for sku, qty in lines], address, "tok_visa", key
+        )
+        order = view.order
+        placed = utcnow() - timedelta(days=days_ago)
+        if days_ago and order.placed_at > placed + timedelta(hours=1):
+            # placed just now: move it back in time, once
+            order.placed_at = placed
+            order.estimated_delivery = services.orders.estimated_delivery(placed)
+            async with services.db.write() as session:
+                await session.execute(
+                    update(Order)
+                    .where(Order.id == order.id)
+                    .values(
+                        placed_at=placed,
+                        updated_at=placed,
+                        estimated_delivery=order.estimated_delivery,
+                    )
+                )
+                await session.commit()
+            created += 1
+        if status == OrderStatus.CANCELLED and order.status == OrderStatus.PLACED.value:
+            await services.orders.cancel_order(viewer, order.code, DEMO_IP)
+            created += 1
+        elif status in (OrderStatus.PROCESSING, OrderStatus.SHIPPED, OrderStatus.DELIVERED):
+            created += await _fulfil(services, warehouse, order, lines, status, key)
+    return created
+
+
+async def _seed_catalog(services: Services) -> int:
+    """The demo products that are not there yet; returns how many were added."""
+    added = 0
+    async with services.db.write() as session:
+        existing = set((await session.execute(select(Product.sku))).scalars())
         for sku, name, price, stock, bin_location in PRODUCTS:
             if sku not in existing:
                 session.add(
@@ -97,47 +145,9 @@ def seed_demo(services: Services) -> int:
                         currency="EUR",
                     )
                 )
-                created += 1
-        session.commit()
-    users: dict[str, User] = {}
-    for email, name, role in USERS:
-        try:
-            users[email] = services.accounts.create_user(email, DEMO_PASSWORD, name=name, role=role)
-            created += 1
-        except Conflict:
-            with services.db.read() as session:
-                users[email] = session.execute(select(User).where(User.email == email)).scalar_one()
-    warehouse = _viewer(users["warehouse@example.com"])
-    for owner, key, lines, status, days_ago in ORDERS:
-        viewer = _viewer(users[owner])
-        address = ALICE_ADDRESS if owner.startswith("alice") else BOB_ADDRESS
-        view = services.orders.place_order(
-            viewer, [LineInput(sku, qty) for sku, qty in lines], address, "tok_visa", key
-        )
-        order = view.order
-        placed = utcnow() - timedelta(days=days_ago)
-        if days_ago and order.placed_at > placed + timedelta(hours=1):
-            # placed just now: move it back in time, once
-            order.placed_at = placed
-            order.estimated_delivery = services.orders.estimated_delivery(placed)
-            with services.db.write() as session:
-                session.execute(
-                    update(Order)
-                    .where(Order.id == order.id)
-                    .values(
-                        placed_at=placed,
-                        updated_at=placed,
-                        estimated_delivery=order.estimated_delivery,
-                    )
-                )
-                session.commit()
-            created += 1
-        if status == OrderStatus.CANCELLED and order.status == OrderStatus.PLACED.value:
-            services.orders.cancel_order(viewer, order.code, DEMO_IP)
-            created += 1
-        elif status in (OrderStatus.PROCESSING, OrderStatus.SHIPPED, OrderStatus.DELIVERED):
-            created += _fulfil(services, warehouse, order, lines, status, key)
-    return created
+                added += 1
+        await session.commit()
+    return added
 
 
 def _viewer(user: User) -> Viewer:
@@ -156,7 +166,7 @@ _TRACKING = {
 }
 
 
-def _fulfil(
+async def _fulfil(
     services: Services,
     warehouse: Viewer,
     order: Order,
@@ -174,34 +184,37 @@ def _fulfil(
     if current == OrderStatus.PLACED:
         first_only = [LineRequest(*lines[0])] if status == OrderStatus.PROCESSING else None
         scanned = [sku for sku, qty in (lines[:1] if first_only else lines) for _ in range(qty)]
-        order = shipments.pack_order(warehouse, order.code, DEMO_IP, scanned, first_only).order
+        packed = await shipments.pack_order(warehouse, order.code, DEMO_IP, scanned, first_only)
+        order = packed.order
         done += 1
     if status == OrderStatus.PROCESSING:
         return done
     tracking = "DEMO-" + key.upper().removeprefix("DEMO-")
     placed = order.placed_at
     if OrderStatus(order.status) == OrderStatus.PACKED:
-        shipped = shipments.ship_order(warehouse, order.code, DEMO_IP, "DHL", tracking).shipment
+        sent = await shipments.ship_order(warehouse, order.code, DEMO_IP, "DHL", tracking)
+        shipped = sent.shipment
         estimate = services.orders.estimated_delivery(placed)
-        with services.db.write() as session:  # the demo's past: shipped a day after ordering
-            session.execute(
+        # the demo's past: shipped a day after ordering
+        async with services.db.write() as session:
+            await session.execute(
                 update(Shipment)
                 .where(Shipment.id == shipped.id)
                 .values(shipped_at=placed + timedelta(days=1), estimated_delivery=estimate)
             )
-            session.execute(
+            await session.execute(
                 update(Order).where(Order.id == order.id).values(estimated_delivery=estimate)
             )
-            session.commit()
+            await session.commit()
         done += 1
-    with services.db.read() as session:
-        has_shipment = session.execute(
-            select(Shipment.id).where(Shipment.order_id == order.id)
+    async with services.db.read() as session:
+        has_shipment = (
+            await session.execute(select(Shipment.id).where(Shipment.order_id == order.id))
         ).first()
     if has_shipment is None:
         return done
     for number, (event, hours, location, description) in enumerate(_TRACKING[status], 1):
-        result = shipments.add_tracking_event(
+        result = await shipments.add_tracking_event(
             warehouse,
             order.code,
             DEMO_IP,

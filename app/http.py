@@ -205,3 +205,19 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 def request_id_of(scope: MutableMapping[str, Any]) -> str:
     return str(scope.get("state", {}).get("request_id", "-"))
+
+
+class DatabaseScope:
+    """Every HTTP request runs inside `Database.scope()`: one pooled connection, taken on
+    its first statement and given back when the answer is sent (or the time cap ends it)."""
+
+    def __init__(self, app: ASGIApp, db: Any) -> None:
+        self.app = app
+        self.db = db
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        async with self.db.scope():
+            await self.app(scope, receive, send)

@@ -28,7 +28,7 @@ from app.graphql.context import Context, client_ip_from
 from app.graphql.endpoint import GraphQLEndpoint
 from app.graphql.errors import with_default_codes
 from app.graphql.persisted import PersistedQueries, allowlist_rule
-from app.http import GuardMiddleware, request_id_of
+from app.http import DatabaseScope, GuardMiddleware, request_id_of
 from app.metrics import counted_webhook, metrics_endpoint
 from app.migrate import is_at_head
 from app.notifications.sender import OutboxSender
@@ -95,7 +95,7 @@ class OrdersGraphQL(GraphQL[Context, None]):
         """Authenticate in connection_init: a bad or ended session closes with 4403; a
         connection without credentials is accepted (every operation then asks for them)."""
         try:
-            _ = context.viewer
+            await context.viewer()
         except DomainError as error:
             raise ConnectionRejectionError({"code": error.code.value}) from error
         return None  # plain connection_ack
@@ -127,37 +127,45 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> Response:
-        checks = {"database": services.db.ping()}
+        checks = {"database": await services.db.ping()}
         if checks["database"]:
             try:
-                checks["migrations"] = is_at_head(services.db.engine)
+                async with asyncio.timeout(2.0):
+                    checks["migrations"] = await is_at_head(services.db.engine)
             except Exception:
                 checks["migrations"] = False
         if settings.redis_url:
-            checks["redis"] = services.limiter.ping()
+            checks["redis"] = await services.limiter.ping()
         ok = all(checks.values())
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        task = None
-        if run_sender:
+        tasks: list[asyncio.Task[None]] = []
+        if run_sender:  # the background work of an instance: emails and payments
             sender = OutboxSender(
                 services.db,
                 transport_from_settings(settings),
                 settings.mail_from,
                 max_attempts=settings.outbox_max_attempts,
             )
-            task = asyncio.create_task(sender.run_forever(settings.outbox_poll_seconds, stop))
+            tasks.append(
+                asyncio.create_task(sender.run_forever(settings.outbox_poll_seconds, stop))
+            )
+            tasks.append(
+                asyncio.create_task(
+                    services.reconciler.run_forever(settings.reconcile_interval_seconds, stop)
+                )
+            )
         try:
             yield
         finally:
             stop.set()
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                     await asyncio.wait_for(task, timeout=10)
-            services.close()
+            await services.aclose()
 
     app = Starlette(
         routes=[
@@ -165,7 +173,7 @@ def create_app(
             Route("/readyz", readyz),
             Route(
                 "/graphql",
-                GraphQLEndpoint(graphql_app, persisted),
+                GraphQLEndpoint(graphql_app, persisted, plans=settings.compiled_plans),
                 methods=["GET", "POST", "OPTIONS"],
             ),
             WebSocketRoute("/graphql", graphql_app),
@@ -205,6 +213,8 @@ def create_app(
                 ide_enabled=ide is not None,
                 timeout_seconds=settings.request_timeout_seconds,
             ),
+            # Innermost: one database connection per HTTP request, inside the time cap.
+            Middleware(DatabaseScope, db=services.db),
         ],
     )
     app.state.services = services

@@ -11,16 +11,16 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import hmac
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import anyio.to_thread
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -54,6 +54,19 @@ WEBHOOK_EVENTS = Counter(
     "orders_api_webhook_events",
     "Carrier webhook deliveries by HTTP status answered",
     ["status"],
+)
+REDIS_REFUSED = Counter(
+    "orders_api_redis_fail_fast",
+    "Redis calls refused at once because the circuit breaker was open",
+)
+REDIS_BREAKER_OPEN = Gauge(
+    "orders_api_redis_breaker_open",
+    "1 while this instance considers Redis down and fails its calls fast",
+)
+RECONCILED = Counter(
+    "orders_api_reconciled",
+    "Payments the reconciler finished after an interrupted request, by what it did",
+    ["action"],
 )
 
 
@@ -110,15 +123,28 @@ def rate_limit_rejected(bucket: str) -> None:
     RATE_LIMITED.labels(bucket=bucket).inc()
 
 
+def redis_refused() -> None:
+    REDIS_REFUSED.inc()
+
+
+def redis_breaker(*, open_: bool) -> None:
+    REDIS_BREAKER_OPEN.set(1 if open_ else 0)
+
+
+def reconciled(action: str) -> None:
+    """`confirmed`, `released` (reservations) or `refunded` (pending refunds)."""
+    RECONCILED.labels(action=action).inc()
+
+
 # -- the endpoint -----------------------------------------------------------------------
 class OutboxCollector(Collector):
-    """Outbox depth and the age of its oldest email, read at scrape time."""
+    """Outbox depth and the age of its oldest email, as read for this scrape."""
 
-    def __init__(self, queue_depth: Callable[[], tuple[int, float | None]]) -> None:
-        self.queue_depth = queue_depth
+    def __init__(self, depth: int, age: float | None) -> None:
+        self.depth, self.age = depth, age
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        depth, age = self.queue_depth()
+        depth, age = self.depth, self.age
         yield GaugeMetricFamily(
             "orders_api_outbox_depth", "Emails waiting to be sent (dead letters excluded)", depth
         )
@@ -130,12 +156,13 @@ class OutboxCollector(Collector):
 
 
 def metrics_endpoint(
-    queue_depth: Callable[[], tuple[int, float | None]], *, production: bool, token: str | None
+    queue_depth: Callable[[], Awaitable[tuple[int, float | None]]],
+    *,
+    production: bool,
+    token: str | None,
 ) -> Callable[[Request], Any]:
     """Open in development; in production only with `Authorization: Bearer METRICS_TOKEN`,
     and absent (404) when no token is configured."""
-    local = CollectorRegistry(auto_describe=False)
-    local.register(OutboxCollector(queue_depth))
     expected = f"Bearer {token}".encode() if token else None
 
     async def metrics(request: Request) -> Response:
@@ -150,10 +177,9 @@ def metrics_endpoint(
                     media_type="text/plain",
                     headers={"WWW-Authenticate": "Bearer"},
                 )
-        # The outbox gauges query the database: off the event loop.
-        body = await anyio.to_thread.run_sync(
-            lambda: generate_latest(REGISTRY) + generate_latest(local)
-        )
+        local = CollectorRegistry(auto_describe=False)
+        local.register(OutboxCollector(*await queue_depth()))
+        body = generate_latest(REGISTRY) + generate_latest(local)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return metrics

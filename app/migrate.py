@@ -8,7 +8,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.payments.models import provider_metadata
 
@@ -36,8 +37,13 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 
-def is_at_head(engine: Engine) -> bool:
+def _heads_of(conn: Connection) -> set[str]:
+    return set(MigrationContext.configure(conn).get_current_heads())
+
+
+async def is_at_head(engine: AsyncEngine) -> bool:
+    """Whether the database's schema is at the newest revision (for /readyz)."""
     script = ScriptDirectory.from_config(alembic_config(str(engine.url)))
-    with engine.connect() as conn:
-        current = MigrationContext.configure(conn).get_current_heads()
-    return set(current) == set(script.get_heads())
+    async with engine.connect() as conn:
+        current = await conn.run_sync(_heads_of)
+    return current == set(script.get_heads())

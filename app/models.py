@@ -4,7 +4,8 @@ from app.accounts.models import AuthSession, RefreshToken, User
 from app.audit.models import AuditEntry
 from app.catalog.models import Product
 from app.notifications.models import OutboxEmail
-from app.orders.models import Order, OrderLine
+from app.orders.models import Order, OrderLine, OrderReservation
+from app.payments.models import PaymentRefund
 from app.returns.models import ReturnLine, ReturnRequest
 from app.shipments.models import Pack, PackLine, Shipment, ShipmentLine, TrackingEvent
 from app.tracking.models import TrackingLink
@@ -14,9 +15,11 @@ __all__ = [
     "AuthSession",
     "Order",
     "OrderLine",
+    "OrderReservation",
     "OutboxEmail",
     "Pack",
     "PackLine",
+    "PaymentRefund",
     "Product",
     "RefreshToken",
     "ReturnLine",

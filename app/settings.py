@@ -21,6 +21,11 @@ def _env_int(name: str, default: int) -> int:
     return default if raw in (None, "") else int(raw)
 
 
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else float(raw)
+
+
 def _env_str(name: str, default: str) -> str:
     raw = os.environ.get(name)
     return default if raw in (None, "") else raw
@@ -73,6 +78,18 @@ class Settings:
     delivery_business_days: int = 3
     checkout_ttl_seconds: int = 24 * 3600
     request_timeout_seconds: float = 15.0
+    db_pool_size: int = 10  # connections per instance (and as many again on overflow)
+    # Payments: a provider call longer than this is given up (the reconciler finds out
+    # whether it charged); stock reserved for a payment that never completed is released
+    # after `reservation_ttl_seconds`; the reconciler looks at reservations and refunds
+    # older than `reconcile_after_seconds` (longer than any live request may take: the
+    # request time cap), every `reconcile_interval_seconds`.
+    payment_timeout_seconds: float = 10.0
+    reservation_ttl_seconds: int = 15 * 60
+    reconcile_after_seconds: float = 60.0
+    reconcile_interval_seconds: float = 10.0
+    test_payment_latency_seconds: float = 0.0  # every call of the test provider takes this
+    compiled_plans: bool = True  # COMPILED_PLANS=off serves every query by the general path
     return_window_days: int = 30  # from a parcel's delivery
     auto_refund_on_receipt: bool = False  # refund as soon as the warehouse receives a return
     trusted_proxies: tuple[str, ...] = ()
@@ -130,8 +147,26 @@ class Settings:
             mail_dir=Path(_env_str("MAIL_DIR", str(cls.mail_dir))),
             max_page_size=_env_int("MAX_PAGE_SIZE", cls.max_page_size),
             checkout_ttl_seconds=_env_int("CHECKOUT_TTL_SECONDS", cls.checkout_ttl_seconds),
-            request_timeout_seconds=float(
-                _env_str("REQUEST_TIMEOUT_SECONDS", str(cls.request_timeout_seconds))
+            request_timeout_seconds=_env_float(
+                "REQUEST_TIMEOUT_SECONDS", cls.request_timeout_seconds
+            ),
+            db_pool_size=_env_int("DB_POOL_SIZE", cls.db_pool_size),
+            payment_timeout_seconds=_env_float(
+                "PAYMENT_TIMEOUT_SECONDS", cls.payment_timeout_seconds
+            ),
+            reservation_ttl_seconds=_env_int(
+                "RESERVATION_TTL_SECONDS", cls.reservation_ttl_seconds
+            ),
+            reconcile_after_seconds=_env_float(
+                "RECONCILE_AFTER_SECONDS", cls.reconcile_after_seconds
+            ),
+            reconcile_interval_seconds=_env_float(
+                "RECONCILE_INTERVAL_SECONDS", cls.reconcile_interval_seconds
+            ),
+            compiled_plans=os.environ.get("COMPILED_PLANS", "on").lower()
+            not in ("0", "off", "false", "no"),
+            test_payment_latency_seconds=_env_float(
+                "TEST_PAYMENT_LATENCY_SECONDS", cls.test_payment_latency_seconds
             ),
             return_window_days=_env_int("RETURN_WINDOW_DAYS", cls.return_window_days),
             auto_refund_on_receipt=os.environ.get("AUTO_REFUND_ON_RECEIPT", "").lower()
@@ -160,6 +195,18 @@ class Settings:
             raise SettingsError("RETURN_WINDOW_DAYS must be between 0 and 3650")
         if self.persisted_queries not in ("open", "allowlist"):
             raise SettingsError("PERSISTED_QUERIES must be `open` or `allowlist`")
+        if self.db_pool_size < 1:
+            raise SettingsError("DB_POOL_SIZE must be at least 1")
+        if self.reconcile_after_seconds <= max(
+            self.request_timeout_seconds, self.payment_timeout_seconds
+        ):
+            # Younger reservations may still belong to a live request.
+            raise SettingsError(
+                "RECONCILE_AFTER_SECONDS must be longer than REQUEST_TIMEOUT_SECONDS and "
+                "PAYMENT_TIMEOUT_SECONDS"
+            )
+        if self.reservation_ttl_seconds < self.reconcile_after_seconds:
+            raise SettingsError("RESERVATION_TTL_SECONDS must be at least RECONCILE_AFTER_SECONDS")
         if not self.is_production:
             return
         if self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < MIN_SECRET_LENGTH:

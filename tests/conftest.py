@@ -1,24 +1,33 @@
 """Shared fixtures: a fresh database per test (SQLite always; PostgreSQL when reachable and
-always under CI=true), services built as in production, clients per role."""
+always under CI=true), services built as in production, clients per role.
+
+The services are async and bound to the event loop of the app under test (asyncpg and
+aiosqlite connections belong to one loop): `run(awaitable)` awaits a service call on that
+loop, from a synchronous test. Tests read and arrange rows through `db_session(services)`,
+a synchronous session of their own on the same database (what a test sees is what was
+committed)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import text
+from sqlmodel import Session
 from starlette.testclient import TestClient
 
 from app.catalog.models import Product
 from app.container import Services, build_services
+from app.db import make_engine
 from app.main import create_app
 from app.migrate import upgrade
 from app.orders.inputs import AddressInput, LineInput
@@ -106,10 +115,40 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def services(settings: Settings) -> Iterator[Services]:
-    built = build_services(settings, passwords=FAST_PASSWORDS)
-    yield built
-    built.close()
+def services(settings: Settings) -> Services:
+    """Built as in production; closed by the app's lifespan when `http` ends."""
+    return build_services(settings, passwords=FAST_PASSWORDS)
+
+
+T = TypeVar("T")
+Run = Callable[[Awaitable[T]], T]
+
+
+@pytest.fixture
+def run(http: TestClient) -> Run[Any]:
+    """Await a service call on the app's event loop, from a synchronous test."""
+    portal = http.portal
+    assert portal is not None
+
+    def run(awaitable: Awaitable[T]) -> T:
+        async def wait() -> T:
+            return await awaitable
+
+        return portal.call(wait)
+
+    return run
+
+
+@contextmanager
+def db_session(services: Services) -> Iterator[Session]:
+    """A synchronous session of the test's own on the services' database (the caller
+    commits): for arranging rows and for reading what the app committed."""
+    engine = make_engine(services.db.url, null_pool=True)
+    try:
+        with Session(engine, expire_on_commit=False) as session:
+            yield session
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture
@@ -141,7 +180,7 @@ def catalog(services: Services) -> dict[str, Product]:
             active=False,
         ),
     ]
-    with services.db.write() as session:
+    with db_session(services) as session:
         for row in rows:
             session.add(row)
         session.commit()
@@ -158,14 +197,14 @@ class Account:
 
 
 @pytest.fixture
-def make_account(services: Services) -> Callable[..., Account]:
+def make_account(services: Services, run: Run[Any]) -> Callable[..., Account]:
     counter = iter(range(1, 10_000))
 
     def make(role: Role = Role.CUSTOMER, email: str | None = None) -> Account:
         email = email or f"{role.value.lower()}{next(counter)}-{uuid.uuid4().hex[:6]}@example.com"
-        services.accounts.create_user(email, PASSWORD, name="Test Person", role=role)
-        result = services.accounts.login(email, PASSWORD, "10.0.0.1")
-        viewer = services.accounts.authenticate(result.access_token)
+        run(services.accounts.create_user(email, PASSWORD, name="Test Person", role=role))
+        result = run(services.accounts.login(email, PASSWORD, "10.0.0.1"))
+        viewer = run(services.accounts.authenticate(result.access_token))
         return Account(email, role, result.access_token, result.refresh_token, viewer)
 
     return make
@@ -187,19 +226,23 @@ ADDRESS = AddressInput(
 
 
 @pytest.fixture
-def place_order(services: Services, catalog: dict[str, Product]) -> Callable[..., OrderView]:
+def place_order(
+    services: Services, catalog: dict[str, Product], run: Run[Any]
+) -> Callable[..., OrderView]:
     def place(
         account: Account,
         lines: list[tuple[str, int]] | None = None,
         key: str | None = None,
         token: str = "tok_visa",
     ) -> OrderView:
-        return services.orders.place_order(
-            account.viewer,
-            [LineInput(sku, qty) for sku, qty in (lines or [("MUG-001", 2)])],
-            ADDRESS,
-            token,
-            key or f"key-{uuid.uuid4().hex}",
+        return run(
+            services.orders.place_order(
+                account.viewer,
+                [LineInput(sku, qty) for sku, qty in (lines or [("MUG-001", 2)])],
+                ADDRESS,
+                token,
+                key or f"key-{uuid.uuid4().hex}",
+            )
         )
 
     return place
@@ -272,5 +315,5 @@ def redis_url() -> str:
 
 
 def sql_count(services: Services, statement: str) -> int:
-    with services.db.read() as session:
+    with db_session(services) as session:
         return int(session.execute(text(statement)).scalar_one())

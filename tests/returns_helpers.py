@@ -1,6 +1,7 @@
 """Shared by the returns tests: GraphQL documents, the cast of callers (DESIGN §3), a
 payment provider whose refunds can fail, and short-cuts that take an order to delivery
-and a return through its steps with the real services."""
+and a return through its steps with the real services. The short-cuts that call a service
+take the `run` fixture first (services are async, bound to the app's event loop)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from app.payments.provider import Refund, TestPaymentProvider
 from app.returns.inputs import ReturnLineRequest
 from app.returns.service import ReturnView
 from app.security.roles import Role
-from tests.conftest import Account, sql_count
+from tests.conftest import Account, Run, db_session, sql_count
 from tests.shipping_helpers import event, pack, ship
 
 IP = "10.0.0.9"
@@ -149,19 +150,19 @@ class FlakyRefunds(TestPaymentProvider):
 
     __test__ = False
 
-    def __init__(self, ledger_url: str) -> None:
-        super().__init__(ledger_url)
+    def __init__(self, ledger_url: str, *, latency_seconds: float = 0.0) -> None:
+        super().__init__(ledger_url, latency_seconds=latency_seconds)
         self.down = False
         self.lose_answers = 0
         self.refund_calls = 0
 
-    def refund(
+    async def refund(
         self, charge_reference: str, amount_minor: int, currency: str, idempotency_key: str
     ) -> Refund:
         self.refund_calls += 1
         if self.down:
             raise ServiceUnavailable("The payment provider is unavailable. Try again shortly.")
-        made = super().refund(charge_reference, amount_minor, currency, idempotency_key)
+        made = await super().refund(charge_reference, amount_minor, currency, idempotency_key)
         if self.lose_answers > 0:
             self.lose_answers -= 1
             raise ServiceUnavailable("The payment provider did not answer in time.")
@@ -169,6 +170,7 @@ class FlakyRefunds(TestPaymentProvider):
 
 
 def deliver(
+    run: Run[Any],
     services: Services,
     warehouse: Account,
     view: OrderView,
@@ -178,43 +180,57 @@ def deliver(
 ) -> str:
     """Pack, ship and deliver (a staff DELIVERED event) all of `view`, or `lines` of it.
     Returns the tracking number."""
-    pack(services, warehouse, view.order, lines)
-    result = ship(services, warehouse, view.order, lines=lines)
+    pack(run, services, warehouse, view.order, lines)
+    result = ship(run, services, warehouse, view.order, lines=lines)
     tracking = result.shipment.tracking_number
-    event(services, warehouse, view.order, tracking, "DELIVERED", occurred_at=delivered_at)
+    event(run, services, warehouse, view.order, tracking, "DELIVERED", occurred_at=delivered_at)
     return tracking
 
 
 def request(
+    run: Run[Any],
     services: Services,
     owner: Account,
     view: OrderView,
     lines: list[tuple[str, int]] | None = None,
     reason: str = "DAMAGED",
 ) -> ReturnView:
-    return services.returns.request_return(
-        owner.viewer,
-        view.order.code,
-        IP,
-        [ReturnLineRequest(sku, qty) for sku, qty in (lines or [("MUG-001", 1)])],
-        reason,
+    made: ReturnView = run(
+        services.returns.request_return(
+            owner.viewer,
+            view.order.code,
+            IP,
+            [ReturnLineRequest(sku, qty) for sku, qty in (lines or [("MUG-001", 1)])],
+            reason,
+        )
     )
+    return made
 
 
-def approve(services: Services, cast: Cast, ret: ReturnView) -> ReturnView:
-    return services.returns.approve(cast.support.viewer, ret.request.rma_code, IP)
+def approve(run: Run[Any], services: Services, cast: Cast, ret: ReturnView) -> ReturnView:
+    approved: ReturnView = run(
+        services.returns.approve(cast.support.viewer, ret.request.rma_code, IP)
+    )
+    return approved
 
 
 def receive(
-    services: Services, cast: Cast, ret: ReturnView, lines: list[tuple[str, int]] | None = None
+    run: Run[Any],
+    services: Services,
+    cast: Cast,
+    ret: ReturnView,
+    lines: list[tuple[str, int]] | None = None,
 ) -> ReturnView:
     counted = lines or [(line.sku, line.quantity) for line in ret.lines]
-    return services.returns.receive(
-        cast.warehouse.viewer,
-        ret.request.rma_code,
-        IP,
-        [ReturnLineRequest(sku, qty) for sku, qty in counted],
+    received: ReturnView = run(
+        services.returns.receive(
+            cast.warehouse.viewer,
+            ret.request.rma_code,
+            IP,
+            [ReturnLineRequest(sku, qty) for sku, qty in counted],
+        )
     )
+    return received
 
 
 def refunds(services: Services) -> list[Any]:
@@ -228,7 +244,7 @@ def emails(services: Services, kind: str) -> int:
 
 def email_body(services: Services, kind: str) -> str:
     """The newest queued email of this kind."""
-    with services.db.read() as session:
+    with db_session(services) as session:
         return str(
             session.execute(
                 text("SELECT body_text FROM outbox_emails WHERE kind = :k ORDER BY id DESC"),

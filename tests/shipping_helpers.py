@@ -1,5 +1,6 @@
 """Shared by the fulfilment tests: the GraphQL documents and short-cuts that drive an order
-through the warehouse with the real services."""
+through the warehouse with the real services. The short-cuts that call a service take the
+`run` fixture first (services are async, bound to the app's event loop)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from sqlalchemy import text
 from app.container import Services
 from app.orders.models import Order
 from app.shipments.inputs import EventInput, LineRequest
-from app.shipments.service import ShipResult
-from tests.conftest import Account
+from app.shipments.service import EventResult, ShipResult
+from tests.conftest import Account, Run, db_session
 
 QUEUE = """
 query Queue($first: Int, $after: String) {
@@ -96,7 +97,7 @@ def strip(body: dict[str, Any]) -> dict[str, Any]:
 
 def scans(order: Order, services: Services) -> list[str]:
     """One scan per unit of every line of `order`."""
-    with services.db.read() as session:
+    with db_session(services) as session:
         rows = session.execute(
             text("SELECT sku, quantity FROM order_lines WHERE order_id = :id"), {"id": order.id}
         ).all()
@@ -104,6 +105,7 @@ def scans(order: Order, services: Services) -> list[str]:
 
 
 def pack(
+    run: Run[Any],
     services: Services,
     warehouse: Account,
     order: Order,
@@ -115,10 +117,11 @@ def pack(
     else:
         scanned = [sku for sku, quantity in lines for _ in range(quantity)]
         requests = [LineRequest(sku, quantity) for sku, quantity in lines]
-    services.shipments.pack_order(warehouse.viewer, order.code, "10.0.0.9", scanned, requests)
+    run(services.shipments.pack_order(warehouse.viewer, order.code, "10.0.0.9", scanned, requests))
 
 
 def ship(
+    run: Run[Any],
     services: Services,
     warehouse: Account,
     order: Order,
@@ -127,17 +130,21 @@ def ship(
     carrier: str = "DHL",
 ) -> ShipResult:
     requests = [LineRequest(sku, quantity) for sku, quantity in lines] if lines else None
-    return services.shipments.ship_order(
-        warehouse.viewer,
-        order.code,
-        "10.0.0.9",
-        carrier,
-        tracking or f"TRK{uuid.uuid4().hex[:16].upper()}",
-        requests,
+    result: ShipResult = run(
+        services.shipments.ship_order(
+            warehouse.viewer,
+            order.code,
+            "10.0.0.9",
+            carrier,
+            tracking or f"TRK{uuid.uuid4().hex[:16].upper()}",
+            requests,
+        )
     )
+    return result
 
 
 def event(
+    run: Run[Any],
     services: Services,
     warehouse: Account,
     order: Order,
@@ -148,24 +155,26 @@ def event(
     event_id: str | None = None,
     carrier: str = "DHL",
 ) -> bool:
-    result = services.shipments.add_tracking_event(
-        warehouse.viewer,
-        order.code,
-        "10.0.0.9",
-        carrier,
-        tracking,
-        EventInput(
-            status=status,
-            occurred_at=occurred_at or datetime.now(UTC),
-            location="Hub",
-            event_id=event_id,
-        ),
+    result: EventResult = run(
+        services.shipments.add_tracking_event(
+            warehouse.viewer,
+            order.code,
+            "10.0.0.9",
+            carrier,
+            tracking,
+            EventInput(
+                status=status,
+                occurred_at=occurred_at or datetime.now(UTC),
+                location="Hub",
+                event_id=event_id,
+            ),
+        )
     )
     return result.recorded
 
 
 def order_status(services: Services, order: Order) -> str:
-    with services.db.read() as session:
+    with db_session(services) as session:
         return str(
             session.execute(
                 text("SELECT status FROM orders WHERE id = :id"), {"id": order.id}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import strawberry
 
 from app.accounts.service import AuthResult
@@ -31,51 +29,55 @@ def _auth_errors(errors: list[UserError]) -> AuthPayload:
 @strawberry.type
 class AccountsQuery:
     @strawberry.field(description="The logged-in user, or null for an anonymous caller.")
-    def me(self, info: Info) -> UserType | None:
-        viewer = info.context.viewer
+    async def me(self, info: Info) -> UserType | None:
+        viewer = await info.context.viewer()
         if viewer is None:
             return None
-        return UserType(row=info.context.services.accounts.get_user(viewer.user_id))
+        return UserType(row=await info.context.services.accounts.get_user(viewer.user_id))
 
 
 @strawberry.type
 class AccountsMutation:
-    # register and login hash a password (argon2id, ~0.1 s of CPU): in a worker thread, so
-    # the event loop keeps serving everyone else meanwhile (argon2-cffi releases the GIL).
-    # As plain resolvers they held every other request of the instance for the hash
-    # (scripts/loadtest).
+    # register and login hash a password (argon2id, ~0.1 s of CPU): Passwords does it in a
+    # worker thread, so the event loop keeps serving everyone else meanwhile.
     @strawberry.mutation(description="Create a customer account and log in.")
     async def register(self, info: Info, input: RegisterInput) -> AuthPayload:
         accounts = info.context.services.accounts
-        return await asyncio.to_thread(
-            run_mutation,
-            lambda: _auth_payload(accounts.register(input.email, input.password, input.name)),
-            _auth_errors,
-        )
+
+        async def work() -> AuthPayload:
+            return _auth_payload(await accounts.register(input.email, input.password, input.name))
+
+        return await run_mutation(work, _auth_errors)
 
     @strawberry.mutation(description="Exchange email and password for tokens.")
     async def login(self, info: Info, email: str, password: str) -> AuthPayload:
         accounts = info.context.services.accounts
         ip = info.context.client_ip
-        return await asyncio.to_thread(
-            run_mutation, lambda: _auth_payload(accounts.login(email, password, ip)), _auth_errors
-        )
+
+        async def work() -> AuthPayload:
+            return _auth_payload(await accounts.login(email, password, ip))
+
+        return await run_mutation(work, _auth_errors)
 
     @strawberry.mutation(
         description="Spend a refresh token for a new pair. Reusing a spent one ends the session."
     )
-    def refresh_token(self, info: Info, refresh_token: str) -> AuthPayload:
+    async def refresh_token(self, info: Info, refresh_token: str) -> AuthPayload:
         accounts = info.context.services.accounts
-        return run_mutation(lambda: _auth_payload(accounts.refresh(refresh_token)), _auth_errors)
+
+        async def work() -> AuthPayload:
+            return _auth_payload(await accounts.refresh(refresh_token))
+
+        return await run_mutation(work, _auth_errors)
 
     @strawberry.mutation(description="End this session: its tokens stop working at once.")
-    def logout(self, info: Info) -> LogoutPayload:
-        viewer = require_viewer(info.context.viewer)
-        info.context.services.accounts.logout(viewer)
+    async def logout(self, info: Info) -> LogoutPayload:
+        viewer = require_viewer(await info.context.viewer())
+        await info.context.services.accounts.logout(viewer)
         return LogoutPayload(ok=True, sessions_ended=1)
 
     @strawberry.mutation(description="End every session of this account, on every device.")
-    def logout_all(self, info: Info) -> LogoutPayload:
-        viewer = require_viewer(info.context.viewer)
-        ended = info.context.services.accounts.logout_all(viewer)
+    async def logout_all(self, info: Info) -> LogoutPayload:
+        viewer = require_viewer(await info.context.viewer())
+        ended = await info.context.services.accounts.logout_all(viewer)
         return LogoutPayload(ok=True, sessions_ended=ended)

@@ -95,7 +95,7 @@ class AccountService:
         self._refresh_ttl = timedelta(seconds=refresh_ttl_seconds)
 
     # -- accounts -----------------------------------------------------------------------
-    def create_user(
+    async def create_user(
         self, email: str, password: str, *, name: str = "", role: Role = Role.CUSTOMER
     ) -> User:
         email = normalise_email(email)
@@ -108,51 +108,54 @@ class AccountService:
         user = User(
             public_id=new_public_id(),
             email=email,
-            password_hash=self._passwords.hash(password),
+            password_hash=await self._passwords.hash(password),
             name=name,
             role=role.value,
         )
-        with self._db.write() as session:
+        async with self._db.write() as session:
             session.add(user)
             try:
-                session.commit()
+                await session.commit()
             except IntegrityError as exc:
                 raise Conflict("An account with this email already exists.", field="email") from exc
         return user
 
-    def register(self, email: str, password: str, name: str) -> AuthResult:
+    async def register(self, email: str, password: str, name: str) -> AuthResult:
         """Self-registration always makes a CUSTOMER; staff come from the CLI."""
-        user = self.create_user(email, password, name=name, role=Role.CUSTOMER)
-        return self._start_session(user)
+        user = await self.create_user(email, password, name=name, role=Role.CUSTOMER)
+        return await self._start_session(user)
 
-    def login(self, email: str, password: str, client_ip: str) -> AuthResult:
+    async def login(self, email: str, password: str, client_ip: str) -> AuthResult:
         email_key = email.strip().lower()[:MAX_EMAIL]
-        self._limiter.ensure_login_allowed(f"email:{email_key}", f"ip:{client_ip}")
-        with self._db.read() as session:
-            user = session.execute(select(User).where(User.email == email_key)).scalar_one_or_none()
+        await self._limiter.ensure_login_allowed(f"email:{email_key}", f"ip:{client_ip}")
+        async with self._db.read() as session:
+            user = (
+                await session.execute(select(User).where(User.email == email_key))
+            ).scalar_one_or_none()
         # Unknown email: verify against a dummy hash, the same argon2 work as a wrong password.
-        ok = self._passwords.verify(user.password_hash if user else None, password)
+        ok = await self._passwords.verify(user.password_hash if user else None, password)
         if user is None or not ok:
-            self._limiter.record_login_failure(f"email:{email_key}", f"ip:{client_ip}")
-            self._audit_staff_login(user, "failed", client_ip)
+            await self._limiter.record_login_failure(f"email:{email_key}", f"ip:{client_ip}")
+            await self._audit_staff_login(user, "failed", client_ip)
             raise InvalidCredentials()
-        self._audit_staff_login(user, "success", client_ip)
-        self._limiter.record_login_success(f"email:{email_key}")
+        await self._audit_staff_login(user, "success", client_ip)
+        await self._limiter.record_login_success(f"email:{email_key}")
         if self._passwords.needs_rehash(user.password_hash):
-            with self._db.write() as session:
-                session.execute(
+            rehashed = await self._passwords.hash(password)
+            async with self._db.write() as session:
+                await session.execute(
                     update(User)
                     .where(User.id == user.id)  # type: ignore[arg-type]
-                    .values(password_hash=self._passwords.hash(password))
+                    .values(password_hash=rehashed)
                 )
-                session.commit()
-        return self._start_session(user)
+                await session.commit()
+        return await self._start_session(user)
 
-    def _audit_staff_login(self, user: User | None, outcome: str, client_ip: str) -> None:
+    async def _audit_staff_login(self, user: User | None, outcome: str, client_ip: str) -> None:
         """Staff logins (and failed attempts on staff accounts) go to the audit log."""
         if self._audit is None or user is None or user.role == Role.CUSTOMER.value:
             return
-        self._audit.record(
+        await self._audit.record(
             actor=None,
             actor_user_id=user.id,
             actor_role=user.role,
@@ -162,14 +165,14 @@ class AccountService:
         )
 
     # -- sessions and tokens ------------------------------------------------------------
-    def _start_session(self, user: User) -> AuthResult:
+    async def _start_session(self, user: User) -> AuthResult:
         assert user.id is not None
         now = utcnow()
         auth_session = AuthSession(public_id=new_public_id(), user_id=user.id, created_at=now)
         refresh = new_opaque_token()
-        with self._db.write() as session:
+        async with self._db.write() as session:
             session.add(auth_session)
-            session.flush()
+            await session.flush()
             assert auth_session.id is not None
             session.add(
                 RefreshToken(
@@ -179,7 +182,7 @@ class AccountService:
                     expires_at=now + self._refresh_ttl,
                 )
             )
-            session.commit()
+            await session.commit()
         return self._result(user, auth_session, refresh)
 
     def _result(self, user: User, auth_session: AuthSession, refresh: str) -> AuthResult:
@@ -188,7 +191,7 @@ class AccountService:
         )
         return AuthResult(user, access, refresh, self._tokens.ttl_seconds)
 
-    def refresh(self, refresh_token: str) -> AuthResult:
+    async def refresh(self, refresh_token: str) -> AuthResult:
         """Rotate: the presented token is spent and a new one issued in the same family.
 
         Presenting an already-rotated token means it was copied: the whole family (the
@@ -196,12 +199,14 @@ class AccountService:
         """
         now = utcnow()
         digest = token_digest(refresh_token)
-        with self._db.write() as session:
-            row = session.execute(
-                select(RefreshToken, AuthSession, User)
-                .join(AuthSession, RefreshToken.session_id == AuthSession.id)  # type: ignore[arg-type]
-                .join(User, AuthSession.user_id == User.id)  # type: ignore[arg-type]
-                .where(RefreshToken.token_hash == digest)
+        async with self._db.write() as session:
+            row = (
+                await session.execute(
+                    select(RefreshToken, AuthSession, User)
+                    .join(AuthSession, RefreshToken.session_id == AuthSession.id)  # type: ignore[arg-type]
+                    .join(User, AuthSession.user_id == User.id)  # type: ignore[arg-type]
+                    .where(RefreshToken.token_hash == digest)
+                )
             ).one_or_none()
             if row is None:
                 raise InvalidRefreshToken()
@@ -213,18 +218,18 @@ class AccountService:
             # A rotated token presented again (expired or not) was copied: the conditional
             # update below finds it spent and revokes the family.
             # Spend the token with a conditional update: of two concurrent uses, one wins.
-            spent = session.execute(
+            spent = await session.execute(
                 update(RefreshToken)
                 .where(RefreshToken.id == token.id, RefreshToken.rotated_at.is_(None))  # type: ignore[arg-type,union-attr]
                 .values(rotated_at=now)
             )
             if spent.rowcount != 1:  # type: ignore[attr-defined]
-                session.execute(
+                await session.execute(
                     update(AuthSession)
                     .where(AuthSession.id == auth_session.id)  # type: ignore[arg-type]
                     .values(revoked_at=now, revoked_reason="refresh-reuse")
                 )
-                session.commit()
+                await session.commit()
                 assert auth_session.id is not None
                 self._events.publish(session_topic(auth_session.id), {"type": "SESSION_ENDED"})
                 raise InvalidRefreshToken()
@@ -237,37 +242,41 @@ class AccountService:
                     expires_at=now + self._refresh_ttl,
                 )
             )
-            session.commit()
+            await session.commit()
         return self._result(user, auth_session, new_refresh)
 
-    def logout(self, viewer: Viewer) -> None:
-        self._revoke(AuthSession.id == viewer.session_id, "logout")  # type: ignore[arg-type]
+    async def logout(self, viewer: Viewer) -> None:
+        await self._revoke(AuthSession.id == viewer.session_id, "logout")  # type: ignore[arg-type]
 
-    def logout_all(self, viewer: Viewer) -> int:
-        return self._revoke(AuthSession.user_id == viewer.user_id, "logout-all")  # type: ignore[arg-type]
+    async def logout_all(self, viewer: Viewer) -> int:
+        return await self._revoke(AuthSession.user_id == viewer.user_id, "logout-all")  # type: ignore[arg-type]
 
-    def _revoke(self, condition: object, reason: str) -> int:
-        with self._db.write() as session:
+    async def _revoke(self, condition: object, reason: str) -> int:
+        async with self._db.write() as session:
             ended = list(
-                session.execute(
-                    update(AuthSession)
-                    .where(condition, AuthSession.revoked_at.is_(None))  # type: ignore[arg-type,union-attr]
-                    .values(revoked_at=utcnow(), revoked_reason=reason)
-                    .returning(AuthSession.id)
+                (
+                    await session.execute(
+                        update(AuthSession)
+                        .where(condition, AuthSession.revoked_at.is_(None))  # type: ignore[arg-type,union-attr]
+                        .values(revoked_at=utcnow(), revoked_reason=reason)
+                        .returning(AuthSession.id)
+                    )
                 ).scalars()
             )
-            session.commit()
+            await session.commit()
         for session_id in ended:  # live streams of these sessions close now
             self._events.publish(session_topic(session_id), {"type": "SESSION_ENDED"})
         return len(ended)
 
-    def authenticate(self, access_token: str) -> Viewer:
+    async def authenticate(self, access_token: str) -> Viewer:
         """A valid signature is not enough: the session must still be live (logout is instant)."""
         try:
             claims = self._tokens.decode(access_token)
         except InvalidToken as exc:
             raise Unauthenticated(INVALID_ACCESS_TOKEN) from exc
-        row = self._db.fetch_one(_LIVE_SESSION, {"sid": claims.session_id, "uid": claims.user_id})
+        row = await self._db.fetch_one(
+            _LIVE_SESSION, {"sid": claims.session_id, "uid": claims.user_id}
+        )
         if row is None:
             raise Unauthenticated(INVALID_ACCESS_TOKEN)
         user_id, public_id, role, email, session_id = row
@@ -279,9 +288,9 @@ class AccountService:
             email=email,
         )
 
-    def get_user(self, user_id: int) -> User:
-        with self._db.read() as session:
-            user = session.get(User, user_id)
+    async def get_user(self, user_id: int) -> User:
+        async with self._db.read() as session:
+            user = await session.get(User, user_id)
         if user is None:
             raise Unauthenticated()
         return user

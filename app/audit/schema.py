@@ -24,7 +24,7 @@ def _utc(value: datetime | None) -> datetime | None:
 @strawberry.type
 class AuditQuery:
     @strawberry.field(description="Who looked at or changed which order, when and why. ADMIN.")
-    def audit_log(
+    async def audit_log(
         self,
         info: Info,
         filter: AuditFilterInput | None = None,
@@ -32,10 +32,11 @@ class AuditQuery:
         after: str | None = None,
     ) -> AuditEntryConnection:
         ctx = info.context
-        require_role(ctx.viewer, Role.ADMIN)  # before the filter's code is even parsed
+        viewer = await ctx.viewer()
+        require_role(viewer, Role.ADMIN)  # before the filter's code is even parsed
         f = filter or AuditFilterInput()
-        page = ctx.services.audit.list(
-            ctx.viewer,
+        page = await ctx.services.audit.list(
+            viewer,
             AuditFilter(
                 actions=list(f.action or []),
                 actor_email=f.actor_email,

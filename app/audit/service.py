@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import and_, or_, select
-from sqlmodel import Session
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import User
 from app.audit.models import AuditEntry
@@ -48,7 +48,7 @@ class AuditLog:
         self._cursors = cursors
         self._max = max_page_size
 
-    def record(
+    async def record(
         self,
         *,
         actor: Viewer | None,
@@ -58,12 +58,13 @@ class AuditLog:
         code: str | None = None,
         reason: str | None = None,
         client_ip: str | None = None,
-        session: Session | None = None,
+        session: AsyncSession | None = None,
         actor_user_id: int | None = None,
         actor_role: str | None = None,
     ) -> None:
         """Append one entry. Inside `session` it commits with the change it records;
-        without one it commits on its own (lookups that found nothing are audited too)."""
+        without one it commits on its own (lookups that found nothing are audited too) —
+        never call it without `session` inside a transaction: commit or leave that first."""
         entry = AuditEntry(
             public_id=new_public_id(),
             created_at=utcnow(),
@@ -79,11 +80,11 @@ class AuditLog:
         if session is not None:
             session.add(entry)
             return
-        with self._db.write() as own:
+        async with self._db.write() as own:
             own.add(entry)
-            own.commit()
+            await own.commit()
 
-    def list(
+    async def list(
         self, viewer: Viewer | None, filt: AuditFilter, first: int | None, after: str | None
     ) -> AuditPage:
         require_role(viewer, Role.ADMIN)
@@ -113,8 +114,8 @@ class AuditLog:
                 )
             )
         query = query.order_by(AuditEntry.created_at.desc(), AuditEntry.public_id.desc())
-        with self._db.read() as session:
-            rows = list(session.execute(query.limit(size + 1)).all())
+        async with self._db.read() as session:
+            rows = list((await session.execute(query.limit(size + 1))).all())
         page = rows[:size]
         return AuditPage(
             records=[AuditRecord(entry, email, code) for entry, email, code in page],

@@ -12,10 +12,10 @@ from app.graphql.context import Info
 @strawberry.type
 class CatalogQuery:
     @strawberry.field(description="Products for sale, by SKU. Public.")
-    def products(
+    async def products(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> ProductConnection:
-        page = info.context.services.catalog.list_products(first, after)
+        page = await info.context.services.catalog.list_products(first, after)
         edges = [
             ProductEdge(cursor=cursor, node=ProductType(row=product))
             for product, cursor in zip(page.products, page.cursors, strict=True)

@@ -24,14 +24,14 @@ class CatalogService:
         self._cursors = cursors
         self._max = max_page_size
 
-    def list_products(self, first: int | None, after: str | None) -> ProductPage:
+    async def list_products(self, first: int | None, after: str | None) -> ProductPage:
         size = clamp_page_size(first, self._max)
         query = select(Product).where(Product.active).order_by(Product.sku)
         if after:
             (last_sku,) = self._cursors.decode("product", after)
             query = query.where(Product.sku > str(last_sku))
-        with self._db.read() as session:
-            rows = list(session.execute(query.limit(size + 1)).scalars())
+        async with self._db.read() as session:
+            rows = list((await session.execute(query.limit(size + 1))).scalars())
         page = rows[:size]
         return ProductPage(
             products=page,

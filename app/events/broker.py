@@ -27,15 +27,20 @@ def session_topic(session_id: int) -> str:
 
 
 class Broker(Protocol):
-    def publish(self, topic: str, event: Event) -> None: ...
+    def publish(self, topic: str, event: Event) -> None:
+        """Hand `event` over for delivery and return at once: never waits on I/O, never
+        raises (the change behind it is committed; losing it costs a live update only)."""
+        ...
 
     def subscribe(
         self, topics: list[str]
     ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[tuple[str, Event]]]: ...
 
+    async def aclose(self) -> None: ...
+
 
 class InProcessBroker:
-    """Thread-safe: services may publish from worker threads; each subscriber's queue is
+    """Thread-safe (a test may publish from its own thread); each subscriber's queue is
     fed on its own event loop."""
 
     def __init__(self, max_queue: int = 1000) -> None:
@@ -69,6 +74,9 @@ class InProcessBroker:
     def subscriber_count(self, topic: str) -> int:
         with self._lock:
             return len(self._subscribers.get(topic, ()))
+
+    async def aclose(self) -> None:
+        return None
 
 
 class _Subscriber:

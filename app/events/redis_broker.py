@@ -6,37 +6,39 @@ by one instance reaches subscribers connected to any other. Payloads are JSON; e
 small dicts that say *what* changed (subscribers re-read the data through the owner-scoped
 query), so nothing personal crosses Redis.
 
-`publish` uses a synchronous client (its connection pool is thread-safe), because services
-publish after commit from worker threads. Each `subscribe` holds one pub/sub connection of
-a `redis.asyncio` client bound to the subscriber's event loop, and returns only after Redis
-confirmed the subscriptions, so an event published after `subscribe` returned is never
-missed.
+`publish` never waits: it queues the event for a background task that sends the queue in
+order through the process's `RedisLink` (a timeout and a circuit breaker), so a slow or
+hung Redis never slows the request that made the change (a carrier webhook, a packing
+scan). Each `subscribe` holds one pub/sub connection and returns only after Redis confirmed
+the subscriptions, so an event published after `subscribe` returned is never missed.
 
-Delivery is at-most-once, like Redis pub/sub itself: a publish while Redis is down is
-logged and dropped (the change is committed; a client sees it on its next read), and a
-subscription whose connection breaks ends with SERVICE_UNAVAILABLE (the WebSocket stays
-open), to be restarted by the client — which is a code lookup, refused the same way until
-Redis is back. Every client here reconnects by itself once Redis answers again.
+Delivery is at-most-once, like Redis pub/sub itself: an event that cannot be sent (Redis
+down, the queue full) is logged and dropped (the change is committed; a client sees it on
+its next read), and a subscription whose connection breaks ends with SERVICE_UNAVAILABLE
+(the WebSocket stays open), to be restarted by the client — which is a code lookup,
+refused the same way until Redis is back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import redis
-import redis.asyncio
 
 from app.errors import ServiceUnavailable
 from app.events.broker import Event
+from app.redis_link import RedisLink
 
 logger = logging.getLogger("app.events")
 
 CHANNEL_PREFIX = "orders-api:"
-SOCKET_TIMEOUT_SECONDS = 1.0
+MAX_PENDING = 1000
 
 
 def channel_of(topic: str) -> str:
@@ -49,58 +51,76 @@ def topic_of(channel: str | bytes) -> str:
 
 
 class RedisBroker:
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._publisher = redis.Redis.from_url(
-            url,
-            socket_timeout=SOCKET_TIMEOUT_SECONDS,
-            socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
-        )
+    def __init__(self, link: RedisLink) -> None:
+        self.link = link
+        self._pending: asyncio.Queue[tuple[str, str]] | None = None
+        self._sender: asyncio.Task[None] | None = None
 
     def publish(self, topic: str, event: Event) -> None:
-        """Send `event` to every subscriber of `topic` on any instance. Never raises: the
-        change behind the event is already committed, so a Redis outage costs the live
-        update only."""
+        """Queue `event` for every subscriber of `topic` on any instance; returns at once."""
+        if self._pending is None:
+            self._pending = asyncio.Queue(MAX_PENDING)
+            self._sender = asyncio.get_running_loop().create_task(self._send_forever())
         try:
-            self._publisher.publish(channel_of(topic), json.dumps(event, default=str))
-        except redis.RedisError as exc:
-            logger.warning("live update not published: %s", type(exc).__name__)
+            self._pending.put_nowait((channel_of(topic), json.dumps(event, default=str)))
+        except asyncio.QueueFull:
+            logger.warning("live update dropped: %d waiting to be published", MAX_PENDING)
+
+    async def _send_forever(self) -> None:
+        assert self._pending is not None
+        while True:
+            channel, payload = await self._pending.get()
+            try:
+                if self.link.breaker.is_open:
+                    logger.warning("live update not published: Redis is unavailable")
+                    continue
+                await self.link.call(partial(self.link.client.publish, channel, payload))
+            except ServiceUnavailable:
+                logger.warning("live update not published: Redis did not answer")
+            finally:
+                self._pending.task_done()
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Wait until everything queued so far was sent (or given up on). For tests and
+        shutdown."""
+        if self._pending is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._pending.join()
 
     @contextlib.asynccontextmanager
     async def subscribe(self, topics: list[str]) -> AsyncIterator[AsyncIterator[tuple[str, Event]]]:
-        client = redis.asyncio.Redis.from_url(
-            self.url, socket_connect_timeout=SOCKET_TIMEOUT_SECONDS
-        )
-        pubsub: Any = client.pubsub()
+        if self.link.breaker.is_open:
+            raise ServiceUnavailable()
+        pubsub: Any = self.link.client.pubsub()
         try:
             try:
-                await pubsub.subscribe(*(channel_of(topic) for topic in topics))
-                await self._confirmed(pubsub, len(set(topics)))
-            except (redis.RedisError, OSError) as exc:
+                async with asyncio.timeout(self.link.timeout * 5):
+                    await pubsub.subscribe(*(channel_of(topic) for topic in topics))
+                    await self._confirmed(pubsub, len(set(topics)))
+            except (redis.RedisError, OSError, TimeoutError) as exc:
+                self.link.failed(exc)
                 raise ServiceUnavailable() from exc
             yield self._events(pubsub)
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
-            with contextlib.suppress(Exception):
-                await client.aclose()
 
     @staticmethod
     async def _confirmed(pubsub: Any, expected: int) -> None:
         """Wait for Redis to acknowledge each SUBSCRIBE (a reply on the same connection)."""
         confirmed = 0
         while confirmed < expected:
-            message = await pubsub.get_message(timeout=SOCKET_TIMEOUT_SECONDS * 5)
-            if message is None:
-                raise redis.TimeoutError("no subscribe confirmation from Redis")
-            if message.get("type") == "subscribe":
+            message = await pubsub.get_message(timeout=1.0)
+            if message is not None and message.get("type") == "subscribe":
                 confirmed += 1
 
     @staticmethod
     async def _events(pubsub: Any) -> AsyncIterator[tuple[str, Event]]:
-        """The subscription's events. When its Redis connection breaks and redis-py cannot
-        reconnect, the stream ends with SERVICE_UNAVAILABLE (a domain error the client sees
-        by its code; redis-py's own exception would be masked as INTERNAL)."""
+        """The subscription's events. When its Redis connection breaks, the stream ends
+        with SERVICE_UNAVAILABLE (a domain error the client sees by its code; redis-py's
+        own exception would be masked as INTERNAL)."""
         try:
             async for message in pubsub.listen():
                 if message.get("type") != "message":
@@ -116,11 +136,12 @@ class RedisBroker:
             logger.warning("live update stream lost Redis: %s", type(exc).__name__)
             raise ServiceUnavailable() from exc
 
-    def ping(self) -> bool:
-        try:
-            return bool(self._publisher.ping())
-        except redis.RedisError:
-            return False
+    async def ping(self) -> bool:
+        return await self.link.ping()
 
-    def close(self) -> None:
-        self._publisher.close()
+    async def aclose(self) -> None:
+        if self._sender is not None:
+            await self.drain(timeout=2.0)
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._sender

@@ -14,8 +14,9 @@ root field is therefore compiled once into a tree of closures and run directly:
   extension do, and the operation is counted by the same metrics.
 
 What a plan cannot express (fragments, directives, aliases of fields with arguments below
-the root, abstract types, resolvers that take `info` or arguments or are async, field
-extensions or permissions, mutations and subscriptions) makes `compile_plan` return None,
+the root, abstract types, resolvers below the root that take `info` or arguments or are
+async, field extensions or permissions, mutations and subscriptions) makes `compile_plan`
+return None,
 and the request takes the general path. `tests/api/test_compiled_plans.py` runs both
 paths side by side and requires the same answers.
 """
@@ -79,6 +80,7 @@ class _RootField:
     field: StrawberryField
     complete: _Complete
     non_null: bool
+    is_async: bool
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ class Plan:
     metrics_name: str
     schema: strawberry.Schema
 
-    def run(
+    async def run(
         self, context: Any, variables: dict[str, Any] | None, request_id: str | None
     ) -> dict[str, Any] | None:
         coerced = get_variable_values(
@@ -106,7 +108,7 @@ class Plan:
             try:
                 for root in self.roots:
                     assert data is not None
-                    data[root.key] = self._resolve_root(root, context, coerced, errors)
+                    data[root.key] = await self._resolve_root(root, context, coerced, errors)
             except GraphQLError as error:  # a non-null root field came out null
                 errors.append(error)
                 data = None
@@ -118,7 +120,7 @@ class Plan:
             response["errors"] = [error.formatted for error in masked]
         return with_default_codes(response)
 
-    def _resolve_root(
+    async def _resolve_root(
         self, root: _RootField, context: Any, coerced: Any, errors: list[GraphQLError]
     ) -> Any:
         path: tuple[str | int, ...] = (root.key,)
@@ -136,6 +138,8 @@ class Plan:
             assert resolver is not None and resolver.info_parameter is not None
             kwargs[resolver.info_parameter.name] = info
             value = cast(Callable[..., Any], resolver.wrapped_func)(None, **kwargs)
+            if root.is_async:
+                value = await value
             return root.complete(value, errors, path)
         except Exception as raw:
             error = located_error(raw, list(root.nodes), list(path))
@@ -197,7 +201,7 @@ def _root_field(
     if not isinstance(field, StrawberryField) or field.extensions:
         return None
     resolver = field.base_resolver
-    if resolver is None or resolver.is_async or resolver.info_parameter is None:
+    if resolver is None or resolver.info_parameter is None:
         return None
     if resolver.root_parameter is not None or resolver.parent_parameter is not None:
         return None
@@ -214,6 +218,7 @@ def _root_field(
         field=field,
         complete=complete,
         non_null=isinstance(graphql_field.type, GraphQLNonNull),
+        is_async=resolver.is_async,
     )
 
 

@@ -3,6 +3,7 @@ request id and the per-request DataLoaders."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,7 @@ import strawberry
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info as StrawberryInfo
 
-from app.errors import Unauthenticated
+from app.errors import DomainError, Unauthenticated
 from app.security.policy import Viewer
 
 if TYPE_CHECKING:
@@ -56,18 +57,34 @@ class Context:
     response: Any = None
     connection_params: dict[str, Any] | None = None  # graphql-transport-ws connection_init
     _viewer: Viewer | None = None
+    _viewer_error: DomainError | None = None
     _viewer_resolved: bool = False
+    _viewer_lock: asyncio.Lock | None = None
     loaders: dict[str, DataLoader[Any, Any]] = field(default_factory=dict)
 
-    @property
-    def viewer(self) -> Viewer | None:
-        """None for anonymous; a bad, expired or logged-out token is UNAUTHENTICATED."""
+    async def viewer(self) -> Viewer | None:
+        """None for anonymous; a bad, expired or logged-out token is UNAUTHENTICATED.
+        Resolved once per request (the session check is a database read), however many
+        resolvers ask, concurrently or not."""
         if not self._viewer_resolved:
-            self._viewer_resolved = True
+            if self._viewer_lock is None:
+                self._viewer_lock = asyncio.Lock()
+            async with self._viewer_lock:
+                if not self._viewer_resolved:
+                    await self._resolve_viewer()
+        if self._viewer_error is not None:
+            error = self._viewer_error
+            raise type(error)(error.message)
+        return self._viewer
+
+    async def _resolve_viewer(self) -> None:
+        try:
             token = bearer_token(self.authorization or self._init_authorization())
             if token is not None:
-                self._viewer = self.services.accounts.authenticate(token)
-        return self._viewer
+                self._viewer = await self.services.accounts.authenticate(token)
+        except DomainError as error:
+            self._viewer_error = error
+        self._viewer_resolved = True
 
     def _init_authorization(self) -> str | None:
         """WebSocket clients authenticate in connection_init: {"Authorization": "Bearer …"}."""

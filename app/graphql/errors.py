@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import strawberry
@@ -37,10 +37,12 @@ def to_user_error(error: DomainError) -> UserError:
 T = TypeVar("T")
 
 
-def run_mutation(work: Callable[[], T], on_error: Callable[[list[UserError]], T]) -> T:
-    """Call a use case; input errors become `userErrors`, door errors stay top-level."""
+async def run_mutation(
+    work: Callable[[], Awaitable[T]], on_error: Callable[[list[UserError]], T]
+) -> T:
+    """Await a use case; input errors become `userErrors`, door errors stay top-level."""
     try:
-        return work()
+        return await work()
     except DomainError as error:
         if not error.user_error:
             raise

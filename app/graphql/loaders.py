@@ -22,12 +22,12 @@ V = TypeVar("V")
 class BatchLoader(DataLoader[int, list[V]], Generic[V]):
     def __init__(self, services: Services) -> None:
         async def load(keys: list[int]) -> list[list[V]]:
-            found = self.fetch(services, sorted(set(keys)))
+            found = await self.fetch(services, sorted(set(keys)))
             return [found.get(key, []) for key in keys]
 
         super().__init__(load_fn=load, cache=False)
 
-    def fetch(self, services: Services, keys: list[int]) -> dict[int, list[V]]:
+    async def fetch(self, services: Services, keys: list[int]) -> dict[int, list[V]]:
         """Rows for every key (distinct, sorted), in one statement."""
         raise NotImplementedError
 

@@ -3,13 +3,13 @@ exactly when (and only when) the change it reports is committed."""
 
 from __future__ import annotations
 
-from sqlmodel import Session
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.notifications.models import OutboxEmail
 
 
 def enqueue_email(
-    session: Session,
+    session: AsyncSession,
     *,
     kind: str,
     recipient: str,

@@ -6,7 +6,8 @@ after a lost acknowledgement carries the same Message-ID, for receivers to de-du
 
 Several senders (workers, instances) may run at once; a claim (`claimed_until`) taken in a
 short write transaction keeps them off each other's rows, and an expired claim (a sender
-that died) makes the row due again.
+that died) makes the row due again. No transaction stays open while an email is handed to
+the transport: claim and commit, send, then record the outcome in a second transaction.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import anyio.to_thread
 from sqlalchemy import func, or_, update
 from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
@@ -121,7 +121,7 @@ class OutboxSender:
 
     async def send_pending(self, limit: int = 50) -> SendReport:
         """One pass: claim up to `limit` due emails and try each once."""
-        rows = await anyio.to_thread.run_sync(self._claim, limit)
+        rows = await self._claim(limit)
         report = SendReport()
         for row in rows:
             # A claim that ran out while earlier emails were slow to send may now be another
@@ -136,7 +136,7 @@ class OutboxSender:
         try:
             await self.transport.send(build_message(row, self.mail_from))
         except Exception as exc:
-            dead = await anyio.to_thread.run_sync(self._record_failure, row, describe_error(exc))
+            dead = await self._record_failure(row, describe_error(exc))
             if dead:
                 report.dead += 1
                 logger.error(
@@ -152,12 +152,12 @@ class OutboxSender:
                     "email %s (%s) not sent, will retry: %s", row.id, row.kind, type(exc).__name__
                 )
             return
-        await anyio.to_thread.run_sync(self._record_sent, row)
+        await self._record_sent(row)
         report.sent += 1
         logger.info("email %s (%s) sent", row.id, row.kind)
 
-    # -- database steps (blocking, run in a worker thread) ------------------------------------
-    def _claim(self, limit: int) -> list[OutboxEmail]:
+    # -- database steps: each one short transaction, none open across a send ----------------
+    async def _claim(self, limit: int) -> list[OutboxEmail]:
         """Mark due rows as ours for `claim_seconds`, in one short write transaction.
 
         On SQLite, `db.write()` opens with BEGIN IMMEDIATE, so claimers queue up on the
@@ -165,24 +165,24 @@ class OutboxSender:
         locks of FOR UPDATE SKIP LOCKED for the same effect.
         """
         now = utcnow()
-        with self.db.write() as session:
+        async with self.db.write() as session:
             statement = due_statement(now, limit, skip_locked=not self.db.is_sqlite)
-            rows = list(session.exec(statement).all())
+            rows = list((await session.execute(statement)).scalars().all())
             for row in rows:
                 row.claimed_until = now + timedelta(seconds=self.claim_seconds)
-            session.commit()
+            await session.commit()
         return rows
 
-    def _record_sent(self, row: OutboxEmail) -> None:
-        with self.db.write() as session:
-            session.exec(
+    async def _record_sent(self, row: OutboxEmail) -> None:
+        async with self.db.write() as session:
+            await session.execute(
                 update(OutboxEmail)
                 .where(col(OutboxEmail.id) == row.id, col(OutboxEmail.sent_at).is_(None))
                 .values(sent_at=utcnow(), claimed_until=None)
             )
-            session.commit()
+            await session.commit()
 
-    def _record_failure(self, row: OutboxEmail, error: str) -> bool:
+    async def _record_failure(self, row: OutboxEmail, error: str) -> bool:
         """Count the failed attempt; returns True when it was the last one (dead letter)."""
         now = utcnow()
         attempts = row.attempts + 1
@@ -195,8 +195,8 @@ class OutboxSender:
         }
         if dead:
             values["failed_at"] = now  # kept in the table for an operator to inspect
-        with self.db.write() as session:
-            session.exec(
+        async with self.db.write() as session:
+            await session.execute(
                 update(OutboxEmail)
                 .where(
                     col(OutboxEmail.id) == row.id,
@@ -207,16 +207,18 @@ class OutboxSender:
                 )
                 .values(values)
             )
-            session.commit()
+            await session.commit()
         return dead
 
     # -- metrics ----------------------------------------------------------------------------
-    def queue_depth(self) -> tuple[int, float | None]:
+    async def queue_depth(self) -> tuple[int, float | None]:
         """(emails waiting to be sent, age in seconds of the oldest); dead letters excluded."""
-        with self.db.read() as session:
-            count, oldest = session.exec(
-                select(func.count(), func.min(col(OutboxEmail.created_at))).where(
-                    col(OutboxEmail.sent_at).is_(None), col(OutboxEmail.failed_at).is_(None)
+        async with self.db.read() as session:
+            count, oldest = (
+                await session.execute(
+                    select(func.count(), func.min(col(OutboxEmail.created_at))).where(
+                        col(OutboxEmail.sent_at).is_(None), col(OutboxEmail.failed_at).is_(None)
+                    )
                 )
             ).one()
         if oldest is None:

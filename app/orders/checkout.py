@@ -13,14 +13,15 @@ import json
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select, update
-from sqlmodel import Session
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.models import Product
 from app.db import Database, utcnow
 from app.errors import BadUserInput, Conflict, OrderNotFound
 from app.orders.inputs import AddressInput, LineInput, clean_address, clean_lines
-from app.orders.models import Checkout, CheckoutStatus, Order
+from app.orders.models import Checkout, CheckoutStatus
+from app.orders.placement import OrderPlacement
 from app.orders.pricing import Totals
 from app.orders.service import OrderService, OrderView
 from app.security.lookups import CodeLookups
@@ -53,18 +54,24 @@ class CheckoutView:
 
 class CheckoutService:
     def __init__(
-        self, db: Database, orders: OrderService, lookups: CodeLookups, ttl_seconds: int
+        self,
+        db: Database,
+        orders: OrderService,
+        placement: OrderPlacement,
+        lookups: CodeLookups,
+        ttl_seconds: int,
     ) -> None:
         self._db = db
         self._orders = orders
+        self._placement = placement
         self._lookups = lookups
         self._ttl = timedelta(seconds=ttl_seconds)
 
     # -- pricing ------------------------------------------------------------------------
-    def _price(
-        self, session: Session, lines: list[LineInput]
+    async def _price(
+        self, session: AsyncSession, lines: list[LineInput]
     ) -> tuple[list[SummaryLine], Totals, str]:
-        products = self._orders.products_for(session, lines)
+        products = await self._orders.products_for(session, lines)
         summary = [
             SummaryLine(
                 sku=line.sku,
@@ -100,7 +107,7 @@ class CheckoutService:
         checkout.ship_country = address.country
 
     # -- use cases ----------------------------------------------------------------------
-    def start(
+    async def start(
         self, viewer: Viewer | None, lines: list[LineInput], address: AddressInput
     ) -> CheckoutView:
         """Validate, price, estimate delivery and reserve the order code. Stock is shown,
@@ -108,11 +115,11 @@ class CheckoutService:
         who = require_viewer(viewer)
         lines = clean_lines(lines)
         address = clean_address(address)
-        with self._db.write() as session:
-            summary, totals, currency = self._price(session, lines)
+        async with self._db.write() as session:
+            summary, totals, currency = await self._price(session, lines)
             now = utcnow()
             checkout = Checkout(
-                code=self._orders.fresh_code(session),
+                code=await self._orders.fresh_code(session),
                 user_id=who.user_id,
                 lines_json="[]",
                 currency=currency,
@@ -132,28 +139,36 @@ class CheckoutService:
             )
             self._apply(checkout, summary, totals, currency, address)
             session.add(checkout)
-            session.commit()
+            await session.commit()
         return CheckoutView(checkout, summary)
 
-    def _owned_open(self, session: Session, who: Viewer, code: str, client_ip: str) -> Checkout:
-        """One query by code and owner; expired is the same answer as unknown."""
-        checkout: Checkout | None = session.execute(
-            select(Checkout).where(Checkout.code == code, Checkout.user_id == who.user_id)
+    @staticmethod
+    async def _owned_open(session: AsyncSession, who: Viewer, code: str) -> Checkout | None:
+        """One query by code and owner; expired is the same answer as unknown (None)."""
+        checkout: Checkout | None = (
+            await session.execute(
+                select(Checkout).where(Checkout.code == code, Checkout.user_id == who.user_id)
+            )
         ).scalar_one_or_none()
         if checkout is None or (
             checkout.status == CheckoutStatus.OPEN.value and checkout.expires_at <= utcnow()
         ):
-            self._lookups.failed(who, client_ip)
-            raise OrderNotFound()
+            return None
         return checkout
 
-    def get(self, viewer: Viewer | None, raw_code: str, client_ip: str) -> CheckoutView:
-        who, code = self._lookups.begin(viewer, raw_code, client_ip)
-        with self._db.read() as session:
-            checkout = self._owned_open(session, who, code, client_ip)
-            return self._view(session, checkout)
+    async def _not_found(self, who: Viewer, client_ip: str) -> OrderNotFound:
+        await self._lookups.failed(who, client_ip)
+        return OrderNotFound()
 
-    def update(
+    async def get(self, viewer: Viewer | None, raw_code: str, client_ip: str) -> CheckoutView:
+        who, code = await self._lookups.begin(viewer, raw_code, client_ip)
+        async with self._db.read() as session:
+            checkout = await self._owned_open(session, who, code)
+            if checkout is not None:
+                return await self._view(session, checkout)
+        raise await self._not_found(who, client_ip)
+
+    async def update(
         self,
         viewer: Viewer | None,
         raw_code: str,
@@ -162,48 +177,45 @@ class CheckoutService:
         address: AddressInput | None,
     ) -> CheckoutView:
         """Reprice at today's prices (with new lines or address if given); same code."""
-        who, code = self._lookups.begin(viewer, raw_code, client_ip)
+        who, code = await self._lookups.begin(viewer, raw_code, client_ip)
         new_lines = clean_lines(lines) if lines is not None else None
         new_address = clean_address(address) if address is not None else None
-        with self._db.write() as session:
-            checkout = self._owned_open(session, who, code, client_ip)
-            if checkout.status != CheckoutStatus.OPEN.value:
-                raise Conflict("This checkout has already been placed.", field="code")
-            current_lines = new_lines or _stored_lines(checkout)
-            summary, totals, currency = self._price(session, current_lines)
-            self._apply(checkout, summary, totals, currency, new_address or _address(checkout))
-            now = utcnow()
-            checkout.updated_at = now
-            checkout.expires_at = now + self._ttl  # activity keeps a checkout alive
-            checkout.estimated_delivery = self._orders.estimated_delivery(now)
-            session.add(checkout)
-            session.commit()
+        async with self._db.write() as session:
+            checkout = await self._owned_open(session, who, code)
+            if checkout is not None:
+                if checkout.status != CheckoutStatus.OPEN.value:
+                    raise Conflict("This checkout has already been placed.", field="code")
+                current_lines = new_lines or _stored_lines(checkout)
+                summary, totals, currency = await self._price(session, current_lines)
+                self._apply(checkout, summary, totals, currency, new_address or _address(checkout))
+                now = utcnow()
+                checkout.updated_at = now
+                checkout.expires_at = now + self._ttl  # activity keeps a checkout alive
+                checkout.estimated_delivery = self._orders.estimated_delivery(now)
+                session.add(checkout)
+                await session.commit()
+        if checkout is None:
+            raise await self._not_found(who, client_ip)
         return CheckoutView(checkout, summary)
 
-    def place(
+    async def place(
         self, viewer: Viewer | None, raw_code: str, client_ip: str, payment_token: str
     ) -> OrderView:
         """Turn the checkout into the order with the same code. Placing twice returns the
         same order (the code is the idempotency handle); changed prices are refused."""
-        who, code = self._lookups.begin(viewer, raw_code, client_ip)
+        who, code = await self._lookups.begin(viewer, raw_code, client_ip)
         if len(payment_token) > 100:
             raise BadUserInput("Unknown payment token.", field="paymentToken")
-        with self._db.read() as session:
-            checkout = self._owned_open(session, who, code, client_ip)
+        async with self._db.read() as session:
+            checkout = await self._owned_open(session, who, code)
+        if checkout is None:
+            raise await self._not_found(who, client_ip)
         key = f"checkout:{checkout.code}"
         print_ = hashlib.sha256(key.encode()).hexdigest()
         stored = json.loads(checkout.lines_json)
         lines = [LineInput(sku, qty) for sku, qty, _ in stored]
         expected = {sku: price for sku, _, price in stored}
-
-        def mark_placed(session: Session, order: Order) -> None:
-            session.execute(
-                update(Checkout)
-                .where(Checkout.id == checkout.id)
-                .values(status=CheckoutStatus.PLACED.value, order_id=order.id, updated_at=utcnow())
-            )
-
-        return self._orders.place_prepared(
+        return await self._placement.place(
             who,
             lines,
             _address(checkout),
@@ -212,15 +224,18 @@ class CheckoutService:
             print_,
             code=checkout.code,
             expected_prices=expected,
-            on_placed=mark_placed,
+            checkout_id=checkout.id,
         )
 
-    def _view(self, session: Session, checkout: Checkout) -> CheckoutView:
+    @staticmethod
+    async def _view(session: AsyncSession, checkout: Checkout) -> CheckoutView:
         stored = json.loads(checkout.lines_json)
         products = {
             p.sku: p
-            for p in session.execute(
-                select(Product).where(Product.sku.in_([sku for sku, _, _ in stored]))
+            for p in (
+                await session.execute(
+                    select(Product).where(Product.sku.in_([sku for sku, _, _ in stored]))
+                )
             ).scalars()
         }
         lines = [

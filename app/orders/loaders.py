@@ -12,5 +12,5 @@ if TYPE_CHECKING:
 
 
 class OrderLinesByOrderIdLoader(BatchLoader[OrderLine]):
-    def fetch(self, services: Services, keys: list[int]) -> dict[int, list[OrderLine]]:
-        return services.orders.lines_for_orders(keys)
+    async def fetch(self, services: Services, keys: list[int]) -> dict[int, list[OrderLine]]:
+        return await services.orders.lines_for_orders(keys)

@@ -105,3 +105,48 @@ class Checkout(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
     order_id: int | None = Field(default=None, foreign_key="orders.id")
+
+
+class ReservationStatus(StrEnum):
+    RESERVED = "RESERVED"  # stock taken, payment not confirmed yet
+    CONFIRMED = "CONFIRMED"  # charged, and the order exists (order_id)
+    RELEASED = "RELEASED"  # not charged: the stock went back
+
+
+class OrderReservation(SQLModel, table=True):
+    """Stock and an order code held for a payment that is under way.
+
+    placeOrder reserves in one short transaction, charges the card outside any transaction
+    (with `payment_key` as the provider's idempotency key), then confirms — creates the
+    order — in a second one (app/orders/placement.py). A process that dies in between
+    leaves the reservation RESERVED; the reconciler asks the provider about `payment_key`
+    and confirms it (charged) or releases it after `expires_at` (not charged). Customers
+    never see a reservation: only the order it becomes.
+    """
+
+    __tablename__ = "order_reservations"
+    __table_args__ = (
+        UniqueConstraint(
+            "user_id", "idempotency_key", name="uq_order_reservations_user_id_idempotency_key"
+        ),
+        Index("ix_order_reservations_status_created_at", "status", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id")
+    idempotency_key: str = Field(max_length=100)
+    request_fingerprint: str = Field(max_length=64)
+    code: str = Field(max_length=16, unique=True)  # the order's code once confirmed
+    checkout_id: int | None = Field(default=None, foreign_key="checkouts.id")
+    status: str = Field(default=ReservationStatus.RESERVED.value, max_length=16)
+    attempt: int = Field(default=1)  # a released reservation may be tried again
+    payment_key: str = Field(max_length=200)
+    amount_minor: int
+    currency: str = Field(max_length=3)
+    # Everything the order will be made of: lines (product, sku, name, price, quantity),
+    # totals, address and the promised delivery date, as JSON.
+    payload_json: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    resolved_at: datetime | None = Field(default=None)
+    order_id: int | None = Field(default=None, foreign_key="orders.id")

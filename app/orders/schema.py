@@ -92,12 +92,13 @@ class OrdersQuery:
             "one (ORDER_NOT_FOUND). Every call is rate-limited."
         )
     )
-    def order(self, info: Info, code: str) -> OrderType | None:
+    async def order(self, info: Info, code: str) -> OrderType | None:
         ctx = info.context
-        return OrderType(row=ctx.services.orders.get_order(ctx.viewer, code, ctx.client_ip))
+        viewer = await ctx.viewer()
+        return OrderType(row=await ctx.services.orders.get_order(viewer, code, ctx.client_ip))
 
     @strawberry.field(description="Your orders, newest first.")
-    def my_orders(
+    async def my_orders(
         self,
         info: Info,
         first: int | None = None,
@@ -112,7 +113,8 @@ class OrdersQuery:
                 placed_to=_as_utc(filter.placed_to),
                 text=filter.text,
             )
-        page = info.context.services.orders.list_orders(info.context.viewer, first, after, filt)
+        viewer = await info.context.viewer()
+        page = await info.context.services.orders.list_orders(viewer, first, after, filt)
         return OrderConnection(
             edges=[
                 OrderEdge(cursor=cursor, node=order_type(view))
@@ -127,16 +129,18 @@ class OrdersQuery:
     @strawberry.field(
         description="Your open checkout by its code (rate-limited like every code lookup)."
     )
-    def checkout(self, info: Info, code: str) -> CheckoutType | None:
+    async def checkout(self, info: Info, code: str) -> CheckoutType | None:
         ctx = info.context
-        return CheckoutType(view=ctx.services.checkouts.get(ctx.viewer, code, ctx.client_ip))
+        viewer = await ctx.viewer()
+        return CheckoutType(view=await ctx.services.checkouts.get(viewer, code, ctx.client_ip))
 
     @strawberry.field(
         description="The lines of one of your orders as a cart draft at today's prices."
     )
-    def reorder(self, info: Info, code: str) -> CartDraft:
+    async def reorder(self, info: Info, code: str) -> CartDraft:
         ctx = info.context
-        return _cart(ctx.services.orders.reorder(ctx.viewer, code, ctx.client_ip))
+        viewer = await ctx.viewer()
+        return _cart(await ctx.services.orders.reorder(viewer, code, ctx.client_ip))
 
 
 @strawberry.type
@@ -147,7 +151,7 @@ class OrdersMutation:
             "Retrying with the same idempotencyKey returns the same order and charges once."
         )
     )
-    def place_order(
+    async def place_order(
         self,
         info: Info,
         payment_token: str,
@@ -166,28 +170,28 @@ class OrdersMutation:
     ) -> PlaceOrderPayload:
         ctx = info.context
 
-        def place() -> OrderView:
+        async def place() -> PlaceOrderPayload:
+            viewer = await ctx.viewer()
             if checkout_code is not None:
-                return ctx.services.checkouts.place(
-                    ctx.viewer, checkout_code, ctx.client_ip, payment_token
+                view = await ctx.services.checkouts.place(
+                    viewer, checkout_code, ctx.client_ip, payment_token
                 )
+                return PlaceOrderPayload(order=order_type(view))
             if lines is None or shipping_address is None or idempotency_key is None:
                 raise BadUserInput(
                     "Pass checkoutCode, or lines, shippingAddress and idempotencyKey.",
                     field="checkoutCode",
                 )
-            return ctx.services.orders.place_order(
-                ctx.viewer,
+            view = await ctx.services.orders.place_order(
+                viewer,
                 _lines(lines),
                 _address(shipping_address),
                 payment_token,
                 idempotency_key,
             )
+            return PlaceOrderPayload(order=order_type(view))
 
-        return run_mutation(
-            lambda: PlaceOrderPayload(order=order_type(place())),
-            lambda errors: PlaceOrderPayload(user_errors=errors),
-        )
+        return await run_mutation(place, lambda errors: PlaceOrderPayload(user_errors=errors))
 
     @strawberry.mutation(
         description=(
@@ -195,23 +199,21 @@ class OrdersMutation:
             "Stock is checked, not taken."
         )
     )
-    def start_checkout(
+    async def start_checkout(
         self, info: Info, lines: list[OrderLineInput], shipping_address: AddressInput
     ) -> CheckoutPayload:
         ctx = info.context
-        return run_mutation(
-            lambda: CheckoutPayload(
-                checkout=CheckoutType(
-                    view=ctx.services.checkouts.start(
-                        ctx.viewer, _lines(lines), _address(shipping_address)
-                    )
-                )
-            ),
-            lambda errors: CheckoutPayload(user_errors=errors),
-        )
+
+        async def start() -> CheckoutPayload:
+            view = await ctx.services.checkouts.start(
+                await ctx.viewer(), _lines(lines), _address(shipping_address)
+            )
+            return CheckoutPayload(checkout=CheckoutType(view=view))
+
+        return await run_mutation(start, lambda errors: CheckoutPayload(user_errors=errors))
 
     @strawberry.mutation(description="Change and reprice a checkout; the code stays the same.")
-    def update_checkout(
+    async def update_checkout(
         self,
         info: Info,
         code: str,
@@ -219,30 +221,28 @@ class OrdersMutation:
         shipping_address: AddressInput | None = None,
     ) -> CheckoutPayload:
         ctx = info.context
-        return run_mutation(
-            lambda: CheckoutPayload(
-                checkout=CheckoutType(
-                    view=ctx.services.checkouts.update(
-                        ctx.viewer,
-                        code,
-                        ctx.client_ip,
-                        _lines(lines) if lines is not None else None,
-                        _address(shipping_address) if shipping_address is not None else None,
-                    )
-                )
-            ),
-            lambda errors: CheckoutPayload(user_errors=errors),
-        )
+
+        async def update() -> CheckoutPayload:
+            view = await ctx.services.checkouts.update(
+                await ctx.viewer(),
+                code,
+                ctx.client_ip,
+                _lines(lines) if lines is not None else None,
+                _address(shipping_address) if shipping_address is not None else None,
+            )
+            return CheckoutPayload(checkout=CheckoutType(view=view))
+
+        return await run_mutation(update, lambda errors: CheckoutPayload(user_errors=errors))
 
     @strawberry.mutation(description="Cancel your order before it ships: full refund.")
-    def cancel_order(self, info: Info, code: str) -> CancelOrderPayload:
+    async def cancel_order(self, info: Info, code: str) -> CancelOrderPayload:
         ctx = info.context
-        return run_mutation(
-            lambda: CancelOrderPayload(
-                order=order_type(ctx.services.orders.cancel_order(ctx.viewer, code, ctx.client_ip))
-            ),
-            lambda errors: CancelOrderPayload(user_errors=errors),
-        )
+
+        async def cancel() -> CancelOrderPayload:
+            view = await ctx.services.orders.cancel_order(await ctx.viewer(), code, ctx.client_ip)
+            return CancelOrderPayload(order=order_type(view))
+
+        return await run_mutation(cancel, lambda errors: CancelOrderPayload(user_errors=errors))
 
 
 @strawberry.type
@@ -258,15 +258,15 @@ class OrdersSubscription:
     async def order_updates(self, info: Info, code: str) -> AsyncGenerator[OrderUpdate, None]:
         ctx = info.context
         orders = ctx.services.orders
-        order = orders.get_order(ctx.viewer, code, ctx.client_ip)
-        viewer = ctx.viewer
+        viewer = await ctx.viewer()
+        order = await orders.get_order(viewer, code, ctx.client_ip)
         assert viewer is not None and order.id is not None
         topics = [order_topic(order.id), session_topic(viewer.session_id)]
         async with ctx.services.events.subscribe(topics) as events:
             async for topic, event in events:
                 if topic.startswith("session:"):
                     return  # logged out: the stream closes with the session
-                fresh = orders.reload_owned(viewer, order.id)
+                fresh = await orders.reload_owned(viewer, order.id)
                 if fresh is None:
                     return
                 kind = str(event.get("type", "CHANGED"))

@@ -14,10 +14,10 @@ if TYPE_CHECKING:
 
 
 class ReturnsByOrderIdLoader(BatchLoader[ReturnRequest]):
-    def fetch(self, services: Services, keys: list[int]) -> dict[int, list[ReturnRequest]]:
-        return services.returns.returns_for_orders(keys)
+    async def fetch(self, services: Services, keys: list[int]) -> dict[int, list[ReturnRequest]]:
+        return await services.returns.returns_for_orders(keys)
 
 
 class ReturnLinesByReturnIdLoader(BatchLoader[ReturnedLine]):
-    def fetch(self, services: Services, keys: list[int]) -> dict[int, list[ReturnedLine]]:
-        return services.returns.lines_for_returns(keys)
+    async def fetch(self, services: Services, keys: list[int]) -> dict[int, list[ReturnedLine]]:
+        return await services.returns.lines_for_returns(keys)

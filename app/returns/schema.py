@@ -9,7 +9,7 @@ from typing import Annotated
 import strawberry
 
 from app.graphql.context import Info
-from app.graphql.errors import run_mutation
+from app.graphql.errors import UserError, run_mutation
 from app.returns.inputs import ReturnLineRequest
 from app.returns.models import ReturnReason as ReturnReasonEnum
 from app.returns.service import ReturnView
@@ -29,6 +29,10 @@ def _payload(work: ReturnView) -> ReturnRequestPayload:
     return ReturnRequestPayload(return_request=ReturnRequestType.of(work))
 
 
+def _failed(errors: list[UserError]) -> ReturnRequestPayload:
+    return ReturnRequestPayload(user_errors=errors)
+
+
 @strawberry.type
 class ReturnsQuery:
     @strawberry.field(
@@ -38,10 +42,10 @@ class ReturnsQuery:
             "customer's code answers like an unknown one (ORDER_NOT_FOUND). Rate-limited."
         )
     )
-    def return_eligibility(self, info: Info, code: str) -> ReturnEligibilityType | None:
+    async def return_eligibility(self, info: Info, code: str) -> ReturnEligibilityType | None:
         ctx = info.context
         return ReturnEligibilityType(
-            view=ctx.services.returns.eligibility(ctx.viewer, code, ctx.client_ip)
+            view=await ctx.services.returns.eligibility(await ctx.viewer(), code, ctx.client_ip)
         )
 
     @strawberry.field(
@@ -51,9 +55,11 @@ class ReturnsQuery:
             "Rate-limited like every code lookup."
         )
     )
-    def return_request(self, info: Info, rma: str) -> ReturnRequestType | None:
+    async def return_request(self, info: Info, rma: str) -> ReturnRequestType | None:
         ctx = info.context
-        return ReturnRequestType.of(ctx.services.returns.get_return(ctx.viewer, rma, ctx.client_ip))
+        return ReturnRequestType.of(
+            await ctx.services.returns.get_return(await ctx.viewer(), rma, ctx.client_ip)
+        )
 
 
 @strawberry.type
@@ -65,7 +71,7 @@ class ReturnsMutation:
             "(REQUESTED) with its own RMA code and emails the return instructions."
         )
     )
-    def request_return(
+    async def request_return(
         self,
         info: Info,
         code: str,
@@ -76,22 +82,26 @@ class ReturnsMutation:
         ] = None,
     ) -> ReturnRequestPayload:
         ctx = info.context
-        return run_mutation(
-            lambda: _payload(
-                ctx.services.returns.request_return(
-                    ctx.viewer, code, ctx.client_ip, _lines(lines), reason.value, comment
+
+        async def work() -> ReturnRequestPayload:
+            return _payload(
+                await ctx.services.returns.request_return(
+                    await ctx.viewer(), code, ctx.client_ip, _lines(lines), reason.value, comment
                 )
-            ),
-            lambda errors: ReturnRequestPayload(user_errors=errors),
-        )
+            )
+
+        return await run_mutation(work, _failed)
 
     @strawberry.mutation(description="Approve a requested return (SUPPORT, ADMIN).")
-    def approve_return(self, info: Info, rma: str) -> ReturnRequestPayload:
+    async def approve_return(self, info: Info, rma: str) -> ReturnRequestPayload:
         ctx = info.context
-        return run_mutation(
-            lambda: _payload(ctx.services.returns.approve(ctx.viewer, rma, ctx.client_ip)),
-            lambda errors: ReturnRequestPayload(user_errors=errors),
-        )
+
+        async def work() -> ReturnRequestPayload:
+            return _payload(
+                await ctx.services.returns.approve(await ctx.viewer(), rma, ctx.client_ip)
+            )
+
+        return await run_mutation(work, _failed)
 
     @strawberry.mutation(
         description=(
@@ -99,12 +109,15 @@ class ReturnsMutation:
             "the customer."
         )
     )
-    def reject_return(self, info: Info, rma: str, reason: str) -> ReturnRequestPayload:
+    async def reject_return(self, info: Info, rma: str, reason: str) -> ReturnRequestPayload:
         ctx = info.context
-        return run_mutation(
-            lambda: _payload(ctx.services.returns.reject(ctx.viewer, rma, ctx.client_ip, reason)),
-            lambda errors: ReturnRequestPayload(user_errors=errors),
-        )
+
+        async def work() -> ReturnRequestPayload:
+            return _payload(
+                await ctx.services.returns.reject(await ctx.viewer(), rma, ctx.client_ip, reason)
+            )
+
+        return await run_mutation(work, _failed)
 
     @strawberry.mutation(
         description=(
@@ -113,16 +126,19 @@ class ReturnsMutation:
             "WAREHOUSE, ADMIN."
         )
     )
-    def receive_return(
+    async def receive_return(
         self, info: Info, rma: str, lines: list[ReturnLineInput]
     ) -> ReturnRequestPayload:
         ctx = info.context
-        return run_mutation(
-            lambda: _payload(
-                ctx.services.returns.receive(ctx.viewer, rma, ctx.client_ip, _lines(lines))
-            ),
-            lambda errors: ReturnRequestPayload(user_errors=errors),
-        )
+
+        async def work() -> ReturnRequestPayload:
+            return _payload(
+                await ctx.services.returns.receive(
+                    await ctx.viewer(), rma, ctx.client_ip, _lines(lines)
+                )
+            )
+
+        return await run_mutation(work, _failed)
 
     @strawberry.mutation(
         description=(
@@ -131,9 +147,12 @@ class ReturnsMutation:
             "never more than paid minus earlier refunds. Repeating it refunds once."
         )
     )
-    def refund_return(self, info: Info, rma: str) -> ReturnRequestPayload:
+    async def refund_return(self, info: Info, rma: str) -> ReturnRequestPayload:
         ctx = info.context
-        return run_mutation(
-            lambda: _payload(ctx.services.returns.refund(ctx.viewer, rma, ctx.client_ip)),
-            lambda errors: ReturnRequestPayload(user_errors=errors),
-        )
+
+        async def work() -> ReturnRequestPayload:
+            return _payload(
+                await ctx.services.returns.refund(await ctx.viewer(), rma, ctx.client_ip)
+            )
+
+        return await run_mutation(work, _failed)

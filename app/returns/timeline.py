@@ -1,6 +1,10 @@
 """An order's timeline for its owner, derived from the rows that exist (pure, no I/O):
 the order (placed, paid, cancelled), its shipments (shipped, delivered) and its returns
-(each status step and the refund). Never who did it: staff identities stay private."""
+(each status step and the refund). Never who did it: staff identities stay private.
+
+A refund is shown once the provider has confirmed it: a return becomes REFUNDED, and the
+order's `refunded_minor` grows, in the transaction that completes the refund
+(app/payments/refunds.py). A refund still on its way (PENDING) is not shown yet."""
 
 from __future__ import annotations
 
@@ -90,6 +94,7 @@ def build_timeline(
             add(TimelineEntry(TimelineKind.REFUNDED, r.refunded_at, cur, amount, r.rma_code))
     if order.cancelled_at is not None:
         add(TimelineEntry(TimelineKind.CANCELLED, order.cancelled_at, cur))
+        # What the order has had back beyond its returns: the cancellation's refund.
         cancel_refund = order.refunded_minor - return_refunds
         if cancel_refund > 0:
             add(TimelineEntry(TimelineKind.REFUNDED, order.cancelled_at, cur, cancel_refund))

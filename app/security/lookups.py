@@ -18,26 +18,28 @@ class CodeLookups:
     def __init__(self, limiter: Limiter) -> None:
         self._limiter = limiter
 
-    def begin(self, viewer: Viewer | None, raw_code: str, client_ip: str) -> tuple[Viewer, str]:
+    async def begin(
+        self, viewer: Viewer | None, raw_code: str, client_ip: str
+    ) -> tuple[Viewer, str]:
         """Return (viewer, canonical code) or raise UNAUTHENTICATED / RATE_LIMITED /
         INVALID_ORDER_CODE. Charged once per call, i.e. once per resolution."""
         who = require_viewer(viewer)
         try:
-            self._limiter.charge_lookup(self.user_key(who), client_ip)
+            await self._limiter.charge_lookup(self.user_key(who), client_ip)
         except RateLimited:
             metrics.lookup_rate_limited()
             raise
         try:
             code = codes.normalise(raw_code)
         except InvalidOrderCode:
-            self.failed(who, client_ip, outcome="invalid")
+            await self.failed(who, client_ip, outcome="invalid")
             raise
         metrics.lookup_begun()
         return who, code
 
-    def failed(self, viewer: Viewer, client_ip: str, *, outcome: str = "not_found") -> None:
+    async def failed(self, viewer: Viewer, client_ip: str, *, outcome: str = "not_found") -> None:
         metrics.lookup_failed(outcome)
-        self._limiter.record_failed_lookup(self.user_key(viewer), client_ip)
+        await self._limiter.record_failed_lookup(self.user_key(viewer), client_ip)
         log.info("code lookup failed", extra={"outcome": outcome, "user": viewer.public_id})
 
     @staticmethod

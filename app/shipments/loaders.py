@@ -14,22 +14,22 @@ if TYPE_CHECKING:
 
 
 class ShipmentsByOrderIdLoader(BatchLoader[Shipment]):
-    def fetch(self, services: Services, keys: list[int]) -> dict[int, list[Shipment]]:
-        return services.shipments.shipments_for_orders(keys)
+    async def fetch(self, services: Services, keys: list[int]) -> dict[int, list[Shipment]]:
+        return await services.shipments.shipments_for_orders(keys)
 
 
 class TrackingEventsByShipmentIdLoader(BatchLoader[TrackingEvent]):
-    def fetch(self, services: Services, keys: list[int]) -> dict[int, list[TrackingEvent]]:
-        return services.shipments.events_for_shipments(keys)
+    async def fetch(self, services: Services, keys: list[int]) -> dict[int, list[TrackingEvent]]:
+        return await services.shipments.events_for_shipments(keys)
 
 
 class ShipmentLinesByShipmentIdLoader(BatchLoader[ShippedLine]):
-    def fetch(self, services: Services, keys: list[int]) -> dict[int, list[ShippedLine]]:
-        return services.shipments.lines_for_shipments(keys)
+    async def fetch(self, services: Services, keys: list[int]) -> dict[int, list[ShippedLine]]:
+        return await services.shipments.lines_for_shipments(keys)
 
 
 class PickLinesByOrderIdLoader(BatchLoader[PickLine]):
     """Lines with bin, packed and shipped quantities, sorted by bin location."""
 
-    def fetch(self, services: Services, keys: list[int]) -> dict[int, list[PickLine]]:
-        return services.shipments.pick_lines_for_orders(keys)
+    async def fetch(self, services: Services, keys: list[int]) -> dict[int, list[PickLine]]:
+        return await services.shipments.pick_lines_for_orders(keys)

@@ -41,11 +41,11 @@ class ShipmentsQuery:
     @strawberry.field(
         description=("Orders with items still to pick, oldest first (WAREHOUSE, SUPPORT, ADMIN).")
     )
-    def fulfillment_queue(
+    async def fulfillment_queue(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> FulfillmentOrderConnection:
         ctx = info.context
-        page = ctx.services.shipments.fulfillment_queue(ctx.viewer, first, after)
+        page = await ctx.services.shipments.fulfillment_queue(await ctx.viewer(), first, after)
         return FulfillmentOrderConnection(
             edges=[
                 FulfillmentOrderEdge(cursor=cursor, node=FulfillmentOrderType(row=order))
@@ -63,11 +63,10 @@ class ShipmentsQuery:
             "ADMIN). Rate-limited like every code lookup."
         )
     )
-    def pick_list(self, info: Info, code: str) -> FulfillmentOrderType | None:
+    async def pick_list(self, info: Info, code: str) -> FulfillmentOrderType | None:
         ctx = info.context
-        return FulfillmentOrderType(
-            row=ctx.services.shipments.pick_list(ctx.viewer, code, ctx.client_ip)
-        )
+        order = await ctx.services.shipments.pick_list(await ctx.viewer(), code, ctx.client_ip)
+        return FulfillmentOrderType(row=order)
 
 
 @strawberry.type
@@ -80,7 +79,7 @@ class ShipmentsMutation:
             "WAREHOUSE, ADMIN."
         )
     )
-    def pack_order(
+    async def pack_order(
         self,
         info: Info,
         code: str,
@@ -92,10 +91,10 @@ class ShipmentsMutation:
     ) -> PackOrderPayload:
         ctx = info.context
 
-        def pack() -> PackOrderPayload:
+        async def pack() -> PackOrderPayload:
             try:
-                result = ctx.services.shipments.pack_order(
-                    ctx.viewer, code, ctx.client_ip, scanned_skus, _lines(lines)
+                result = await ctx.services.shipments.pack_order(
+                    await ctx.viewer(), code, ctx.client_ip, scanned_skus, _lines(lines)
                 )
             except ScanMismatch as mismatch:
                 return PackOrderPayload(
@@ -108,7 +107,7 @@ class ShipmentsMutation:
                 packed=ItemCountType.of(result.packed),
             )
 
-        return run_mutation(pack, lambda errors: PackOrderPayload(user_errors=errors))
+        return await run_mutation(pack, lambda errors: PackOrderPayload(user_errors=errors))
 
     @strawberry.mutation(
         description=(
@@ -117,7 +116,7 @@ class ShipmentsMutation:
             "customer. WAREHOUSE, ADMIN."
         )
     )
-    def ship_order(
+    async def ship_order(
         self,
         info: Info,
         code: str,
@@ -128,9 +127,9 @@ class ShipmentsMutation:
     ) -> ShipOrderPayload:
         ctx = info.context
 
-        def ship() -> ShipOrderPayload:
-            result = ctx.services.shipments.ship_order(
-                ctx.viewer,
+        async def ship() -> ShipOrderPayload:
+            result = await ctx.services.shipments.ship_order(
+                await ctx.viewer(),
                 code,
                 ctx.client_ip,
                 carrier,
@@ -143,7 +142,7 @@ class ShipmentsMutation:
                 shipment=ShipmentType(row=result.shipment),
             )
 
-        return run_mutation(ship, lambda errors: ShipOrderPayload(user_errors=errors))
+        return await run_mutation(ship, lambda errors: ShipOrderPayload(user_errors=errors))
 
     @strawberry.mutation(
         description=(
@@ -152,7 +151,7 @@ class ShipmentsMutation:
             "does not move the status back. WAREHOUSE, ADMIN."
         )
     )
-    def add_tracking_event(
+    async def add_tracking_event(
         self,
         info: Info,
         code: str,
@@ -170,9 +169,9 @@ class ShipmentsMutation:
     ) -> AddTrackingEventPayload:
         ctx = info.context
 
-        def add() -> AddTrackingEventPayload:
-            result = ctx.services.shipments.add_tracking_event(
-                ctx.viewer,
+        async def add() -> AddTrackingEventPayload:
+            result = await ctx.services.shipments.add_tracking_event(
+                await ctx.viewer(),
                 code,
                 ctx.client_ip,
                 carrier,
@@ -190,4 +189,4 @@ class ShipmentsMutation:
                 shipment=ShipmentType(row=result.shipment), recorded=result.recorded
             )
 
-        return run_mutation(add, lambda errors: AddTrackingEventPayload(user_errors=errors))
+        return await run_mutation(add, lambda errors: AddTrackingEventPayload(user_errors=errors))

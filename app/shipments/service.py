@@ -16,19 +16,21 @@ win, and a unit is never packed or shipped twice.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlmodel import Session, col
+from sqlmodel import col
 
 from app.accounts.models import User
 from app.audit.service import AuditLog
@@ -193,6 +195,11 @@ class _Counts:
         )
 
 
+class _UnknownCode(Exception):
+    """No order has this code: raised inside the lookup's transaction, turned into
+    ORDER_NOT_FOUND (with the failure accounted) once the transaction has ended."""
+
+
 def tracking_fingerprint(carrier: str, tracking_number: str) -> str:
     """For logs: which tracking number, without writing it down."""
     return hashlib.sha256(f"{carrier}:{tracking_number}".encode()).hexdigest()[:12]
@@ -217,34 +224,47 @@ class ShipmentService:
         self._audit = audit or AuditLog(db, cursors, max_page_size)
 
     # -- the door ---------------------------------------------------------------------
-    def _door(
+    async def _door(
         self, viewer: Viewer | None, raw_code: str, client_ip: str, roles: tuple[Role, ...]
     ) -> tuple[Viewer, str]:
         """The one gate first (UNAUTHENTICATED / RATE_LIMITED / INVALID_ORDER_CODE, charged
         once), then the role: FORBIDDEN before any database access, the same answer for a
         real and an unknown code."""
-        who, code = self._lookups.begin(viewer, raw_code, client_ip)
+        who, code = await self._lookups.begin(viewer, raw_code, client_ip)
         if who.role not in roles:
             raise Forbidden()
         return who, code
 
-    def _find(
-        self, session: Session, code: str, who: Viewer, client_ip: str, *, lock: bool, door: str
-    ) -> Order:
-        """The order behind a code, for staff with the role. Audited: a code that matches
-        nothing here (own transaction); reads by the door after the read, changes by the
-        use case inside its transaction (so an entry exists exactly when the change does)."""
+    @contextlib.asynccontextmanager
+    async def _misses_counted(
+        self, who: Viewer, code: str, client_ip: str, door: str
+    ) -> AsyncIterator[None]:
+        """Around a transaction that looks the code up with `_find`: a code that matches
+        nothing is a failed lookup, audited in a transaction of its own, then
+        ORDER_NOT_FOUND. Entered before `write()`/`read()`, so that the lookup's transaction
+        has ended (rolled back) before the limiter and the audit log are called."""
+        try:
+            yield
+        except _UnknownCode:
+            await self._lookups.failed(who, client_ip)
+            await self._audit.record(
+                actor=who, action=door, outcome="not_found", code=code, client_ip=client_ip
+            )
+            raise OrderNotFound() from None
+
+    @staticmethod
+    async def _find(session: AsyncSession, code: str, *, lock: bool) -> Order:
+        """The order behind a code, for staff with the role, or `_UnknownCode` (accounted
+        for by `_misses_counted` once this transaction has ended). Audited: a code that
+        matches nothing by `_misses_counted` (own transaction); reads by the door after the
+        read, changes by the use case inside its transaction (so an entry exists exactly when
+        the change does)."""
         query = select(Order).where(col(Order.code) == code)
         if lock:
             query = query.with_for_update()
-        order: Order | None = session.execute(query).scalar_one_or_none()
+        order: Order | None = (await session.execute(query)).scalar_one_or_none()
         if order is None:
-            session.rollback()
-            self._lookups.failed(who, client_ip)
-            self._audit.record(
-                actor=who, action=door, outcome="not_found", code=code, client_ip=client_ip
-            )
-            raise OrderNotFound()
+            raise _UnknownCode()
         return order
 
     def _publish(self, order: Order, kind: str) -> None:
@@ -253,12 +273,12 @@ class ShipmentService:
         self._events.publish(order_topic(order.id), {"type": kind, "status": order.status})
 
     # -- reads --------------------------------------------------------------------------
-    def fulfillment_queue(
+    async def fulfillment_queue(
         self, viewer: Viewer | None, first: int | None, after: str | None
     ) -> QueuePage:
         """Orders with units still to pick, oldest first (keyset on placed_at, code)."""
         who = require_role(viewer, *FULFILMENT_READ_ROLES)
-        self._audit.record(actor=who, action="fulfillment_queue", outcome="listed")
+        await self._audit.record(actor=who, action="fulfillment_queue", outcome="listed")
         size = clamp_page_size(first, self._max_page_size)
         ordered = (
             select(func.coalesce(func.sum(OrderLine.quantity), 0))
@@ -286,8 +306,8 @@ class ShipmentService:
                 )
             )
         query = query.order_by(col(Order.placed_at).asc(), col(Order.code).asc()).limit(size + 1)
-        with self._db.read() as session:
-            rows = list(session.execute(query).scalars())
+        async with self._db.read() as session:
+            rows = list((await session.execute(query)).scalars())
         page = rows[:size]
         return QueuePage(
             orders=page,
@@ -297,12 +317,15 @@ class ShipmentService:
             has_next_page=len(rows) > size,
         )
 
-    def pick_list(self, viewer: Viewer | None, raw_code: str, client_ip: str) -> Order:
+    async def pick_list(self, viewer: Viewer | None, raw_code: str, client_ip: str) -> Order:
         """The order to pick; its lines (sorted by bin) are loaded by the API in one batch."""
-        who, code = self._door(viewer, raw_code, client_ip, FULFILMENT_READ_ROLES)
-        with self._db.read() as session:
-            order = self._find(session, code, who, client_ip, lock=False, door="pick_list")
-        self._audit.record(
+        who, code = await self._door(viewer, raw_code, client_ip, FULFILMENT_READ_ROLES)
+        async with (
+            self._misses_counted(who, code, client_ip, "pick_list"),
+            self._db.read() as session,
+        ):
+            order = await self._find(session, code, lock=False)
+        await self._audit.record(
             actor=who,
             action="pick_list",
             outcome="found",
@@ -313,12 +336,12 @@ class ShipmentService:
         return order
 
     # -- batch loaders (one statement for any number of keys) ---------------------------
-    def pick_lines_for_orders(self, order_ids: list[int]) -> dict[int, list[PickLine]]:
-        with self._db.read() as session:
-            return self._pick_lines(session, order_ids)
+    async def pick_lines_for_orders(self, order_ids: list[int]) -> dict[int, list[PickLine]]:
+        async with self._db.read() as session:
+            return await self._pick_lines(session, order_ids)
 
     @staticmethod
-    def _pick_lines(session: Session, order_ids: list[int]) -> dict[int, list[PickLine]]:
+    async def _pick_lines(session: AsyncSession, order_ids: list[int]) -> dict[int, list[PickLine]]:
         packed = (
             select(func.coalesce(func.sum(PackLine.quantity), 0))
             .where(col(PackLine.order_line_id) == OrderLine.id)
@@ -331,10 +354,12 @@ class ShipmentService:
             .correlate(OrderLine)
             .scalar_subquery()
         )
-        rows = session.execute(
-            select(OrderLine, Product.bin_location, packed, shipped)
-            .join(Product, col(Product.id) == OrderLine.product_id)
-            .where(col(OrderLine.order_id).in_(order_ids))
+        rows = (
+            await session.execute(
+                select(OrderLine, Product.bin_location, packed, shipped)
+                .join(Product, col(Product.id) == OrderLine.product_id)
+                .where(col(OrderLine.order_id).in_(order_ids))
+            )
         ).all()
         result: dict[int, list[PickLine]] = {order_id: [] for order_id in order_ids}
         for line, bin_location, packed_qty, shipped_qty in rows:
@@ -353,55 +378,66 @@ class ShipmentService:
             lines.sort(key=bin_order)
         return result
 
-    def shipments_for_orders(self, order_ids: list[int]) -> dict[int, list[Shipment]]:
+    async def shipments_for_orders(self, order_ids: list[int]) -> dict[int, list[Shipment]]:
         result: dict[int, list[Shipment]] = {order_id: [] for order_id in order_ids}
-        with self._db.read() as session:
-            rows = session.execute(
-                select(Shipment)
-                .where(col(Shipment.order_id).in_(order_ids))
-                .order_by(col(Shipment.shipped_at), col(Shipment.id))
+        async with self._db.read() as session:
+            rows = (
+                await session.execute(
+                    select(Shipment)
+                    .where(col(Shipment.order_id).in_(order_ids))
+                    .order_by(col(Shipment.shipped_at), col(Shipment.id))
+                )
             ).scalars()
             for row in rows:
                 result[row.order_id].append(row)
         return result
 
-    def events_for_shipments(self, shipment_ids: list[int]) -> dict[int, list[TrackingEvent]]:
+    async def events_for_shipments(self, shipment_ids: list[int]) -> dict[int, list[TrackingEvent]]:
         """Newest first (by when it happened, then by when we heard of it)."""
         result: dict[int, list[TrackingEvent]] = {shipment_id: [] for shipment_id in shipment_ids}
-        with self._db.read() as session:
-            rows = session.execute(
-                select(TrackingEvent)
-                .where(col(TrackingEvent.shipment_id).in_(shipment_ids))
-                .order_by(col(TrackingEvent.occurred_at).desc(), col(TrackingEvent.id).desc())
+        async with self._db.read() as session:
+            rows = (
+                await session.execute(
+                    select(TrackingEvent)
+                    .where(col(TrackingEvent.shipment_id).in_(shipment_ids))
+                    .order_by(col(TrackingEvent.occurred_at).desc(), col(TrackingEvent.id).desc())
+                )
             ).scalars()
             for row in rows:
                 result[row.shipment_id].append(row)
         return result
 
-    def lines_for_shipments(self, shipment_ids: list[int]) -> dict[int, list[ShippedLine]]:
+    async def lines_for_shipments(self, shipment_ids: list[int]) -> dict[int, list[ShippedLine]]:
         result: dict[int, list[ShippedLine]] = {shipment_id: [] for shipment_id in shipment_ids}
-        with self._db.read() as session:
-            rows = session.execute(
-                select(
-                    ShipmentLine.shipment_id, OrderLine.sku, OrderLine.name, ShipmentLine.quantity
+        async with self._db.read() as session:
+            rows = (
+                await session.execute(
+                    select(
+                        ShipmentLine.shipment_id,
+                        OrderLine.sku,
+                        OrderLine.name,
+                        ShipmentLine.quantity,
+                    )
+                    .join(OrderLine, col(OrderLine.id) == ShipmentLine.order_line_id)
+                    .where(col(ShipmentLine.shipment_id).in_(shipment_ids))
+                    .order_by(col(ShipmentLine.id))
                 )
-                .join(OrderLine, col(OrderLine.id) == ShipmentLine.order_line_id)
-                .where(col(ShipmentLine.shipment_id).in_(shipment_ids))
-                .order_by(col(ShipmentLine.id))
             ).all()
             for shipment_id, sku, name, quantity in rows:
                 result[shipment_id].append(ShippedLine(sku, name, quantity))
         return result
 
     # -- changes ------------------------------------------------------------------------
-    def _counts(self, session: Session, order: Order) -> _Counts:
+    async def _counts(self, session: AsyncSession, order: Order) -> _Counts:
         assert order.id is not None
         shipments = list(
-            session.execute(
-                select(Shipment).where(col(Shipment.order_id) == order.id).order_by(Shipment.id)
+            (
+                await session.execute(
+                    select(Shipment).where(col(Shipment.order_id) == order.id).order_by(Shipment.id)
+                )
             ).scalars()
         )
-        return _Counts(self._pick_lines(session, [order.id])[order.id], shipments)
+        return _Counts((await self._pick_lines(session, [order.id]))[order.id], shipments)
 
     @staticmethod
     def _requested(
@@ -437,11 +473,11 @@ class ShipmentService:
             wanted[line.order_line_id] = total
         return wanted
 
-    def _move_order(
-        self, session: Session, order: Order, new_status: OrderStatus, **values: object
+    async def _move_order(
+        self, session: AsyncSession, order: Order, new_status: OrderStatus, **values: object
     ) -> None:
         """Compare-and-set on the status: a change that raced us is refused, not lost."""
-        changed = session.execute(
+        changed = await session.execute(
             update(Order)
             .where(col(Order.id) == order.id, col(Order.status) == order.status)
             .values(status=new_status.value, updated_at=utcnow(), **values)
@@ -452,7 +488,7 @@ class ShipmentService:
         for key, value in {"status": new_status.value, **values}.items():
             set_committed_value(order, key, value)
 
-    def pack_order(
+    async def pack_order(
         self,
         viewer: Viewer | None,
         raw_code: str,
@@ -463,14 +499,17 @@ class ShipmentService:
         """Record a packed parcel if, and only if, the scan is exactly the units being packed
         (the named `lines`, or everything still to pick). Otherwise ScanMismatch lists the
         difference and nothing is recorded."""
-        who, code = self._door(viewer, raw_code, client_ip, FULFILMENT_ROLES)
+        who, code = await self._door(viewer, raw_code, client_ip, FULFILMENT_ROLES)
         requests = clean_line_requests(lines)
         scanned = clean_scan(scanned_skus)
-        with self._db.write() as session:
-            order = self._find(session, code, who, client_ip, lock=True, door="pack_order")
+        async with (
+            self._misses_counted(who, code, client_ip, "pack_order"),
+            self._db.write() as session,
+        ):
+            order = await self._find(session, code, lock=True)
             current = OrderStatus(order.status)
             check_allowed(current, Step.PACK)
-            counts = self._counts(session, order)
+            counts = await self._counts(session, order)
             wanted = self._requested(
                 counts.lines,
                 requests,
@@ -490,7 +529,7 @@ class ShipmentService:
                 )
             pack = Pack(order_id=order.id or 0, packed_by=who.user_id, packed_at=utcnow())
             session.add(pack)
-            session.flush()
+            await session.flush()
             for line_id, quantity in wanted.items():
                 session.add(
                     PackLine(pack_id=pack.id or 0, order_line_id=line_id, quantity=quantity)
@@ -504,8 +543,8 @@ class ShipmentService:
                 delivered_shipments=before.delivered_shipments,
             )
             new_status = order_status_after(current, Step.PACK, after)
-            self._move_order(session, order, new_status)
-            self._audit.record(
+            await self._move_order(session, order, new_status)
+            await self._audit.record(
                 actor=who,
                 action="pack_order",
                 outcome="packed",
@@ -515,7 +554,7 @@ class ShipmentService:
                 client_ip=client_ip,
                 session=session,
             )
-            session.commit()
+            await session.commit()
         log.info(
             "order packed",
             extra={"code": codes.mask(order.code), "status": order.status, "by": who.public_id},
@@ -525,7 +564,7 @@ class ShipmentService:
         packed = [ItemCount(by_id[i].sku, n) for i, n in wanted.items()]
         return PackResult(order, sorted(packed, key=lambda item: item.sku))
 
-    def ship_order(
+    async def ship_order(
         self,
         viewer: Viewer | None,
         raw_code: str,
@@ -537,7 +576,7 @@ class ShipmentService:
     ) -> ShipResult:
         """Hand packed units to a carrier: a shipment with its lines, the order status moved
         on, and the shipping email queued in the same transaction."""
-        who, code = self._door(viewer, raw_code, client_ip, FULFILMENT_ROLES)
+        who, code = await self._door(viewer, raw_code, client_ip, FULFILMENT_ROLES)
         carrier = clean_carrier(carrier)
         tracking = clean_tracking_number(tracking_number)
         requests = clean_line_requests(lines)
@@ -547,21 +586,26 @@ class ShipmentService:
                 "The estimated delivery cannot be in the past.", field="estimatedDelivery"
             )
         try:
-            with self._db.write() as session:
-                order = self._find(session, code, who, client_ip, lock=True, door="ship_order")
+            async with (
+                self._misses_counted(who, code, client_ip, "ship_order"),
+                self._db.write() as session,
+            ):
+                order = await self._find(session, code, lock=True)
                 current = OrderStatus(order.status)
                 check_allowed(current, Step.SHIP)
-                counts = self._counts(session, order)
+                counts = await self._counts(session, order)
                 wanted = self._requested(
                     counts.lines,
                     requests,
                     lambda line: line.ready_to_ship,
                     "Nothing packed is waiting to ship: pack the items (packOrder) first.",
                 )
-                taken = session.execute(
-                    select(Shipment.id).where(
-                        col(Shipment.carrier) == carrier,
-                        col(Shipment.tracking_number) == tracking,
+                taken = (
+                    await session.execute(
+                        select(Shipment.id).where(
+                            col(Shipment.carrier) == carrier,
+                            col(Shipment.tracking_number) == tracking,
+                        )
                     )
                 ).first()
                 if taken is not None:
@@ -584,7 +628,7 @@ class ShipmentService:
                     updated_at=now,
                 )
                 session.add(shipment)
-                session.flush()
+                await session.flush()
                 for line_id, quantity in wanted.items():
                     session.add(
                         ShipmentLine(
@@ -605,7 +649,7 @@ class ShipmentService:
                     for s in [*counts.shipments, shipment]
                     if s.status != ShipmentStatus.DELIVERED.value and s.estimated_delivery
                 ]
-                self._move_order(
+                await self._move_order(
                     session,
                     order,
                     new_status,
@@ -614,14 +658,14 @@ class ShipmentService:
                     ),
                 )
                 by_id = {line.order_line_id: line for line in counts.lines}
-                self._queue_shipping_email(
+                await self._queue_shipping_email(
                     session,
                     order,
                     shipment,
                     [ShippedLine(by_id[i].sku, by_id[i].name, n) for i, n in wanted.items()],
                     partial=new_status is OrderStatus.PARTIALLY_SHIPPED,
                 )
-                self._audit.record(
+                await self._audit.record(
                     actor=who,
                     action="ship_order",
                     outcome="shipped",
@@ -631,7 +675,7 @@ class ShipmentService:
                     client_ip=client_ip,
                     session=session,
                 )
-                session.commit()
+                await session.commit()
         except IntegrityError:
             # Lost a race for the same tracking number; the transaction rolled back.
             raise Conflict(
@@ -645,17 +689,17 @@ class ShipmentService:
         self._publish(order, "STATUS_CHANGED")
         return ShipResult(order, shipment)
 
-    def _queue_shipping_email(
+    async def _queue_shipping_email(
         self,
-        session: Session,
+        session: AsyncSession,
         order: Order,
         shipment: Shipment,
         lines: list[ShippedLine],
         *,
         partial: bool,
     ) -> None:
-        recipient = session.execute(
-            select(User.email).where(col(User.id) == order.user_id)
+        recipient = (
+            await session.execute(select(User.email).where(col(User.id) == order.user_id))
         ).scalar_one()
         subject, body = templates.render(
             "order_shipped",
@@ -682,7 +726,7 @@ class ShipmentService:
         )
 
     # -- tracking events ----------------------------------------------------------------
-    def add_tracking_event(
+    async def add_tracking_event(
         self,
         viewer: Viewer | None,
         raw_code: str,
@@ -693,18 +737,23 @@ class ShipmentService:
     ) -> EventResult:
         """Staff record an event by hand: the same rules as the carrier webhook. Without an
         event id, one is made up (so the call is not idempotent; pass one to make it so)."""
-        who, code = self._door(viewer, raw_code, client_ip, FULFILMENT_ROLES)
+        who, code = await self._door(viewer, raw_code, client_ip, FULFILMENT_ROLES)
         carrier = clean_carrier(carrier)
         tracking = clean_tracking_number(tracking_number)
         now = utcnow()
         clean = clean_event(event, now=now, default_event_id=f"staff-{uuid.uuid4().hex}")
-        with self._db.write() as session:
-            order = self._find(session, code, who, client_ip, lock=True, door="add_tracking_event")
-            shipment = session.execute(
-                select(Shipment).where(
-                    col(Shipment.order_id) == order.id,
-                    col(Shipment.carrier) == carrier,
-                    col(Shipment.tracking_number) == tracking,
+        async with (
+            self._misses_counted(who, code, client_ip, "add_tracking_event"),
+            self._db.write() as session,
+        ):
+            order = await self._find(session, code, lock=True)
+            shipment = (
+                await session.execute(
+                    select(Shipment).where(
+                        col(Shipment.order_id) == order.id,
+                        col(Shipment.carrier) == carrier,
+                        col(Shipment.tracking_number) == tracking,
+                    )
                 )
             ).scalar_one_or_none()
             if shipment is None:
@@ -712,8 +761,10 @@ class ShipmentService:
                     "This order has no shipment with this carrier and tracking number.",
                     field="trackingNumber",
                 )
-            recorded = self._apply_event(session, order, shipment, clean, EventSource.STAFF, who)
-            self._audit.record(
+            recorded = await self._apply_event(
+                session, order, shipment, clean, EventSource.STAFF, who
+            )
+            await self._audit.record(
                 actor=who,
                 action="add_tracking_event",
                 outcome="recorded" if recorded else "duplicate",
@@ -723,12 +774,12 @@ class ShipmentService:
                 client_ip=client_ip,
                 session=session,
             )
-            session.commit()
+            await session.commit()
         if recorded:
             self._publish(order, "TRACKING_EVENT")
         return EventResult(order, shipment, recorded)
 
-    def record_carrier_event(
+    async def record_carrier_event(
         self, carrier: str, tracking_number: str, event: EventInput
     ) -> CarrierOutcome:
         """An event from the (already authenticated) carrier webhook. The caller answers
@@ -737,11 +788,13 @@ class ShipmentService:
         tracking = clean_tracking_number(tracking_number)
         clean = clean_event(event, now=utcnow(), default_event_id=None)
         try:
-            with self._db.write() as session:
-                shipment = session.execute(
-                    select(Shipment).where(
-                        col(Shipment.carrier) == carrier,
-                        col(Shipment.tracking_number) == tracking,
+            async with self._db.write() as session:
+                shipment = (
+                    await session.execute(
+                        select(Shipment).where(
+                            col(Shipment.carrier) == carrier,
+                            col(Shipment.tracking_number) == tracking,
+                        )
                     )
                 ).scalar_one_or_none()
                 if shipment is None:
@@ -753,14 +806,16 @@ class ShipmentService:
                         },
                     )
                     return CarrierOutcome.UNKNOWN_SHIPMENT
-                order = session.execute(
-                    select(Order).where(col(Order.id) == shipment.order_id).with_for_update()
+                order = (
+                    await session.execute(
+                        select(Order).where(col(Order.id) == shipment.order_id).with_for_update()
+                    )
                 ).scalar_one()
-                session.refresh(shipment)  # as of the lock
-                recorded = self._apply_event(
+                await session.refresh(shipment)  # as of the lock
+                recorded = await self._apply_event(
                     session, order, shipment, clean, EventSource.CARRIER, None
                 )
-                session.commit()
+                await session.commit()
         except IntegrityError:
             return CarrierOutcome.DUPLICATE  # the same event delivered twice at once
         if not recorded:
@@ -768,9 +823,9 @@ class ShipmentService:
         self._publish(order, "TRACKING_EVENT")
         return CarrierOutcome.RECORDED
 
-    def _apply_event(
+    async def _apply_event(
         self,
-        session: Session,
+        session: AsyncSession,
         order: Order,
         shipment: Shipment,
         event: CleanEvent,
@@ -778,10 +833,12 @@ class ShipmentService:
         by: Viewer | None,
     ) -> bool:
         """Record the event once (per carrier event id) and move shipment and order on."""
-        seen = session.execute(
-            select(TrackingEvent.id).where(
-                col(TrackingEvent.carrier) == shipment.carrier,
-                col(TrackingEvent.carrier_event_id) == event.event_id,
+        seen = (
+            await session.execute(
+                select(TrackingEvent.id).where(
+                    col(TrackingEvent.carrier) == shipment.carrier,
+                    col(TrackingEvent.carrier_event_id) == event.event_id,
+                )
             )
         ).first()
         if seen is not None:
@@ -814,9 +871,9 @@ class ShipmentService:
             shipment.delivered_at = event.occurred_at
         shipment.updated_at = now
         session.add(shipment)
-        session.flush()
+        await session.flush()
 
-        counts = self._counts(session, order)
+        counts = await self._counts(session, order)
         progress = counts.progress()
         current = OrderStatus(order.status)
         new_status = current
@@ -824,9 +881,8 @@ class ShipmentService:
             try:
                 new_status = order_status_after(current, Step.DELIVER, progress)
                 # Units returned from parcels that arrived earlier keep counting.
-                new_status = order_status_with_returns(
-                    new_status, progress.ordered, returned_units(session, order.id or 0)
-                )
+                returned = await returned_units(session, order.id or 0)
+                new_status = order_status_with_returns(new_status, progress.ordered, returned)
             except IllegalTransition:
                 # A carrier's delivery is a fact: keep it on the shipment, leave the order.
                 log.warning(
@@ -838,7 +894,7 @@ class ShipmentService:
             for s in counts.shipments
             if s.status != ShipmentStatus.DELIVERED.value and s.estimated_delivery
         ]
-        self._move_order(
+        await self._move_order(
             session,
             order,
             new_status,

@@ -26,7 +26,6 @@ from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -145,9 +144,7 @@ def carrier_webhook(
             return _error(refused.status, refused.code, refused.message)
         try:
             carrier, tracking, event = parse_event(body)
-            outcome = await run_in_threadpool(
-                shipments.record_carrier_event, carrier, tracking, event
-            )
+            outcome = await shipments.record_carrier_event(carrier, tracking, event)
         except BadUserInput as error:
             return _error(400, error.code.value, error.message, error.field)
         except ServiceUnavailable as error:  # the carrier retries later

@@ -18,9 +18,9 @@ class SupportQuery:
             "log, found or not."
         )
     )
-    def support_order(self, info: Info, code: str, reason: str) -> SupportOrder | None:
+    async def support_order(self, info: Info, code: str, reason: str) -> SupportOrder | None:
         ctx = info.context
-        view = ctx.services.support.lookup(ctx.viewer, code, reason, ctx.client_ip)
+        view = await ctx.services.support.lookup(await ctx.viewer(), code, reason, ctx.client_ip)
         return SupportOrder(
             order=OrderType(row=view.order),
             customer=SupportCustomer(email=view.customer_email, name=view.customer_name),

@@ -41,7 +41,7 @@ class SupportService:
         self._lookups = lookups
         self._audit = audit
 
-    def lookup(
+    async def lookup(
         self, viewer: Viewer | None, raw_code: str, reason: str, client_ip: str
     ) -> SupportView:
         agent = require_role(viewer, *SUPPORT_ROLES)
@@ -58,23 +58,25 @@ class SupportService:
                     field="reason",
                 )
             key = CodeLookups.user_key(agent)
-            self._limiter.ensure_not_exhausted(self._limiter.failures_per_user, key)
-            self._limiter.hit(self._limiter.support_per_agent, key)
+            await self._limiter.ensure_not_exhausted(self._limiter.failures_per_user, key)
+            await self._limiter.hit(self._limiter.support_per_agent, key)
             try:
                 code = codes.normalise(raw_code)
             except InvalidOrderCode:
                 outcome = "invalid_code"
-                self._lookups.failed(agent, client_ip, outcome="invalid")
+                await self._lookups.failed(agent, client_ip, outcome="invalid")
                 raise
-            with self._db.read() as session:
-                row = session.execute(
-                    select(Order, User.email, User.name)
-                    .join(User, Order.user_id == User.id)
-                    .where(Order.code == code)
+            async with self._db.read() as session:
+                row = (
+                    await session.execute(
+                        select(Order, User.email, User.name)
+                        .join(User, Order.user_id == User.id)
+                        .where(Order.code == code)
+                    )
                 ).one_or_none()
             if row is None:
                 outcome = "not_found"
-                self._lookups.failed(agent, client_ip)
+                await self._lookups.failed(agent, client_ip)
                 raise OrderNotFound()
             order, email, name = row
             order_id = order.id
@@ -85,7 +87,8 @@ class SupportService:
                 outcome = error.code.value.lower()
             raise
         finally:
-            self._audit.record(
+            # found or not, in a transaction of its own (only a read ran above)
+            await self._audit.record(
                 actor=agent,
                 action="support_lookup",
                 outcome=outcome,

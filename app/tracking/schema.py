@@ -26,9 +26,9 @@ class TrackingQuery:
             "give the same answer. Rate-limited per link and per client IP."
         )
     )
-    def tracking_link(self, info: Info, token: str) -> TrackingLinkView | None:
+    async def tracking_link(self, info: Info, token: str) -> TrackingLinkView | None:
         ctx = info.context
-        view = ctx.services.tracking.view(token, ctx.client_ip)
+        view = await ctx.services.tracking.view(token, ctx.client_ip)
         return TrackingLinkView(
             estimated_delivery=view.estimated_delivery,
             shipments=[
@@ -48,27 +48,33 @@ class TrackingMutation:
     @strawberry.mutation(
         description="Mint a revocable, expiring link to share your order's tracking."
     )
-    def create_tracking_link(
+    async def create_tracking_link(
         self, info: Info, code: str, expires_in_hours: int = 72
     ) -> CreateTrackingLinkPayload:
         ctx = info.context
 
-        def create() -> CreateTrackingLinkPayload:
-            minted = ctx.services.tracking.create(ctx.viewer, code, ctx.client_ip, expires_in_hours)
+        async def create() -> CreateTrackingLinkPayload:
+            minted = await ctx.services.tracking.create(
+                await ctx.viewer(), code, ctx.client_ip, expires_in_hours
+            )
             return CreateTrackingLinkPayload(
                 link=TrackingLinkMinted(
                     token=codes.display(minted.token), expires_at=minted.expires_at
                 )
             )
 
-        return run_mutation(create, lambda errors: CreateTrackingLinkPayload(user_errors=errors))
+        return await run_mutation(
+            create, lambda errors: CreateTrackingLinkPayload(user_errors=errors)
+        )
 
     @strawberry.mutation(description="Stop a tracking link you shared from working, at once.")
-    def revoke_tracking_link(self, info: Info, token: str) -> RevokeTrackingLinkPayload:
+    async def revoke_tracking_link(self, info: Info, token: str) -> RevokeTrackingLinkPayload:
         ctx = info.context
 
-        def revoke() -> RevokeTrackingLinkPayload:
-            ctx.services.tracking.revoke(ctx.viewer, token, ctx.client_ip)
+        async def revoke() -> RevokeTrackingLinkPayload:
+            await ctx.services.tracking.revoke(await ctx.viewer(), token, ctx.client_ip)
             return RevokeTrackingLinkPayload(ok=True)
 
-        return run_mutation(revoke, lambda errors: RevokeTrackingLinkPayload(user_errors=errors))
+        return await run_mutation(
+            revoke, lambda errors: RevokeTrackingLinkPayload(user_errors=errors)
+        )

@@ -67,18 +67,27 @@ class TrackingLinkService:
         self._limiter = limiter
         self._shipments = shipments
 
-    def create(
+    async def create(
         self, viewer: Viewer | None, raw_code: str, client_ip: str, expires_in_hours: int
     ) -> MintedLink:
-        who, code = self._lookups.begin(viewer, raw_code, client_ip)
-        with self._db.write() as session:
-            order = session.execute(
-                select(Order).where(col(Order.code) == code, col(Order.user_id) == who.user_id)
+        who, code = await self._lookups.begin(viewer, raw_code, client_ip)
+        minted = await self._mint(who, code, expires_in_hours)
+        if minted is None:
+            # counted once the transaction has ended: the limiter may be Redis
+            await self._lookups.failed(who, client_ip)
+            raise OrderNotFound()
+        return minted
+
+    async def _mint(self, who: Viewer, code: str, expires_in_hours: int) -> MintedLink | None:
+        """A new link to `who`'s order `code`, or None when they have no such order."""
+        async with self._db.write() as session:
+            order = (
+                await session.execute(
+                    select(Order).where(col(Order.code) == code, col(Order.user_id) == who.user_id)
+                )
             ).scalar_one_or_none()
             if order is None or order.id is None:
-                session.rollback()
-                self._lookups.failed(who, client_ip)
-                raise OrderNotFound()
+                return None  # leaving without a commit rolls back
             if not MIN_HOURS <= expires_in_hours <= MAX_HOURS:
                 raise BadUserInput(
                     f"expiresInHours must be between {MIN_HOURS} and {MAX_HOURS}.",
@@ -94,12 +103,19 @@ class TrackingLinkService:
                     expires_at=expires_at,
                 )
             )
-            session.commit()
+            await session.commit()
         return MintedLink(token, expires_at)
 
-    def revoke(self, viewer: Viewer | None, raw_token: str, client_ip: str) -> None:
+    async def revoke(self, viewer: Viewer | None, raw_token: str, client_ip: str) -> None:
         """Owner only; someone else's token answers like an unknown one."""
-        who, token = self._lookups.begin(viewer, raw_token, client_ip)
+        who, token = await self._lookups.begin(viewer, raw_token, client_ip)
+        if not await self._revoke_owned(who, token):
+            # counted once the transaction has ended: the limiter may be Redis
+            await self._lookups.failed(who, client_ip)
+            raise TrackingLinkNotFound()
+
+    async def _revoke_owned(self, who: Viewer, token: str) -> bool:
+        """Revoke `who`'s live link `token`; False when they have none."""
         owned = (
             select(TrackingLink.id)
             .join(Order, col(Order.id) == col(TrackingLink.order_id))
@@ -107,29 +123,28 @@ class TrackingLinkService:
             .where(col(Order.user_id) == who.user_id)
             .where(col(TrackingLink.revoked_at).is_(None))
         )
-        with self._db.write() as session:
-            link_id = session.execute(owned).scalar_one_or_none()
+        async with self._db.write() as session:
+            link_id = (await session.execute(owned)).scalar_one_or_none()
             if link_id is None:
-                session.rollback()
-                self._lookups.failed(who, client_ip)
-                raise TrackingLinkNotFound()
-            session.execute(
+                return False  # leaving without a commit rolls back
+            await session.execute(
                 update(TrackingLink)
                 .where(col(TrackingLink.id) == link_id)
                 .values(revoked_at=utcnow())
             )
-            session.commit()
+            await session.commit()
+        return True
 
-    def view(self, raw_token: str, client_ip: str) -> PublicTracking:
+    async def view(self, raw_token: str, client_ip: str) -> PublicTracking:
         limiter = self._limiter
-        limiter.ensure_not_exhausted(limiter.failures_per_ip, client_ip)
-        limiter.hit(limiter.tracking_views, f"ip:{client_ip}")
+        await limiter.ensure_not_exhausted(limiter.failures_per_ip, client_ip)
+        await limiter.hit(limiter.tracking_views, f"ip:{client_ip}")
         try:
             token = codes.normalise(raw_token)
         except InvalidOrderCode:
-            limiter.record(limiter.failures_per_ip, client_ip)
+            await limiter.record(limiter.failures_per_ip, client_ip)
             raise
-        limiter.hit(limiter.tracking_views, f"token:{digest(token)[:32]}")
+        await limiter.hit(limiter.tracking_views, f"token:{digest(token)[:32]}")
         live = (
             select(Order.id, Order.estimated_delivery)
             .join(TrackingLink, col(TrackingLink.order_id) == col(Order.id))
@@ -137,13 +152,13 @@ class TrackingLinkService:
             .where(col(TrackingLink.revoked_at).is_(None))
             .where(col(TrackingLink.expires_at) > utcnow())
         )
-        with self._db.read() as session:
-            row = session.execute(live).one_or_none()
+        async with self._db.read() as session:
+            row = (await session.execute(live)).one_or_none()
         if row is None:
-            limiter.record(limiter.failures_per_ip, client_ip)
+            await limiter.record(limiter.failures_per_ip, client_ip)
             raise TrackingLinkNotFound()
         order_id, estimated = row
-        shipments = self._shipments.shipments_for_orders([order_id]).get(order_id, [])
+        shipments = (await self._shipments.shipments_for_orders([order_id])).get(order_id, [])
         ids = [s.id for s in shipments if s.id is not None]
-        events = self._shipments.events_for_shipments(ids) if ids else {}
+        events = await self._shipments.events_for_shipments(ids) if ids else {}
         return PublicTracking(estimated, shipments, events)

@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
-import limits.storage.memory
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select, update
@@ -30,6 +29,8 @@ from tests.conftest import (
     PASSWORD,
     Account,
     GraphQLClient,
+    Run,
+    db_session,
     error_codes,
     sql_count,
 )
@@ -130,7 +131,8 @@ def forge(header: dict[str, Any], claims: dict[str, Any], key: str | None) -> st
 
 
 class FakeClock:
-    """Stands in for the `time` module of the login back-off (ours and the memory storage's)."""
+    """Stands in for the `time` module of the login back-off (the limiter and its in-process
+    storage both read the clock through `app.security.ratelimit.time`)."""
 
     def __init__(self) -> None:
         self.now = datetime.now(UTC).timestamp()
@@ -147,7 +149,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
     shim = types.SimpleNamespace(time=fake.time)
     monkeypatch.setattr(ratelimit, "time", shim)
-    monkeypatch.setattr(limits.storage.memory, "time", shim)
     return fake
 
 
@@ -264,11 +265,11 @@ def test_login_with_the_right_password_returns_working_tokens(
 
 
 def test_wrong_password_and_unknown_email_get_identical_answers(
-    gql: GraphQLClient, services: Services, owner: Account
+    gql: GraphQLClient, services: Services, owner: Account, run: Run[Any]
 ) -> None:
     # given an account, and a clean back-off between the two attempts (same client IP)
     wrong_password = login(gql, owner.email, "wrong-password-123")
-    services.limiter.reset()
+    run(services.limiter.reset())
     # when an unknown address is tried
     unknown_email = login(gql, "nobody-" + owner.email, "wrong-password-123")
     # then both answers are the same userError (UNAUTHENTICATED, same message), byte for byte
@@ -311,32 +312,32 @@ def test_login_back_off_doubles_with_each_failure(
 
 
 def test_successful_login_clears_the_email_back_off(
-    gql: GraphQLClient, services: Services, owner: Account, clock: FakeClock
+    gql: GraphQLClient, services: Services, owner: Account, clock: FakeClock, run: Run[Any]
 ) -> None:
     # given a failed login and the wait served
     login(gql, owner.email, "wrong-password-123")
     clock.advance(1)
     failures_key = f"login-failures:email:{owner.email}"
-    assert services.limiter.storage.get(failures_key) == 1
+    assert run(services.limiter.storage.get(failures_key)) == 1
     # when the right password is then sent
     tokens_of(login(gql, owner.email))
     # then the email's failure count is gone, so its next failure starts over at the base wait
-    assert services.limiter.storage.get(failures_key) == 0
+    assert run(services.limiter.storage.get(failures_key)) == 0
     with pytest.raises(InvalidCredentials):  # from fresh IPs: only the email back-off counts
-        services.accounts.login(owner.email, "wrong-password-123", "192.0.2.10")
+        run(services.accounts.login(owner.email, "wrong-password-123", "192.0.2.10"))
     with pytest.raises(RateLimited) as limited:
-        services.accounts.login(owner.email, PASSWORD, "192.0.2.11")
+        run(services.accounts.login(owner.email, PASSWORD, "192.0.2.11"))
     assert limited.value.retry_after == 1
 
 
 def test_login_rehashes_a_password_stored_with_weaker_parameters(
-    gql: GraphQLClient, services: Services
+    gql: GraphQLClient, services: Services, run: Run[Any]
 ) -> None:
     # given a user whose stored hash uses weaker argon2 parameters than the service's
     weak = Passwords(PasswordHasher(time_cost=1, memory_cost=512, parallelism=1))
-    services.accounts.create_user("old@example.com", PASSWORD, name="Old")
-    old_hash = weak.hash(PASSWORD)
-    with services.db.write() as session:
+    run(services.accounts.create_user("old@example.com", PASSWORD, name="Old"))
+    old_hash = run(weak.hash(PASSWORD))
+    with db_session(services) as session:
         session.execute(
             update(User).where(User.email == "old@example.com").values(password_hash=old_hash)  # type: ignore[arg-type]
         )
@@ -345,13 +346,13 @@ def test_login_rehashes_a_password_stored_with_weaker_parameters(
     # when the user logs in
     tokens_of(login(gql, "old@example.com"))
     # then the stored hash was replaced by one with current parameters that still verifies
-    with services.db.read() as session:
+    with db_session(services) as session:
         new_hash = session.execute(
             select(User.password_hash).where(User.email == "old@example.com")  # type: ignore[arg-type]
         ).scalar_one()
     assert new_hash != old_hash
     assert new_hash.startswith("$argon2id$v=19$m=1024,t=1,p=1$")
-    assert FAST_PASSWORDS.verify(new_hash, PASSWORD)
+    assert run(FAST_PASSWORDS.verify(new_hash, PASSWORD))
     assert not FAST_PASSWORDS.needs_rehash(new_hash)
 
 
@@ -360,11 +361,11 @@ def test_login_with_current_parameters_keeps_the_stored_hash(
 ) -> None:
     # given an account hashed with the service's own parameters
     stmt = select(User.password_hash).where(User.email == owner.email)  # type: ignore[arg-type]
-    with services.db.read() as session:
+    with db_session(services) as session:
         before = session.execute(stmt).scalar_one()
     # when it logs in, then the hash is not rewritten
     tokens_of(login(gql, owner.email))
-    with services.db.read() as session:
+    with db_session(services) as session:
         assert session.execute(stmt).scalar_one() == before
 
 
@@ -575,7 +576,7 @@ def test_expired_refresh_token_is_refused(
     gql: GraphQLClient, services: Services, owner: Account
 ) -> None:
     # given a refresh token whose expiry has passed
-    with services.db.write() as session:
+    with db_session(services) as session:
         session.execute(
             update(RefreshToken)
             .where(RefreshToken.token_hash == token_digest(owner.refresh_token))  # type: ignore[arg-type]
@@ -594,7 +595,7 @@ def test_unknown_refresh_token_is_refused(gql: GraphQLClient, token: str) -> Non
 
 def test_refresh_tokens_are_stored_only_as_digests(services: Services, owner: Account) -> None:
     # given a session; then its refresh token appears in the database only as its SHA-256
-    with services.db.read() as session:
+    with db_session(services) as session:
         stored = list(session.execute(select(RefreshToken.token_hash)).scalars())
     assert stored == [token_digest(owner.refresh_token)]
     assert owner.refresh_token not in stored

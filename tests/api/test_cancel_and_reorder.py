@@ -13,7 +13,7 @@ from app.container import Services
 from app.orders.models import Order
 from app.security import codes
 from app.security.roles import Role
-from tests.conftest import Account, GraphQLClient, error_codes, sql_count
+from tests.conftest import Account, GraphQLClient, db_session, error_codes, sql_count
 
 CANCEL = """
 mutation Cancel($code: String!) {
@@ -34,7 +34,7 @@ query Again($code: String!) {
 
 
 def stock(services: Services, sku: str) -> int:
-    with services.db.read() as session:
+    with db_session(services) as session:
         return int(
             session.execute(select(Product.stock).where(col(Product.sku) == sku)).scalar_one()
         )
@@ -72,7 +72,7 @@ def test_shipped_order_cannot_be_cancelled_and_nothing_changes(
     gql: GraphQLClient, services: Services, owner: Account, place_order: Callable[..., Any]
 ) -> None:
     view = place_order(owner)
-    with services.db.write() as session:
+    with db_session(services) as session:
         session.execute(
             update(Order).where(col(Order.code) == view.order.code).values(status="SHIPPED")
         )
@@ -107,7 +107,7 @@ def test_reorder_prices_at_today_and_shows_availability(
     gql: GraphQLClient, services: Services, owner: Account, place_order: Callable[..., Any]
 ) -> None:
     view = place_order(owner, [("MUG-001", 2), ("LAMP-DESK", 2)])
-    with services.db.write() as session:
+    with db_session(services) as session:
         session.execute(
             update(Product).where(col(Product.sku) == "MUG-001").values(price_minor=1500)
         )

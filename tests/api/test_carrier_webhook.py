@@ -20,7 +20,7 @@ from app.orders.service import OrderView
 from app.security.roles import Role
 from app.settings import DEV_CARRIER_SECRET, Settings, SettingsError
 from scripts.carrier_client import event_body, sign
-from tests.conftest import Account, sql_count
+from tests.conftest import Account, Run, sql_count
 from tests.shipping_helpers import order_status, pack, ship
 
 URL = "/webhooks/carrier"
@@ -39,11 +39,12 @@ def shipped(
     owner: Account,
     make_account: Callable[..., Account],
     place_order: Callable[..., OrderView],
+    run: Run[Any],
 ) -> Shipped:
     warehouse = make_account(Role.WAREHOUSE)
     view = place_order(owner, [("MUG-001", 1)])
-    pack(services, warehouse, view.order)
-    ship(services, warehouse, view.order, tracking="JD014600006281", carrier="DHL")
+    pack(run, services, warehouse, view.order)
+    ship(run, services, warehouse, view.order, tracking="JD014600006281", carrier="DHL")
     return Shipped(view, "JD014600006281")
 
 
@@ -186,13 +187,14 @@ def test_the_same_event_id_from_another_carrier_is_another_event(
     owner: Account,
     make_account: Callable[..., Account],
     place_order: Callable[..., OrderView],
+    run: Run[Any],
 ) -> None:
     # given two shipments with different carriers
     warehouse = make_account(Role.WAREHOUSE)
     view = place_order(owner, [("MUG-001", 2)])
-    pack(services, warehouse, view.order)
-    ship(services, warehouse, view.order, tracking="DHL-0001", lines=[("MUG-001", 1)])
-    ship(services, warehouse, view.order, "UPS-0001", lines=[("MUG-001", 1)], carrier="UPS")
+    pack(run, services, warehouse, view.order)
+    ship(run, services, warehouse, view.order, tracking="DHL-0001", lines=[("MUG-001", 1)])
+    ship(run, services, warehouse, view.order, "UPS-0001", lines=[("MUG-001", 1)], carrier="UPS")
     # when both carriers send an event with the same id
     post(http, body_for("DHL-0001", event_id="1"))
     post(http, body_for("UPS-0001", carrier="UPS", event_id="1"))

@@ -24,7 +24,15 @@ from app.security import codes
 from app.security.roles import Role
 from app.settings import Settings
 from tests.conftest import ADDRESS as SERVICE_ADDRESS
-from tests.conftest import FAST_PASSWORDS, Account, GraphQLClient, error_codes, sql_count
+from tests.conftest import (
+    FAST_PASSWORDS,
+    Account,
+    GraphQLClient,
+    Run,
+    db_session,
+    error_codes,
+    sql_count,
+)
 
 FIELDS = """
   code status expiresAt estimatedDelivery
@@ -126,14 +134,16 @@ def test_placing_twice_returns_the_same_order_and_charges_once(
 
 
 def test_concurrent_double_placement_makes_one_order_and_one_charge(
-    services: Services, owner: Account, catalog: dict[str, Product]
+    services: Services, owner: Account, catalog: dict[str, Product], run: Run[Any]
 ) -> None:
-    view = services.checkouts.start(owner.viewer, [LineInput("MUG-001", 1)], SERVICE_ADDRESS)
+    view = run(services.checkouts.start(owner.viewer, [LineInput("MUG-001", 1)], SERVICE_ADDRESS))
     results: list[str] = []
     lock = threading.Lock()
 
     def place() -> None:
-        order = services.checkouts.place(owner.viewer, view.checkout.code, "10.0.0.1", "tok_visa")
+        order = run(
+            services.checkouts.place(owner.viewer, view.checkout.code, "10.0.0.1", "tok_visa")
+        )
         with lock:
             results.append(order.order.code)
 
@@ -152,7 +162,7 @@ def test_update_reprices_and_keeps_the_code(
     gql: GraphQLClient, services: Services, owner: Account, catalog: dict[str, Product]
 ) -> None:
     checkout = start(gql, owner)
-    with services.db.write() as session:
+    with db_session(services) as session:
         session.execute(
             update(Product).where(col(Product.sku) == "MUG-001").values(price_minor=1000)
         )
@@ -171,7 +181,7 @@ def test_price_change_after_the_summary_is_refused_with_the_new_figures(
     gql: GraphQLClient, services: Services, owner: Account, catalog: dict[str, Product]
 ) -> None:
     code = start(gql, owner)["code"]
-    with services.db.write() as session:
+    with db_session(services) as session:
         session.execute(
             update(Product).where(col(Product.sku) == "MUG-001").values(price_minor=1499)
         )
@@ -193,7 +203,7 @@ def test_stock_gone_since_the_summary_is_refused(
     gql: GraphQLClient, services: Services, owner: Account, catalog: dict[str, Product]
 ) -> None:
     code = start(gql, owner, [("LAMP-DESK", 3)])["code"]
-    with services.db.write() as session:
+    with db_session(services) as session:
         session.execute(update(Product).where(col(Product.sku) == "LAMP-DESK").values(stock=1))
         session.commit()
     payload = gql.data(PLACE, {"code": code, "token": "tok_visa"}, token=owner.token)["placeOrder"]
@@ -244,18 +254,26 @@ def test_bad_input_is_refused_and_nothing_is_reserved(
 
 
 def test_checkout_lookups_are_charged_to_the_code_limiter(
-    gql: GraphQLClient, services: Services, owner: Account, catalog: dict[str, Product]
+    gql: GraphQLClient,
+    services: Services,
+    owner: Account,
+    catalog: dict[str, Product],
+    run: Run[Any],
 ) -> None:
     code = start(gql, owner)["code"]
-    before = services.limiter.remaining(
-        services.limiter.lookups_per_user, f"user:{owner.viewer.public_id}"
+    before = run(
+        services.limiter.remaining(
+            services.limiter.lookups_per_user, f"user:{owner.viewer.public_id}"
+        )
     )
     aliased = (
         "query Q($c: String!) { a: checkout(code: $c) { code } b: checkout(code: $c) { code } }"
     )
     gql.data(aliased, {"c": code}, token=owner.token)
-    after = services.limiter.remaining(
-        services.limiter.lookups_per_user, f"user:{owner.viewer.public_id}"
+    after = run(
+        services.limiter.remaining(
+            services.limiter.lookups_per_user, f"user:{owner.viewer.public_id}"
+        )
     )
     assert before - after == 2
 
@@ -275,7 +293,7 @@ def test_expired_checkout_answers_like_an_unknown_code_and_never_becomes_an_orde
 ) -> None:
     gql, services = short_lived
     code = start(gql, owner)["code"]
-    with services.db.write() as session:
+    with db_session(services) as session:
         session.execute(update(Checkout).values(expires_at=utcnow() - timedelta(seconds=1)))
         session.commit()
     for query, extra in ((GET, {}), (UPDATE, {}), (PLACE, {"token": "tok_visa"})):
@@ -292,7 +310,7 @@ def test_checkout_lifetime_is_configurable(
 ) -> None:
     gql, services = short_lived
     start(gql, owner)
-    with services.db.read() as session:
+    with db_session(services) as session:
         checkout = session.execute(select(Checkout)).scalar_one()
         lifetime = checkout.expires_at - checkout.created_at
     assert timedelta(seconds=59) <= lifetime <= timedelta(seconds=61)

@@ -7,6 +7,7 @@ must be the same, for every caller and every kind of code."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -28,7 +29,7 @@ from app.orders.service import OrderView
 from app.schema import parse_document
 from app.security.codes import display, generate
 from app.security.roles import Role
-from tests.conftest import ADDRESS, Account
+from tests.conftest import ADDRESS, Account, Run
 
 ORDER_FIELDS = [
     "code",
@@ -66,10 +67,12 @@ GENERAL = [
 
 
 @pytest.fixture
-def cast(services: Services, make_account: Callable[..., Account]) -> dict[str, Account | None]:
+def cast(
+    services: Services, make_account: Callable[..., Account], run: Run[Any]
+) -> dict[str, Account | None]:
     owner = make_account(Role.CUSTOMER)
     logged_out = make_account(Role.CUSTOMER)
-    services.accounts.logout(logged_out.viewer)
+    run(services.accounts.logout(logged_out.viewer))
     return {
         "anonymous": None,
         "owner": owner,
@@ -84,13 +87,13 @@ def cast(services: Services, make_account: Callable[..., Account]) -> dict[str, 
 
 @pytest.fixture
 def code_of(
-    services: Services, cast: dict[str, Any], place_order: Callable[..., OrderView]
+    services: Services, cast: dict[str, Any], place_order: Callable[..., OrderView], run: Run[Any]
 ) -> dict[str, str]:
     owner = cast["owner"]
     placed = place_order(owner)
     cancelled = place_order(owner)
-    services.orders.cancel_order(owner.viewer, cancelled.order.code, "10.0.0.1")
-    checkout = services.checkouts.start(owner.viewer, [LineInput("MUG-001", 1)], ADDRESS)
+    run(services.orders.cancel_order(owner.viewer, cancelled.order.code, "10.0.0.1"))
+    checkout = run(services.checkouts.start(owner.viewer, [LineInput("MUG-001", 1)], ADDRESS))
     others = place_order(cast["other"])
     return {
         "owned": placed.order.code,
@@ -106,7 +109,7 @@ def code_of(
 
 @pytest.fixture
 def both_paths(
-    http: TestClient, services: Services, monkeypatch: pytest.MonkeyPatch
+    http: TestClient, services: Services, monkeypatch: pytest.MonkeyPatch, run: Run[Any]
 ) -> Callable[..., tuple[Any, Any]]:
     """(served, general): the same request with plans on, then with plans off."""
 
@@ -121,16 +124,16 @@ def both_paths(
         is_json = response.headers.get("content-type", "").startswith("application/json")
         return response.status_code, response.json() if is_json else response.text, counted
 
-    def run(body: dict[str, Any], account: Account | None) -> tuple[Any, Any]:
-        services.limiter.reset()
+    def both_paths(body: dict[str, Any], account: Account | None) -> tuple[Any, Any]:
+        run(services.limiter.reset())
         served = send(body, account)
         with monkeypatch.context() as patch:
             patch.setattr(endpoint, "_plan_for", lambda *_: None)
-            services.limiter.reset()
+            run(services.limiter.reset())
             general = send(body, account)
         return served, general
 
-    return run
+    return both_paths
 
 
 def _request_metrics() -> dict[str, float]:
@@ -231,6 +234,7 @@ def test_a_rate_limited_caller_gets_429_with_retry_after_from_both_paths(
     cast: dict[str, Account | None],
     code_of: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
+    run: Run[Any],
 ) -> None:
     owner = cast["owner"]
     assert owner is not None
@@ -238,7 +242,7 @@ def test_a_rate_limited_caller_gets_429_with_retry_after_from_both_paths(
     body = {"query": COMPILED[0], "variables": {"code": code_of["owned"]}}
     answers = []
     for plans in (True, False):
-        services.limiter.reset()
+        run(services.limiter.reset())
         with monkeypatch.context() as patch:
             if not plans:
                 patch.setattr(endpoint, "_plan_for", lambda *_: None)
@@ -352,7 +356,7 @@ def test_errors_and_null_propagation_match_graphql_core(
     document = parse_document(query)
     plan = compile_plan(small_schema, document, None)
     assert plan is not None
-    compiled = plan.run(None, {"c": code}, "rid")
+    compiled = asyncio.run(plan.run(None, {"c": code}, "rid"))
     reference = small_schema.execute_sync(query, variable_values={"c": code})
     assert compiled is not None
     assert compiled["data"] == reference.data

@@ -3,14 +3,17 @@ cases (real shipments and tracking events), and seeding again changes nothing.""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import text
 
 from app.container import Services
 from app.demo import seed_demo
+from tests.conftest import Run, db_session
 
 
 def snapshot(services: Services) -> dict[str, object]:
-    with services.db.read() as session:
+    with db_session(services) as session:
         statuses = sorted(
             session.execute(
                 text(
@@ -37,10 +40,10 @@ def snapshot(services: Services) -> dict[str, object]:
 
 
 def test_demo_orders_ship_and_deliver_through_the_warehouse_idempotently(
-    services: Services,
+    services: Services, run: Run[Any]
 ) -> None:
     # when the demo data is loaded
-    seed_demo(services)
+    run(seed_demo(services))
     first = snapshot(services)
     # then the shipped and delivered orders have shipments with tracking events
     assert first["shipments"] == [
@@ -60,7 +63,7 @@ def test_demo_orders_ship_and_deliver_through_the_warehouse_idempotently(
     ]
     assert first["emails"] == 3
     # when it is loaded again
-    created = seed_demo(services)
+    created = run(seed_demo(services))
     # then nothing new was made
     assert created == 0
     assert snapshot(services) == first

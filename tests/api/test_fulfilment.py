@@ -4,7 +4,7 @@ the shipping email, and the order status moving only along legal transitions."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -23,6 +23,8 @@ from tests.conftest import (
     PASSWORD,
     Account,
     GraphQLClient,
+    Run,
+    db_session,
     error_codes,
     sql_count,
 )
@@ -205,23 +207,34 @@ def test_staff_with_the_role_get_order_not_found_for_an_unknown_code(
 
 
 @pytest.fixture
-def tight_budget(settings: Settings) -> Iterator[tuple[Services, GraphQLClient]]:
+def tight_budget(settings: Settings) -> Iterator[tuple[Services, GraphQLClient, Run[Any]]]:
+    """Services with a lookup budget of their own, their app (which closes them when it
+    stops) and a `run` on that app's event loop."""
     limited = replace(
         settings, rate_limits=replace(settings.rate_limits, lookups_per_user="3/minute")
     )
     built = build_services(limited, passwords=FAST_PASSWORDS)
     with TestClient(create_app(limited, run_sender=False, services=built)) as client:
-        yield built, GraphQLClient(client)
-    built.close()
+        portal = client.portal
+        assert portal is not None
+
+        def run_there(awaitable: Awaitable[Any]) -> Any:
+            async def wait() -> Any:
+                return await awaitable
+
+            return portal.call(wait)
+
+        yield built, GraphQLClient(client), run_there
 
 
 def test_staff_code_doors_are_charged_to_the_limiter_once_per_resolution(
-    tight_budget: tuple[Services, GraphQLClient], make_account: Callable[..., Account]
+    tight_budget: tuple[Services, GraphQLClient, Run[Any]],
+    make_account: Callable[..., Account],
 ) -> None:
     # given a warehouse account with a budget of three code lookups a minute
-    services, gql = tight_budget
+    services, gql, run = tight_budget
     make_account(Role.WAREHOUSE, email="picker@example.com")
-    token = services.accounts.login("picker@example.com", PASSWORD, "10.0.0.1").access_token
+    token = run(services.accounts.login("picker@example.com", PASSWORD, "10.0.0.1")).access_token
     code = codes.generate()
     # when one request asks for five pick lists through aliases
     fields = " ".join(f'p{i}: pickList(code: "{code}") {{ code }}' for i in range(5))
@@ -253,14 +266,18 @@ def test_pick_list_is_sorted_by_bin_location(
 
 
 def test_queue_is_oldest_first_paginated_and_only_holds_orders_to_pick(
-    gql: GraphQLClient, services: Services, cast: Cast, place_order: Callable[..., OrderView]
+    gql: GraphQLClient,
+    services: Services,
+    cast: Cast,
+    place_order: Callable[..., OrderView],
+    run: Run[Any],
 ) -> None:
     # given five orders; one gets packed, one cancelled, one split-shipped with a rest
     views = [place_order(cast.owner, [("MUG-001", 1), ("TEE-BLK-M", 1)]) for _ in range(5)]
-    pack(services, cast.warehouse, views[1].order)
-    services.orders.cancel_order(cast.owner.viewer, views[2].order.code, "10.0.0.1")
-    pack(services, cast.warehouse, views[3].order, [("MUG-001", 1)])
-    ship(services, cast.warehouse, views[3].order)
+    pack(run, services, cast.warehouse, views[1].order)
+    run(services.orders.cancel_order(cast.owner.viewer, views[2].order.code, "10.0.0.1"))
+    pack(run, services, cast.warehouse, views[3].order, [("MUG-001", 1)])
+    ship(run, services, cast.warehouse, views[3].order)
     # when the warehouse pages through the queue two at a time
     seen: list[str] = []
     after = None
@@ -390,11 +407,15 @@ def test_split_shipment_moves_through_processing_and_partially_shipped(
 
 
 def test_packing_more_than_is_left_is_refused(
-    gql: GraphQLClient, services: Services, cast: Cast, place_order: Callable[..., OrderView]
+    gql: GraphQLClient,
+    services: Services,
+    cast: Cast,
+    place_order: Callable[..., OrderView],
+    run: Run[Any],
 ) -> None:
     # given an order of two mugs, one of them packed already
     view = place_order(cast.owner, [("MUG-001", 2)])
-    pack(services, cast.warehouse, view.order, [("MUG-001", 1)])
+    pack(run, services, cast.warehouse, view.order, [("MUG-001", 1)])
     # when two more mugs are declared for packing
     payload = gql.data(
         PACK,
@@ -434,12 +455,16 @@ def test_shipping_before_packing_is_refused_and_changes_nothing(
 
 
 def test_a_cancelled_order_cannot_be_packed_or_shipped(
-    gql: GraphQLClient, services: Services, cast: Cast, place_order: Callable[..., OrderView]
+    gql: GraphQLClient,
+    services: Services,
+    cast: Cast,
+    place_order: Callable[..., OrderView],
+    run: Run[Any],
 ) -> None:
     # given an order that was packed, then cancelled by its owner (allowed before shipment)
     view = place_order(cast.owner, [("MUG-001", 1)])
-    pack(services, cast.warehouse, view.order)
-    services.orders.cancel_order(cast.owner.viewer, view.order.code, "10.0.0.1")
+    pack(run, services, cast.warehouse, view.order)
+    run(services.orders.cancel_order(cast.owner.viewer, view.order.code, "10.0.0.1"))
     code = view.order.code
     # when the warehouse tries to pack or ship it
     packed = gql.data(PACK, {"code": code, "scans": ["MUG-001"]}, token=cast.warehouse.token)
@@ -455,12 +480,16 @@ def test_a_cancelled_order_cannot_be_packed_or_shipped(
 
 
 def test_a_shipped_order_cannot_be_packed_shipped_again_or_cancelled(
-    gql: GraphQLClient, services: Services, cast: Cast, place_order: Callable[..., OrderView]
+    gql: GraphQLClient,
+    services: Services,
+    cast: Cast,
+    place_order: Callable[..., OrderView],
+    run: Run[Any],
 ) -> None:
     # given an order that shipped completely
     view = place_order(cast.owner, [("MUG-001", 1)])
-    pack(services, cast.warehouse, view.order)
-    ship(services, cast.warehouse, view.order, tracking="ONCE-1")
+    pack(run, services, cast.warehouse, view.order)
+    ship(run, services, cast.warehouse, view.order, tracking="ONCE-1")
     code = view.order.code
     # when it is packed again, shipped again, or cancelled by its owner
     packed = gql.data(PACK, {"code": code, "scans": ["MUG-001"]}, token=cast.warehouse.token)
@@ -481,14 +510,18 @@ def test_a_shipped_order_cannot_be_packed_shipped_again_or_cancelled(
 
 
 def test_a_tracking_number_is_used_once_per_carrier(
-    gql: GraphQLClient, services: Services, cast: Cast, place_order: Callable[..., OrderView]
+    gql: GraphQLClient,
+    services: Services,
+    cast: Cast,
+    place_order: Callable[..., OrderView],
+    run: Run[Any],
 ) -> None:
     # given one shipped order and another packed one
     first = place_order(cast.owner)
     second = place_order(cast.owner)
     for view in (first, second):
-        pack(services, cast.warehouse, view.order)
-    ship(services, cast.warehouse, first.order, tracking="SAME0001")
+        pack(run, services, cast.warehouse, view.order)
+    ship(run, services, cast.warehouse, first.order, tracking="SAME0001")
     # when the second is shipped with the same carrier and tracking number (spaced, lower)
     payload = gql.data(
         SHIP,
@@ -511,11 +544,15 @@ def test_a_tracking_number_is_used_once_per_carrier(
 
 
 def test_shipping_email_names_carrier_tracking_number_and_estimated_delivery(
-    gql: GraphQLClient, services: Services, cast: Cast, place_order: Callable[..., OrderView]
+    gql: GraphQLClient,
+    services: Services,
+    cast: Cast,
+    place_order: Callable[..., OrderView],
+    run: Run[Any],
 ) -> None:
     # given a packed order of two mugs and a lamp
     view = place_order(cast.owner, [("MUG-001", 2), ("LAMP-DESK", 1)])
-    pack(services, cast.warehouse, view.order)
+    pack(run, services, cast.warehouse, view.order)
     # when the warehouse ships it
     shipment = gql.data(
         SHIP,
@@ -523,7 +560,7 @@ def test_shipping_email_names_carrier_tracking_number_and_estimated_delivery(
         token=cast.warehouse.token,
     )["shipOrder"]["shipment"]
     # then one email to the owner carries the carrier, tracking number, delivery date, items
-    with services.db.read() as session:
+    with db_session(services) as session:
         rows = session.execute(
             text(
                 "SELECT recipient, subject, body_text, dedupe_key FROM outbox_emails "
@@ -543,15 +580,15 @@ def test_shipping_email_names_carrier_tracking_number_and_estimated_delivery(
 
 
 def test_a_partial_shipment_says_so_in_the_email(
-    services: Services, cast: Cast, place_order: Callable[..., OrderView]
+    services: Services, cast: Cast, place_order: Callable[..., OrderView], run: Run[Any]
 ) -> None:
     # given an order of which only the mug is packed
     view = place_order(cast.owner, [("MUG-001", 1), ("LAMP-DESK", 1)])
-    pack(services, cast.warehouse, view.order, [("MUG-001", 1)])
+    pack(run, services, cast.warehouse, view.order, [("MUG-001", 1)])
     # when the mug ships
-    ship(services, cast.warehouse, view.order)
+    ship(run, services, cast.warehouse, view.order)
     # then the email says part of the order shipped, the rest follows
-    with services.db.read() as session:
+    with db_session(services) as session:
         subject, body = session.execute(
             text("SELECT subject, body_text FROM outbox_emails WHERE kind='order_shipped'")
         ).one()
@@ -564,12 +601,16 @@ def test_a_partial_shipment_says_so_in_the_email(
 
 
 def test_add_tracking_event_is_idempotent_per_event_id(
-    gql: GraphQLClient, services: Services, cast: Cast, place_order: Callable[..., OrderView]
+    gql: GraphQLClient,
+    services: Services,
+    cast: Cast,
+    place_order: Callable[..., OrderView],
+    run: Run[Any],
 ) -> None:
     # given a shipped order
     view = place_order(cast.owner)
-    pack(services, cast.warehouse, view.order)
-    ship(services, cast.warehouse, view.order, tracking="IDEM-0001")
+    pack(run, services, cast.warehouse, view.order)
+    ship(run, services, cast.warehouse, view.order, tracking="IDEM-0001")
     variables = {
         "code": view.order.code,
         "carrier": "DHL",
@@ -590,13 +631,17 @@ def test_add_tracking_event_is_idempotent_per_event_id(
 
 
 def test_add_tracking_event_needs_a_shipment_of_this_order(
-    gql: GraphQLClient, services: Services, cast: Cast, place_order: Callable[..., OrderView]
+    gql: GraphQLClient,
+    services: Services,
+    cast: Cast,
+    place_order: Callable[..., OrderView],
+    run: Run[Any],
 ) -> None:
     # given two orders, only the first shipped
     first = place_order(cast.owner)
     second = place_order(cast.owner)
-    pack(services, cast.warehouse, first.order)
-    ship(services, cast.warehouse, first.order, tracking="MINE-0001")
+    pack(run, services, cast.warehouse, first.order)
+    ship(run, services, cast.warehouse, first.order, tracking="MINE-0001")
     # when an event for the first order's parcel is added through the second order's code
     payload = gql.data(
         ADD_EVENT,
@@ -614,12 +659,16 @@ def test_add_tracking_event_needs_a_shipment_of_this_order(
 
 
 def test_an_event_in_the_future_is_refused(
-    gql: GraphQLClient, services: Services, cast: Cast, place_order: Callable[..., OrderView]
+    gql: GraphQLClient,
+    services: Services,
+    cast: Cast,
+    place_order: Callable[..., OrderView],
+    run: Run[Any],
 ) -> None:
     # given a shipped order
     view = place_order(cast.owner)
-    pack(services, cast.warehouse, view.order)
-    ship(services, cast.warehouse, view.order, tracking="FUTURE-01")
+    pack(run, services, cast.warehouse, view.order)
+    ship(run, services, cast.warehouse, view.order, tracking="FUTURE-01")
     # when an event dated tomorrow is added
     payload = gql.data(
         ADD_EVENT,
@@ -638,11 +687,11 @@ def test_an_event_in_the_future_is_refused(
 
 
 def test_scans_helper_lists_each_unit(
-    services: Services, cast: Cast, place_order: Callable[..., OrderView]
+    services: Services, cast: Cast, place_order: Callable[..., OrderView], run: Run[Any]
 ) -> None:
     # given an order of two mugs (guards the helper the other tests lean on)
     view = place_order(cast.owner, [("MUG-001", 2)])
     # then the scan helper lists one scan per unit, and packing with it succeeds
     assert scans(view.order, services) == ["MUG-001", "MUG-001"]
-    pack(services, cast.warehouse, view.order)
+    pack(run, services, cast.warehouse, view.order)
     assert order_status(services, view.order) == "PACKED"

@@ -24,13 +24,16 @@ PASSWORD = "a-real-argon2-password-42"
 
 @pytest.fixture
 async def real_hashing(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Services]]:
+    # Built on this test's event loop and closed on it (the ASGI transport runs no lifespan).
     services = build_services(settings, passwords=Passwords())  # production parameters
-    services.accounts.create_user("slow@example.com", PASSWORD, name="Slow")
-    app = create_app(settings, run_sender=False, services=services)
-    transport = httpx.ASGITransport(app=app, client=("10.0.0.9", 4000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield client, services
-    services.close()
+    try:
+        await services.accounts.create_user("slow@example.com", PASSWORD, name="Slow")
+        app = create_app(settings, run_sender=False, services=services)
+        transport = httpx.ASGITransport(app=app, client=("10.0.0.9", 4000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client, services
+    finally:
+        await services.aclose()
 
 
 async def test_other_requests_are_answered_while_a_login_hashes(

@@ -13,7 +13,7 @@ from sqlmodel import col
 from app.container import Services
 from app.orders.models import Order
 from app.security import codes
-from tests.conftest import Account, GraphQLClient, error_codes
+from tests.conftest import Account, GraphQLClient, Run, db_session, error_codes
 
 MY_ORDERS = """
 query Mine($first: Int, $after: String, $filter: OrderFilterInput) {
@@ -26,7 +26,7 @@ query Mine($first: Int, $after: String, $filter: OrderFilterInput) {
 
 
 def backdate(services: Services, code: str, days: int) -> None:
-    with services.db.write() as session:
+    with db_session(services) as session:
         session.execute(
             update(Order)
             .where(col(Order.code) == code)
@@ -98,13 +98,17 @@ def test_page_size_is_capped(gql: GraphQLClient, owner: Account, services: Servi
 
 
 def test_filters_by_status_date_and_item_text(
-    gql: GraphQLClient, services: Services, owner: Account, place_order: Callable[..., Any]
+    gql: GraphQLClient,
+    services: Services,
+    owner: Account,
+    place_order: Callable[..., Any],
+    run: Run[Any],
 ) -> None:
     mugs = place_order(owner, [("MUG-001", 1)])
     lamp = place_order(owner, [("LAMP-DESK", 1)])
     old_tee = place_order(owner, [("TEE-BLK-M", 1)])
     backdate(services, old_tee.order.code, 40)
-    services.orders.cancel_order(owner.viewer, lamp.order.code, "10.0.0.1")
+    run(services.orders.cancel_order(owner.viewer, lamp.order.code, "10.0.0.1"))
 
     def codes_for(filt: dict[str, Any]) -> set[str]:
         edges = gql.data(MY_ORDERS, {"filter": filt}, token=owner.token)["myOrders"]["edges"]

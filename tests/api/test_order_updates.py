@@ -15,7 +15,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from app.container import Services
 from app.security import codes
-from tests.conftest import Account, GraphQLClient
+from tests.conftest import Account, GraphQLClient, Run
 
 SUBSCRIBE = (
     "subscription S($code: String!) { orderUpdates(code: $code) { type order { code status } } }"
@@ -138,17 +138,21 @@ def test_logout_ends_the_stream(
 
 
 def test_starting_a_subscription_is_charged_as_a_lookup(
-    http: TestClient, owner: Account, place_order: Callable[..., Any], services: Services
+    http: TestClient,
+    owner: Account,
+    place_order: Callable[..., Any],
+    services: Services,
+    run: Run[Any],
 ) -> None:
     view = place_order(owner)
     key = f"user:{owner.viewer.public_id}"
-    before = services.limiter.remaining(services.limiter.lookups_per_user, key)
+    before = run(services.limiter.remaining(services.limiter.lookups_per_user, key))
     with connect(http, owner.token) as stream:
         assert stream.next()["type"] == "connection_ack"
         for i in range(3):
             subscribe(stream, view.order.code, str(i))
         _wait_for_subscriber(services, view.order.id, count=3)
-    after = services.limiter.remaining(services.limiter.lookups_per_user, key)
+    after = run(services.limiter.remaining(services.limiter.lookups_per_user, key))
     assert before - after == 3
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from app.accounts.models import User
-from app.container import Services
+from app.container import Services, build_services
 from app.graphql.persisted import (
     ALLOWLIST_PATH,
     APQ_CACHE_SIZE,
@@ -31,7 +31,7 @@ from app.schema import schema
 from app.security.codes import display
 from app.settings import Settings
 from tests.api.test_order_updates import _wait_for_subscriber
-from tests.conftest import PASSWORD, Account
+from tests.conftest import FAST_PASSWORDS, PASSWORD, Account, db_session
 
 ROOT = Path(__file__).resolve().parents[2]
 ALLOWLIST = load_allowlist()
@@ -156,15 +156,23 @@ def test_registered_documents_are_bounded_oldest_first() -> None:
 
 
 @pytest.fixture
-def locked(settings: Settings, services: Services) -> Iterator[TestClient]:
+def locked_services(settings: Settings) -> Services:
+    """The allow-list deployment's own services (bound to its own app's event loop)."""
+    return build_services(
+        replace(settings, persisted_queries="allowlist"), passwords=FAST_PASSWORDS
+    )
+
+
+@pytest.fixture
+def locked(settings: Settings, locked_services: Services) -> Iterator[TestClient]:
     app = create_app(replace(settings, persisted_queries="allowlist"), run_sender=False,
-                     services=services)  # fmt: skip
+                     services=locked_services)  # fmt: skip
     with TestClient(app, client=("10.0.0.2", 50000)) as client:
         yield client
 
 
 def users(services: Services) -> int:
-    with services.db.read() as session:
+    with db_session(services) as session:
         return int(session.execute(select(func.count()).select_from(User)).scalar_one())
 
 
@@ -205,7 +213,7 @@ def test_allowlist_mode_refuses_to_register_new_documents(
 
 def test_allowlist_mode_holds_for_websocket_subscriptions_too(
     locked: TestClient,
-    services: Services,
+    locked_services: Services,
     owner: Account,
     place_order: Callable[..., OrderView],
 ) -> None:
@@ -222,8 +230,10 @@ def test_allowlist_mode_holds_for_websocket_subscriptions_too(
         assert [e["extensions"]["code"] for e in refused["payload"]] == ["FORBIDDEN"]
         listed = {"query": BY_NAME["FollowOrder"], "variables": {"code": code}}
         ws.send_json({"id": "2", "type": "subscribe", "payload": listed})
-        _wait_for_subscriber(services, view.order.id)
-        services.orders.cancel_order(owner.viewer, view.order.code, "10.0.0.2")
+        _wait_for_subscriber(locked_services, view.order.id)
+        cancel = locked_services.orders.cancel_order(owner.viewer, view.order.code, "10.0.0.2")
+        assert locked.portal is not None
+        locked.portal.call(lambda: cancel)
         update = ws.receive_json()
         assert update["type"] == "next" and update["id"] == "2"
         assert update["payload"]["data"]["orderUpdates"]["order"]["status"] == "CANCELLED"

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from app.catalog.models import Product
 from app.container import Services
-from tests.conftest import Account, GraphQLClient, error_codes, sql_count
+from tests.conftest import Account, GraphQLClient, db_session, error_codes, sql_count
 
 PLACE = """
 mutation Place(
@@ -49,7 +49,7 @@ def variables(
 
 
 def stock(services: Services, sku: str) -> int:
-    with services.db.read() as session:
+    with db_session(services) as session:
         return int(session.execute(select(Product.stock).where(Product.sku == sku)).scalar_one())
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -24,7 +25,15 @@ from app.returns.service import ReturnView
 from app.security import codes
 from app.settings import Settings
 from tests.api.test_order_updates import _wait_for_subscriber, connect, subscribe
-from tests.conftest import FAST_PASSWORDS, Account, GraphQLClient, error_codes, sql_count
+from tests.conftest import (
+    FAST_PASSWORDS,
+    Account,
+    GraphQLClient,
+    Run,
+    db_session,
+    error_codes,
+    sql_count,
+)
 from tests.returns_helpers import (
     APPROVE,
     ELIGIBILITY,
@@ -57,12 +66,11 @@ query Audit($filter: AuditFilterInput) {
 
 
 @pytest.fixture
-def services(settings: Settings) -> Iterator[Services]:
-    """Services as in production, with a payment provider whose refunds can fail."""
+def services(settings: Settings) -> Services:
+    """Services as in production, with a payment provider whose refunds can fail (closed
+    by the app's lifespan when `http` ends)."""
     provider = FlakyRefunds(provider_ledger_url(settings.database_url))
-    built = build_services(settings, passwords=FAST_PASSWORDS, payments=provider)
-    yield built
-    built.close()
+    return build_services(settings, passwords=FAST_PASSWORDS, payments=provider)
 
 
 def provider(services: Services) -> FlakyRefunds:
@@ -76,17 +84,19 @@ def cast(owner: Account, other_customer: Account, make_account: Callable[..., Ac
 
 
 @pytest.fixture
-def mug_and_tee(services: Services, cast: Cast, place_order: Callable[..., OrderView]) -> OrderView:
+def mug_and_tee(
+    run: Run[Any], services: Services, cast: Cast, place_order: Callable[..., OrderView]
+) -> OrderView:
     """A delivered order of one mug (12.99) and one T-shirt (24.99), shipping 4.95 paid:
     37.98 is under the free-shipping threshold, so the total is 42.93."""
     view = place_order(cast.owner, [("MUG-001", 1), ("TEE-BLK-M", 1)])
     assert (view.order.shipping_minor, view.order.total_minor) == (495, 4293)
-    deliver(services, cast.warehouse, view)
+    deliver(run, services, cast.warehouse, view)
     return view
 
 
 def status_of(services: Services, ret: ReturnView) -> str:
-    with services.db.read() as session:
+    with db_session(services) as session:
         return str(
             session.execute(
                 text("SELECT status FROM return_requests WHERE id = :id"), {"id": ret.request.id}
@@ -101,16 +111,16 @@ def refunded_of(services: Services, view: OrderView) -> int:
 # -- who may do what ----------------------------------------------------------------------
 
 
-def _to(services: Services, cast: Cast, ret: ReturnView, status: str) -> None:
+def _to(run: Run[Any], services: Services, cast: Cast, ret: ReturnView, status: str) -> None:
     """Bring a fresh (REQUESTED) return to `status`."""
     if status in ("APPROVED", "RECEIVED", "REFUNDED"):
-        approve(services, cast, ret)
+        approve(run, services, cast, ret)
     if status in ("RECEIVED", "REFUNDED"):
-        receive(services, cast, ret)
+        receive(run, services, cast, ret)
     if status == "REFUNDED":
-        services.returns.refund(cast.admin.viewer, ret.request.rma_code, IP)
+        run(services.returns.refund(cast.admin.viewer, ret.request.rma_code, IP))
     if status == "REJECTED":
-        services.returns.reject(cast.support.viewer, ret.request.rma_code, IP, "Not our item")
+        run(services.returns.reject(cast.support.viewer, ret.request.rma_code, IP, "Not our item"))
 
 
 OPERATIONS: dict[str, tuple[str, set[str], str, dict[str, Any], str]] = {
@@ -136,6 +146,7 @@ OPERATIONS: dict[str, tuple[str, set[str], str, dict[str, Any], str]] = {
 
 @pytest.mark.parametrize("operation", list(OPERATIONS))
 def test_staff_return_operations_role_matrix(
+    run: Run[Any],
     gql: GraphQLClient,
     services: Services,
     cast: Cast,
@@ -145,10 +156,10 @@ def test_staff_return_operations_role_matrix(
     document, allowed, before, extra, after = OPERATIONS[operation]
     # given six delivered mugs, so every caller can be handed a return of their own
     view = place_order(cast.owner, [("MUG-001", 6)])
-    deliver(services, cast.warehouse, view)
+    deliver(run, services, cast.warehouse, view)
     for who, token in cast.tokens().items():
-        ret = request(services, cast.owner, view, [("MUG-001", 1)])
-        _to(services, cast, ret, before)
+        ret = request(run, services, cast.owner, view, [("MUG-001", 1)])
+        _to(run, services, cast, ret, before)
         # when the caller acts on it, and on an RMA that belongs to no return
         real = gql(document, {"rma": ret.request.rma_code, **extra}, token=token)
         fake = gql(document, {"rma": codes.generate(), **extra}, token=token)
@@ -183,6 +194,7 @@ def test_staff_return_operations_role_matrix(
     ],
 )
 def test_illegal_transitions_are_refused_and_change_nothing(
+    run: Run[Any],
     gql: GraphQLClient,
     services: Services,
     cast: Cast,
@@ -191,8 +203,8 @@ def test_illegal_transitions_are_refused_and_change_nothing(
     operation: str,
 ) -> None:
     # given a return in `status`
-    ret = request(services, cast.owner, mug_and_tee, [("MUG-001", 1)])
-    _to(services, cast, ret, status)
+    ret = request(run, services, cast.owner, mug_and_tee, [("MUG-001", 1)])
+    _to(run, services, cast, ret, status)
     mails = sql_count(services, "SELECT count(*) FROM outbox_emails")
     document, _, _, extra, _ = OPERATIONS[operation]
     # when an admin (who holds every role) tries a step that status does not allow
@@ -211,10 +223,10 @@ def test_illegal_transitions_are_refused_and_change_nothing(
 
 
 def test_a_partial_return_refunds_the_items_and_a_full_one_the_shipping_too(
-    gql: GraphQLClient, services: Services, cast: Cast, mug_and_tee: OrderView
+    run: Run[Any], gql: GraphQLClient, services: Services, cast: Cast, mug_and_tee: OrderView
 ) -> None:
     # given the mug returned, approved by support and received by the warehouse
-    mug = request(services, cast.owner, mug_and_tee, [("MUG-001", 1)])
+    mug = request(run, services, cast.owner, mug_and_tee, [("MUG-001", 1)])
     gql.data(APPROVE, {"rma": mug.request.rma_code}, token=cast.support.token)
     received = gql.data(
         RECEIVE,
@@ -231,9 +243,9 @@ def test_a_partial_return_refunds_the_items_and_a_full_one_the_shipping_too(
     assert [r.amount_minor for r in refunds(services)] == [1299]
     assert refunded_of(services, mug_and_tee) == 1299
     # when the T-shirt, the rest of the order, goes the same way
-    tee = request(services, cast.owner, mug_and_tee, [("TEE-BLK-M", 1)])
-    approve(services, cast, tee)
-    receive(services, cast, tee)
+    tee = request(run, services, cast.owner, mug_and_tee, [("TEE-BLK-M", 1)])
+    approve(run, services, cast, tee)
+    receive(run, services, cast, tee)
     second = gql.data(REFUND, {"rma": tee.request.rma_code}, token=cast.admin.token)
     # then its price and the shipping fee come back: everything paid is refunded
     assert second["refundReturn"]["returnRequest"]["refund"]["amount"] == 2499 + 495
@@ -247,14 +259,18 @@ def test_a_partial_return_refunds_the_items_and_a_full_one_the_shipping_too(
 
 
 def test_only_what_came_back_is_refunded_and_the_rest_can_be_returned_again(
-    gql: GraphQLClient, services: Services, cast: Cast, place_order: Callable[..., OrderView]
+    run: Run[Any],
+    gql: GraphQLClient,
+    services: Services,
+    cast: Cast,
+    place_order: Callable[..., OrderView],
 ) -> None:
     # given two mugs asked back, of which the parcel held one
     view = place_order(cast.owner, [("MUG-001", 2)])
-    deliver(services, cast.warehouse, view)
-    ret = request(services, cast.owner, view, [("MUG-001", 2)])
-    approve(services, cast, ret)
-    receive(services, cast, ret, [("MUG-001", 1)])
+    deliver(run, services, cast.warehouse, view)
+    ret = request(run, services, cast.owner, view, [("MUG-001", 2)])
+    approve(run, services, cast, ret)
+    receive(run, services, cast, ret, [("MUG-001", 1)])
     # when the admin refunds
     payload = gql.data(REFUND, {"rma": ret.request.rma_code}, token=cast.admin.token)
     # then one mug is refunded, and the other one may be returned again
@@ -265,12 +281,12 @@ def test_only_what_came_back_is_refunded_and_the_rest_can_be_returned_again(
 
 
 def test_the_same_refund_asked_twice_refunds_once(
-    gql: GraphQLClient, services: Services, cast: Cast, mug_and_tee: OrderView
+    run: Run[Any], gql: GraphQLClient, services: Services, cast: Cast, mug_and_tee: OrderView
 ) -> None:
     # given a received return
-    ret = request(services, cast.owner, mug_and_tee, [("MUG-001", 1)])
-    approve(services, cast, ret)
-    receive(services, cast, ret)
+    ret = request(run, services, cast.owner, mug_and_tee, [("MUG-001", 1)])
+    approve(run, services, cast, ret)
+    receive(run, services, cast, ret)
     # when the admin sends the refund twice (a retry after a timeout, a double click)
     first = gql.data(REFUND, {"rma": ret.request.rma_code}, token=cast.admin.token)
     second = gql.data(REFUND, {"rma": ret.request.rma_code}, token=cast.admin.token)
@@ -291,12 +307,12 @@ def test_the_same_refund_asked_twice_refunds_once(
 
 
 def test_a_provider_outage_leaves_the_return_retryable_with_nothing_half_written(
-    gql: GraphQLClient, services: Services, cast: Cast, mug_and_tee: OrderView
+    run: Run[Any], gql: GraphQLClient, services: Services, cast: Cast, mug_and_tee: OrderView
 ) -> None:
     # given a received return, and the payment provider down
-    ret = request(services, cast.owner, mug_and_tee, [("MUG-001", 1)])
-    approve(services, cast, ret)
-    receive(services, cast, ret)
+    ret = request(run, services, cast.owner, mug_and_tee, [("MUG-001", 1)])
+    approve(run, services, cast, ret)
+    receive(run, services, cast, ret)
     provider(services).down = True
     # when the admin refunds
     failed = gql(REFUND, {"rma": ret.request.rma_code}, token=cast.admin.token)
@@ -328,12 +344,12 @@ def test_a_provider_outage_leaves_the_return_retryable_with_nothing_half_written
 
 
 def test_a_refund_whose_answer_was_lost_is_not_made_twice_on_retry(
-    gql: GraphQLClient, services: Services, cast: Cast, mug_and_tee: OrderView
+    run: Run[Any], gql: GraphQLClient, services: Services, cast: Cast, mug_and_tee: OrderView
 ) -> None:
     # given a received return, and a provider that refunds but whose answer gets lost
-    ret = request(services, cast.owner, mug_and_tee, [("MUG-001", 1)])
-    approve(services, cast, ret)
-    receive(services, cast, ret)
+    ret = request(run, services, cast.owner, mug_and_tee, [("MUG-001", 1)])
+    approve(run, services, cast, ret)
+    receive(run, services, cast, ret)
     provider(services).lose_answers = 1
     # when the admin refunds: the money moved, but we never heard back
     assert error_codes(gql(REFUND, {"rma": ret.request.rma_code}, token=cast.admin.token)) == [
@@ -350,19 +366,55 @@ def test_a_refund_whose_answer_was_lost_is_not_made_twice_on_retry(
     assert refunded_of(services, mug_and_tee) == 1299
 
 
+def test_a_refund_left_pending_by_an_outage_is_completed_by_the_reconciler(
+    run: Run[Any], gql: GraphQLClient, services: Services, cast: Cast, mug_and_tee: OrderView
+) -> None:
+    # given a received return whose refund the provider did not take (an outage)
+    ret = request(run, services, cast.owner, mug_and_tee, [("MUG-001", 1)])
+    approve(run, services, cast, ret)
+    receive(run, services, cast, ret)
+    provider(services).down = True
+    assert error_codes(gql(REFUND, {"rma": ret.request.rma_code}, token=cast.admin.token)) == [
+        "SERVICE_UNAVAILABLE"
+    ]
+    provider(services).down = False
+    # when the reconciler finds the refund due (no request retries it)
+    with db_session(services) as session:
+        session.execute(text("UPDATE payment_refunds SET next_attempt_at = created_at"))
+        session.commit()
+    assert run(services.refunds.resend_due(timedelta(0))) == 1
+    # then the return is refunded once, the customer is told, and the step is the admin's
+    assert status_of(services, ret) == "REFUNDED"
+    assert [r.amount_minor for r in refunds(services)] == [1299]
+    assert refunded_of(services, mug_and_tee) == 1299
+    assert emails(services, "return_refunded") == 1
+    edges = gql.data(AUDIT, {"filter": {"action": ["refund_return"]}}, token=cast.admin.token)[
+        "auditLog"
+    ]["edges"]
+    steps = [(e["node"]["actorEmail"], e["node"]["outcome"]) for e in reversed(edges)]
+    assert steps == [
+        (cast.admin.email, "provider_unavailable"),
+        (cast.admin.email, "refunded"),
+    ]
+    # then asking again answers with that refund and moves nothing
+    again = gql.data(REFUND, {"rma": ret.request.rma_code}, token=cast.admin.token)
+    assert again["refundReturn"]["returnRequest"]["refund"]["amount"] == 1299
+    assert [r.amount_minor for r in refunds(services)] == [1299]
+
+
 def test_a_refund_never_exceeds_what_was_paid_minus_earlier_refunds(
-    gql: GraphQLClient, services: Services, cast: Cast, mug_and_tee: OrderView
+    run: Run[Any], gql: GraphQLClient, services: Services, cast: Cast, mug_and_tee: OrderView
 ) -> None:
     # given an order of which all but 1.00 has been refunded already (e.g. a goodwill refund)
-    with services.db.write() as session:
+    with db_session(services) as session:
         session.execute(
             text("UPDATE orders SET refunded_minor = total_minor - 100 WHERE id = :id"),
             {"id": mug_and_tee.order.id},
         )
         session.commit()
-    ret = request(services, cast.owner, mug_and_tee, [("MUG-001", 1)])
-    approve(services, cast, ret)
-    receive(services, cast, ret)
+    ret = request(run, services, cast.owner, mug_and_tee, [("MUG-001", 1)])
+    approve(run, services, cast, ret)
+    receive(run, services, cast, ret)
     # when the mug (12.99) is refunded
     payload = gql.data(REFUND, {"rma": ret.request.rma_code}, token=cast.admin.token)
     # then only the 1.00 left is refunded
@@ -372,28 +424,30 @@ def test_a_refund_never_exceeds_what_was_paid_minus_earlier_refunds(
 
 
 @pytest.fixture
-def auto_services(settings: Settings) -> Iterator[Services]:
+def auto_services(settings: Settings, run: Run[Any]) -> Iterator[Services]:
+    """A second set of services on the same database, with AUTO_REFUND_ON_RECEIPT (used on
+    the app's event loop through `run`, closed there)."""
     auto = replace(settings, auto_refund_on_receipt=True)
     provider = FlakyRefunds(provider_ledger_url(settings.database_url))
     built = build_services(auto, passwords=FAST_PASSWORDS, payments=provider)
     yield built
-    built.close()
+    run(built.aclose())
 
 
 def test_with_auto_refund_on_receipt_the_warehouse_receipt_refunds(
-    auto_services: Services, cast: Cast, mug_and_tee: OrderView
+    run: Run[Any], auto_services: Services, cast: Cast, mug_and_tee: OrderView
 ) -> None:
     # given AUTO_REFUND_ON_RECEIPT and an approved return
-    ret = request(auto_services, cast.owner, mug_and_tee, [("MUG-001", 1)])
-    approve(auto_services, cast, ret)
+    ret = request(run, auto_services, cast.owner, mug_and_tee, [("MUG-001", 1)])
+    approve(run, auto_services, cast, ret)
     # when the warehouse receives it
-    done = receive(auto_services, cast, ret)
+    done = receive(run, auto_services, cast, ret)
     # then it is refunded at once, and the audit log says so
     assert done.request.status == "REFUNDED" and done.request.refund_minor == 1299
     assert [r.amount_minor for r in refunds(auto_services)] == [1299]
     assert emails(auto_services, "return_received") == 1
     assert emails(auto_services, "return_refunded") == 1
-    with auto_services.db.read() as session:
+    with db_session(auto_services) as session:
         reasons = list(
             session.execute(
                 text("SELECT reason FROM audit_entries WHERE action = 'refund_return'")
@@ -403,21 +457,21 @@ def test_with_auto_refund_on_receipt_the_warehouse_receipt_refunds(
 
 
 def test_with_auto_refund_a_provider_outage_keeps_the_receipt_and_the_refund_retryable(
-    auto_services: Services, cast: Cast, mug_and_tee: OrderView
+    run: Run[Any], auto_services: Services, cast: Cast, mug_and_tee: OrderView
 ) -> None:
     # given AUTO_REFUND_ON_RECEIPT, an approved return, and the provider down
-    ret = request(auto_services, cast.owner, mug_and_tee, [("MUG-001", 1)])
-    approve(auto_services, cast, ret)
+    ret = request(run, auto_services, cast.owner, mug_and_tee, [("MUG-001", 1)])
+    approve(run, auto_services, cast, ret)
     provider(auto_services).down = True
     # when the warehouse receives it
-    done = receive(auto_services, cast, ret)
+    done = receive(run, auto_services, cast, ret)
     # then the receipt stands (RECEIVED), nothing was refunded
     assert done.request.status == "RECEIVED"
     assert status_of(auto_services, ret) == "RECEIVED"
     assert refunds(auto_services) == []
     # when the provider is back and an admin refunds
     provider(auto_services).down = False
-    refunded = auto_services.returns.refund(cast.admin.viewer, ret.request.rma_code, IP)
+    refunded = run(auto_services.returns.refund(cast.admin.viewer, ret.request.rma_code, IP))
     # then the refund goes through once
     assert refunded.request.status == "REFUNDED"
     assert [r.amount_minor for r in refunds(auto_services)] == [1299]
@@ -435,6 +489,7 @@ def test_with_auto_refund_a_provider_outage_keeps_the_receipt_and_the_refund_ret
     ],
 )
 def test_a_receipt_that_does_not_fit_the_return_changes_nothing(
+    run: Run[Any],
     gql: GraphQLClient,
     services: Services,
     cast: Cast,
@@ -444,8 +499,8 @@ def test_a_receipt_that_does_not_fit_the_return_changes_nothing(
     message: str,
 ) -> None:
     # given an approved return of one mug
-    ret = request(services, cast.owner, mug_and_tee, [("MUG-001", 1)])
-    approve(services, cast, ret)
+    ret = request(run, services, cast.owner, mug_and_tee, [("MUG-001", 1)])
+    approve(run, services, cast, ret)
     # when the warehouse counts something else
     payload = gql.data(
         RECEIVE, {"rma": ret.request.rma_code, "lines": lines}, token=cast.warehouse.token
@@ -459,10 +514,10 @@ def test_a_receipt_that_does_not_fit_the_return_changes_nothing(
 
 
 def test_a_rejection_tells_the_customer_why_and_frees_the_units(
-    gql: GraphQLClient, services: Services, cast: Cast, mug_and_tee: OrderView
+    run: Run[Any], gql: GraphQLClient, services: Services, cast: Cast, mug_and_tee: OrderView
 ) -> None:
     # given a requested return of the mug
-    ret = request(services, cast.owner, mug_and_tee, [("MUG-001", 1)])
+    ret = request(run, services, cast.owner, mug_and_tee, [("MUG-001", 1)])
     # when support rejects it without a reason
     empty = gql.data(REJECT, {"rma": ret.request.rma_code, "reason": " "}, token=cast.support.token)
     # then a reason is required
@@ -486,18 +541,18 @@ def test_a_rejection_tells_the_customer_why_and_frees_the_units(
 
 
 def test_the_customer_is_emailed_at_each_step_and_sees_the_progress(
-    gql: GraphQLClient, services: Services, cast: Cast, mug_and_tee: OrderView
+    run: Run[Any], gql: GraphQLClient, services: Services, cast: Cast, mug_and_tee: OrderView
 ) -> None:
     # given a requested return
-    ret = request(services, cast.owner, mug_and_tee, [("MUG-001", 1)])
+    ret = request(run, services, cast.owner, mug_and_tee, [("MUG-001", 1)])
     rma = codes.display(ret.request.rma_code)
     # when it is approved, received and refunded
-    approve(services, cast, ret)
-    receive(services, cast, ret)
-    services.returns.refund(cast.admin.viewer, ret.request.rma_code, IP)
+    approve(run, services, cast, ret)
+    receive(run, services, cast, ret)
+    run(services.returns.refund(cast.admin.viewer, ret.request.rma_code, IP))
     # then one email per step went to the owner, each naming the RMA
     kinds = ["return_requested", "return_approved", "return_received", "return_refunded"]
-    with services.db.read() as session:
+    with db_session(services) as session:
         rows = session.execute(
             text(
                 "SELECT kind, recipient, body_text FROM outbox_emails "
@@ -521,17 +576,17 @@ def test_the_customer_is_emailed_at_each_step_and_sees_the_progress(
 
 
 def test_subscribers_see_the_staff_steps(
-    http: TestClient, services: Services, cast: Cast, mug_and_tee: OrderView
+    run: Run[Any], http: TestClient, services: Services, cast: Cast, mug_and_tee: OrderView
 ) -> None:
     # given a requested return and the owner following the order live
-    ret = request(services, cast.owner, mug_and_tee, [("MUG-001", 1)])
+    ret = request(run, services, cast.owner, mug_and_tee, [("MUG-001", 1)])
     with connect(http, cast.owner.token) as stream:
         assert stream.next()["type"] == "connection_ack"
         subscribe(stream, mug_and_tee.order.code)
         _wait_for_subscriber(services, mug_and_tee.order.id)
         # when support approves and the warehouse receives
-        approve(services, cast, ret)
-        receive(services, cast, ret)
+        approve(run, services, cast, ret)
+        receive(run, services, cast, ret)
         first, second = stream.next(), stream.next()
     # then the owner is told twice, the second time with the order partly returned
     updates = [m["payload"]["data"]["orderUpdates"] for m in (first, second)]
@@ -540,33 +595,33 @@ def test_subscribers_see_the_staff_steps(
 
 
 def test_a_return_from_an_early_parcel_counts_when_the_last_one_arrives(
-    services: Services, cast: Cast, place_order: Callable[..., OrderView]
+    run: Run[Any], services: Services, cast: Cast, place_order: Callable[..., OrderView]
 ) -> None:
     # given a split order: the mug delivered and returned, the T-shirt still on its way
     view = place_order(cast.owner, [("MUG-001", 1), ("TEE-BLK-M", 1)])
-    deliver(services, cast.warehouse, view, lines=[("MUG-001", 1)])
-    pack(services, cast.warehouse, view.order, [("TEE-BLK-M", 1)])
-    tee = ship(services, cast.warehouse, view.order, lines=[("TEE-BLK-M", 1)])
-    ret = request(services, cast.owner, view, [("MUG-001", 1)])
-    approve(services, cast, ret)
-    receive(services, cast, ret)
+    deliver(run, services, cast.warehouse, view, lines=[("MUG-001", 1)])
+    pack(run, services, cast.warehouse, view.order, [("TEE-BLK-M", 1)])
+    tee = ship(run, services, cast.warehouse, view.order, lines=[("TEE-BLK-M", 1)])
+    ret = request(run, services, cast.owner, view, [("MUG-001", 1)])
+    approve(run, services, cast, ret)
+    receive(run, services, cast, ret)
     # then the order keeps its shipping status while a parcel is on its way
     assert order_status(services, view.order) == "SHIPPED"
     # when the T-shirt is delivered
-    event(services, cast.warehouse, view.order, tee.shipment.tracking_number, "DELIVERED")
+    event(run, services, cast.warehouse, view.order, tee.shipment.tracking_number, "DELIVERED")
     # then the order is partly returned, not merely delivered
     assert order_status(services, view.order) == "PARTIALLY_RETURNED"
 
 
 def test_the_audit_log_covers_the_staff_steps(
-    gql: GraphQLClient, services: Services, cast: Cast, mug_and_tee: OrderView
+    run: Run[Any], gql: GraphQLClient, services: Services, cast: Cast, mug_and_tee: OrderView
 ) -> None:
     # given an order packed, shipped and delivered by the warehouse (the fixture), and a
     # return approved by support, received by the warehouse and refunded by an admin
-    ret = request(services, cast.owner, mug_and_tee, [("MUG-001", 1)])
-    approve(services, cast, ret)
-    receive(services, cast, ret)
-    services.returns.refund(cast.admin.viewer, ret.request.rma_code, IP)
+    ret = request(run, services, cast.owner, mug_and_tee, [("MUG-001", 1)])
+    approve(run, services, cast, ret)
+    receive(run, services, cast, ret)
+    run(services.returns.refund(cast.admin.viewer, ret.request.rma_code, IP))
     # when an admin reads the audit log of the order
     edges = gql.data(AUDIT, {"filter": {"code": mug_and_tee.order.code}}, token=cast.admin.token)[
         "auditLog"
@@ -591,10 +646,10 @@ def test_the_audit_log_covers_the_staff_steps(
 
 
 def test_staff_reads_of_returns_and_unknown_rmas_are_audited(
-    gql: GraphQLClient, services: Services, cast: Cast, mug_and_tee: OrderView
+    run: Run[Any], gql: GraphQLClient, services: Services, cast: Cast, mug_and_tee: OrderView
 ) -> None:
     # given the owner's return
-    ret = request(services, cast.owner, mug_and_tee, [("MUG-001", 1)])
+    ret = request(run, services, cast.owner, mug_and_tee, [("MUG-001", 1)])
     # when support reads it, the owner reads it, and the warehouse tries an unknown RMA
     gql.data(RETURN, {"rma": ret.request.rma_code}, token=cast.support.token)
     gql.data(RETURN, {"rma": ret.request.rma_code}, token=cast.owner.token)
@@ -619,16 +674,20 @@ def test_staff_reads_of_returns_and_unknown_rmas_are_audited(
 
 
 def test_fulfilment_reads_and_misses_are_audited_too(
-    gql: GraphQLClient, services: Services, cast: Cast, place_order: Callable[..., OrderView]
+    run: Run[Any],
+    gql: GraphQLClient,
+    services: Services,
+    cast: Cast,
+    place_order: Callable[..., OrderView],
 ) -> None:
     # given an order waiting to be picked
     view = place_order(cast.owner)
     unknown = codes.generate()
     # when the warehouse lists the queue, opens the pick list, and mistypes another code
-    services.shipments.fulfillment_queue(cast.warehouse.viewer, 10, None)
-    services.shipments.pick_list(cast.warehouse.viewer, view.order.code, IP)
+    run(services.shipments.fulfillment_queue(cast.warehouse.viewer, 10, None))
+    run(services.shipments.pick_list(cast.warehouse.viewer, view.order.code, IP))
     with pytest.raises(OrderNotFound):
-        services.shipments.pick_list(cast.warehouse.viewer, unknown, IP)
+        run(services.shipments.pick_list(cast.warehouse.viewer, unknown, IP))
     # then each is in the audit log, with who and which order (masked)
     edges = gql.data(
         AUDIT,

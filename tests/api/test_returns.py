@@ -22,7 +22,15 @@ from app.orders.service import OrderView
 from app.security import codes
 from app.settings import Settings
 from tests.api.test_order_updates import _wait_for_subscriber, connect, subscribe
-from tests.conftest import FAST_PASSWORDS, Account, GraphQLClient, error_codes, sql_count
+from tests.conftest import (
+    FAST_PASSWORDS,
+    Account,
+    GraphQLClient,
+    Run,
+    db_session,
+    error_codes,
+    sql_count,
+)
 from tests.returns_helpers import (
     ELIGIBILITY,
     REQUEST,
@@ -45,10 +53,12 @@ def cast(owner: Account, other_customer: Account, make_account: Callable[..., Ac
 
 
 @pytest.fixture
-def delivered(services: Services, cast: Cast, place_order: Callable[..., OrderView]) -> OrderView:
+def delivered(
+    run: Run[Any], services: Services, cast: Cast, place_order: Callable[..., OrderView]
+) -> OrderView:
     """The owner's order of two mugs and a T-shirt, delivered today."""
     view = place_order(cast.owner, [("MUG-001", 2), ("TEE-BLK-M", 1)])
-    deliver(services, cast.warehouse, view)
+    deliver(run, services, cast.warehouse, view)
     return view
 
 
@@ -109,10 +119,10 @@ def test_request_return_role_matrix(
 
 
 def test_return_request_role_matrix(
-    gql: GraphQLClient, services: Services, cast: Cast, delivered: OrderView
+    run: Run[Any], gql: GraphQLClient, services: Services, cast: Cast, delivered: OrderView
 ) -> None:
     # given the owner's return and a valid RMA that belongs to no return
-    ret = request(services, cast.owner, delivered)
+    ret = request(run, services, cast.owner, delivered)
     rma = codes.display(ret.request.rma_code)
     unknown = codes.generate()
     for who, token in cast.tokens().items():
@@ -141,10 +151,10 @@ def test_return_request_role_matrix(
 
 
 def test_another_customers_rma_answers_exactly_like_the_order_doors(
-    gql: GraphQLClient, services: Services, cast: Cast, delivered: OrderView
+    run: Run[Any], gql: GraphQLClient, services: Services, cast: Cast, delivered: OrderView
 ) -> None:
     # given the owner's return
-    ret = request(services, cast.owner, delivered)
+    ret = request(run, services, cast.owner, delivered)
     # when another customer looks up the RMA, and the owner's order code
     by_rma = gql(RETURN, {"rma": ret.request.rma_code}, token=cast.other_customer.token)
     by_order = gql(
@@ -157,7 +167,7 @@ def test_another_customers_rma_answers_exactly_like_the_order_doors(
     assert by_rma["errors"][0]["message"] == by_order["errors"][0]["message"]
     # and both count as failed lookups toward the lockout
     key = f"user:{cast.other_customer.viewer.public_id}"
-    assert services.limiter.remaining(services.limiter.failures_per_user, key) == 10 - 2
+    assert run(services.limiter.remaining(services.limiter.failures_per_user, key)) == 10 - 2
 
 
 def test_ownership_is_settled_before_the_input_is_judged(
@@ -177,6 +187,7 @@ def test_ownership_is_settled_before_the_input_is_judged(
 
 
 def test_eligibility_says_why_nothing_can_be_returned(
+    run: Run[Any],
     gql: GraphQLClient,
     services: Services,
     cast: Cast,
@@ -184,10 +195,10 @@ def test_eligibility_says_why_nothing_can_be_returned(
 ) -> None:
     # given mugs delivered and fully returned, a T-shirt on its way, a lamp not shipped
     view = place_order(cast.owner, [("MUG-001", 2), ("TEE-BLK-M", 1), ("LAMP-DESK", 1)])
-    deliver(services, cast.warehouse, view, lines=[("MUG-001", 2)])
-    pack(services, cast.warehouse, view.order, [("TEE-BLK-M", 1)])
-    ship(services, cast.warehouse, view.order, lines=[("TEE-BLK-M", 1)])
-    request(services, cast.owner, view, [("MUG-001", 2)])
+    deliver(run, services, cast.warehouse, view, lines=[("MUG-001", 2)])
+    pack(run, services, cast.warehouse, view.order, [("TEE-BLK-M", 1)])
+    ship(run, services, cast.warehouse, view.order, lines=[("TEE-BLK-M", 1)])
+    request(run, services, cast.owner, view, [("MUG-001", 2)])
     # when the owner asks what can be returned
     result = gql.data(ELIGIBILITY, {"code": view.order.code}, token=cast.owner.token)
     lines = {x["sku"]: x for x in result["returnEligibility"]["lines"]}
@@ -204,10 +215,10 @@ def test_eligibility_says_why_nothing_can_be_returned(
 
 
 def test_eligibility_shows_the_window_of_what_can_be_returned(
-    gql: GraphQLClient, services: Services, cast: Cast, delivered: OrderView
+    run: Run[Any], gql: GraphQLClient, services: Services, cast: Cast, delivered: OrderView
 ) -> None:
     # given a delivered order (today) with one mug already being returned
-    request(services, cast.owner, delivered, [("MUG-001", 1)])
+    request(run, services, cast.owner, delivered, [("MUG-001", 1)])
     # when the owner asks what can be returned
     result = gql.data(ELIGIBILITY, {"code": delivered.order.code}, token=cast.owner.token)
     mug = result["returnEligibility"]["lines"][0]
@@ -219,6 +230,7 @@ def test_eligibility_shows_the_window_of_what_can_be_returned(
 
 
 def test_the_return_window_closes_and_is_configurable(
+    run: Run[Any],
     gql: GraphQLClient,
     settings: Settings,
     services: Services,
@@ -227,7 +239,9 @@ def test_the_return_window_closes_and_is_configurable(
 ) -> None:
     # given mugs delivered 31 days ago
     view = place_order(cast.owner, [("MUG-001", 2)])
-    deliver(services, cast.warehouse, view, delivered_at=datetime.now(UTC) - timedelta(days=31))
+    deliver(
+        run, services, cast.warehouse, view, delivered_at=datetime.now(UTC) - timedelta(days=31)
+    )
     # when the owner asks to return one with the default 30-day window
     refused = gql.data(
         REQUEST,
@@ -245,15 +259,16 @@ def test_the_return_window_closes_and_is_configurable(
     # when the shop allows 60 days (RETURN_WINDOW_DAYS)
     longer = build_services(replace(settings, return_window_days=60), passwords=FAST_PASSWORDS)
     try:
-        ret = request(longer, cast.owner, view, [("MUG-001", 1)])
+        ret = request(run, longer, cast.owner, view, [("MUG-001", 1)])
     finally:
-        longer.close()
+        run(longer.aclose())
     # then the same request goes through
     assert ret.request.status == "REQUESTED"
     assert returns_count(services) == 1
 
 
 def test_a_late_parcel_does_not_reopen_the_window_of_an_early_one(
+    run: Run[Any],
     gql: GraphQLClient,
     services: Services,
     cast: Cast,
@@ -263,6 +278,7 @@ def test_a_late_parcel_does_not_reopen_the_window_of_an_early_one(
     view = place_order(cast.owner, [("MUG-001", 2)])
     now = datetime.now(UTC)
     deliver(
+        run,
         services,
         cast.warehouse,
         view,
@@ -270,17 +286,22 @@ def test_a_late_parcel_does_not_reopen_the_window_of_an_early_one(
         delivered_at=now - timedelta(days=40),
     )
     deliver(
-        services, cast.warehouse, view, lines=[("MUG-001", 1)], delivered_at=now - timedelta(days=1)
+        run,
+        services,
+        cast.warehouse,
+        view,
+        lines=[("MUG-001", 1)],
+        delivered_at=now - timedelta(days=1),
     )
     # when the owner returns the recent one
-    request(services, cast.owner, view, [("MUG-001", 1)])
+    request(run, services, cast.owner, view, [("MUG-001", 1)])
     result = gql.data(ELIGIBILITY, {"code": view.order.code}, token=cast.owner.token)
     mug = result["returnEligibility"]["lines"][0]
     # then the old one cannot ride on the recent parcel's window
     assert (mug["deliveredQuantity"], mug["returnableQuantity"]) == (2, 0)
     assert mug["reason"] == "WINDOW_CLOSED"
     with pytest.raises(BadUserInput):
-        request(services, cast.owner, view, [("MUG-001", 1)])
+        request(run, services, cast.owner, view, [("MUG-001", 1)])
 
 
 # -- the request ---------------------------------------------------------------------------
@@ -320,12 +341,12 @@ def test_requesting_a_return_creates_an_rma_and_emails_the_instructions(
     ]
     assert ret["refund"] is None and ret["approvedAt"] is None
     # then the RMA is stored canonical and unique
-    with services.db.read() as session:
+    with db_session(services) as session:
         stored = session.execute(text("SELECT rma_code FROM return_requests")).scalar_one()
     assert stored == rma.replace("-", "")
     # then the instructions are queued for the owner, with the RMA and where to send it
     assert emails(services, "return_requested") == 1
-    with services.db.read() as session:
+    with db_session(services) as session:
         recipient = session.execute(
             text("SELECT recipient FROM outbox_emails WHERE kind = 'return_requested'")
         ).scalar_one()
@@ -368,10 +389,10 @@ def test_a_request_beyond_what_can_be_returned_changes_nothing(
 
 
 def test_what_is_being_returned_cannot_be_asked_for_again(
-    gql: GraphQLClient, services: Services, cast: Cast, delivered: OrderView
+    run: Run[Any], gql: GraphQLClient, services: Services, cast: Cast, delivered: OrderView
 ) -> None:
     # given one mug of two already being returned
-    request(services, cast.owner, delivered, [("MUG-001", 1)])
+    request(run, services, cast.owner, delivered, [("MUG-001", 1)])
     # when the owner asks for two more
     payload = gql.data(
         REQUEST,
@@ -384,11 +405,11 @@ def test_what_is_being_returned_cannot_be_asked_for_again(
 
 
 def test_returns_are_listed_on_the_order(
-    gql: GraphQLClient, services: Services, cast: Cast, delivered: OrderView
+    run: Run[Any], gql: GraphQLClient, services: Services, cast: Cast, delivered: OrderView
 ) -> None:
     # given two returns of one order
-    first = request(services, cast.owner, delivered, [("MUG-001", 1)])
-    second = request(services, cast.owner, delivered, [("TEE-BLK-M", 1)])
+    first = request(run, services, cast.owner, delivered, [("MUG-001", 1)])
+    second = request(run, services, cast.owner, delivered, [("TEE-BLK-M", 1)])
     # when the owner reads the order
     order = gql.data(
         "query O($code: String!) { order(code: $code) { returns { rma status lines { sku } } } }",
@@ -407,12 +428,12 @@ def test_returns_are_listed_on_the_order(
 
 
 def test_every_rma_lookup_is_charged_and_a_typo_costs_no_database(
-    gql: GraphQLClient, services: Services, cast: Cast, delivered: OrderView
+    run: Run[Any], gql: GraphQLClient, services: Services, cast: Cast, delivered: OrderView
 ) -> None:
     # given the owner's return
-    ret = request(services, cast.owner, delivered)
+    ret = request(run, services, cast.owner, delivered)
     key = f"user:{cast.owner.viewer.public_id}"
-    before = services.limiter.remaining(services.limiter.lookups_per_user, key)
+    before = run(services.limiter.remaining(services.limiter.lookups_per_user, key))
     # when the owner reads it three times in one query (aliases)
     query = "query Q($rma: String!) { a: returnRequest(rma: $rma) { status } " + (
         "b: returnRequest(rma: $rma) { status } c: returnRequest(rma: $rma) { status } }"
@@ -420,7 +441,7 @@ def test_every_rma_lookup_is_charged_and_a_typo_costs_no_database(
     body = gql(query, {"rma": ret.request.rma_code}, token=cast.owner.token)
     # then each resolution is charged once
     assert [body["data"][k]["status"] for k in "abc"] == ["REQUESTED"] * 3
-    after = services.limiter.remaining(services.limiter.lookups_per_user, key)
+    after = run(services.limiter.remaining(services.limiter.lookups_per_user, key))
     assert before - after == 3
     # when an RMA has a typo (a wrong check symbol)
     typo = ret.request.rma_code[:-1] + ("0" if ret.request.rma_code[-1] != "0" else "1")
@@ -432,7 +453,7 @@ def test_every_rma_lookup_is_charged_and_a_typo_costs_no_database(
 
 
 def test_subscribers_are_told_about_the_return(
-    http: TestClient, services: Services, cast: Cast, delivered: OrderView
+    run: Run[Any], http: TestClient, services: Services, cast: Cast, delivered: OrderView
 ) -> None:
     # given the owner follows the order live
     with connect(http, cast.owner.token) as stream:
@@ -440,7 +461,7 @@ def test_subscribers_are_told_about_the_return(
         subscribe(stream, delivered.order.code)
         _wait_for_subscriber(services, delivered.order.id)
         # when the owner asks for a return
-        request(services, cast.owner, delivered)
+        request(run, services, cast.owner, delivered)
         # then the stream says a return was updated
         message = stream.next()
     assert message["type"] == "next"
@@ -453,11 +474,11 @@ def test_subscribers_are_told_about_the_return(
 
 
 def test_concurrent_requests_never_return_more_than_was_delivered(
-    services: Services, cast: Cast, place_order: Callable[..., OrderView]
+    run: Run[Any], services: Services, cast: Cast, place_order: Callable[..., OrderView]
 ) -> None:
     # given three mugs delivered (runs on SQLite and on PostgreSQL)
     view = place_order(cast.owner, [("MUG-001", 3)])
-    deliver(services, cast.warehouse, view)
+    deliver(run, services, cast.warehouse, view)
     attempts = 8
     start = threading.Barrier(attempts)
     outcomes: list[str] = []
@@ -466,7 +487,7 @@ def test_concurrent_requests_never_return_more_than_was_delivered(
     def attempt() -> None:
         start.wait()
         try:
-            request(services, cast.owner, view, [("MUG-001", 1)])
+            request(run, services, cast.owner, view, [("MUG-001", 1)])
             outcome = "created"
         except BadUserInput:
             outcome = "refused"

@@ -14,7 +14,7 @@ from app.container import Services
 from app.orders.service import OrderView
 from app.security import codes
 from tests.api.test_fulfilment_batching import counting
-from tests.conftest import Account, GraphQLClient, error_codes
+from tests.conftest import Account, GraphQLClient, Run, error_codes
 from tests.returns_helpers import IP, Cast, approve, deliver, make_cast, receive, request
 from tests.shipping_helpers import strip
 
@@ -43,15 +43,19 @@ def timeline(gql: GraphQLClient, token: str, code: str) -> list[dict[str, Any]]:
 
 
 def test_the_owner_sees_the_whole_story_without_staff_identities(
-    gql: GraphQLClient, services: Services, cast: Cast, place_order: Callable[..., OrderView]
+    run: Run[Any],
+    gql: GraphQLClient,
+    services: Services,
+    cast: Cast,
+    place_order: Callable[..., OrderView],
 ) -> None:
     # given an order bought, shipped, delivered, and a mug returned and refunded
     view = place_order(cast.owner, [("MUG-001", 2)])
-    tracking = deliver(services, cast.warehouse, view)
-    ret = request(services, cast.owner, view, [("MUG-001", 1)])
-    approve(services, cast, ret)
-    receive(services, cast, ret)
-    services.returns.refund(cast.admin.viewer, ret.request.rma_code, IP)
+    tracking = deliver(run, services, cast.warehouse, view)
+    ret = request(run, services, cast.owner, view, [("MUG-001", 1)])
+    approve(run, services, cast, ret)
+    receive(run, services, cast, ret)
+    run(services.returns.refund(cast.admin.viewer, ret.request.rma_code, IP))
     # when the owner reads the timeline
     events = timeline(gql, cast.owner.token, view.order.code)
     # then every step is there, oldest first
@@ -86,11 +90,15 @@ def test_the_owner_sees_the_whole_story_without_staff_identities(
 
 
 def test_a_cancelled_order_shows_the_cancellation_and_the_refund(
-    gql: GraphQLClient, services: Services, cast: Cast, place_order: Callable[..., OrderView]
+    run: Run[Any],
+    gql: GraphQLClient,
+    services: Services,
+    cast: Cast,
+    place_order: Callable[..., OrderView],
 ) -> None:
     # given an order cancelled by its owner before shipping
     view = place_order(cast.owner)
-    services.orders.cancel_order(cast.owner.viewer, view.order.code, IP)
+    run(services.orders.cancel_order(cast.owner.viewer, view.order.code, IP))
     # when the owner reads the timeline
     events = timeline(gql, cast.owner.token, view.order.code)
     # then it ends with the cancellation and the full refund
@@ -100,13 +108,17 @@ def test_a_cancelled_order_shows_the_cancellation_and_the_refund(
 
 
 def test_a_rejected_return_shows_as_rejected_without_a_refund(
-    gql: GraphQLClient, services: Services, cast: Cast, place_order: Callable[..., OrderView]
+    run: Run[Any],
+    gql: GraphQLClient,
+    services: Services,
+    cast: Cast,
+    place_order: Callable[..., OrderView],
 ) -> None:
     # given a delivered order whose return was rejected
     view = place_order(cast.owner)
-    deliver(services, cast.warehouse, view)
-    ret = request(services, cast.owner, view)
-    services.returns.reject(cast.support.viewer, ret.request.rma_code, IP, "Used item")
+    deliver(run, services, cast.warehouse, view)
+    ret = request(run, services, cast.owner, view)
+    run(services.returns.reject(cast.support.viewer, ret.request.rma_code, IP, "Used item"))
     # when the owner reads the timeline
     kinds = [e["kind"] for e in timeline(gql, cast.owner.token, view.order.code)]
     # then the rejection is the last step, and there is no refund
@@ -115,11 +127,15 @@ def test_a_rejected_return_shows_as_rejected_without_a_refund(
 
 
 def test_the_timeline_is_behind_the_order_door(
-    gql: GraphQLClient, services: Services, cast: Cast, place_order: Callable[..., OrderView]
+    run: Run[Any],
+    gql: GraphQLClient,
+    services: Services,
+    cast: Cast,
+    place_order: Callable[..., OrderView],
 ) -> None:
     # given a delivered order and a valid code that belongs to no order
     view = place_order(cast.owner)
-    deliver(services, cast.warehouse, view)
+    deliver(run, services, cast.warehouse, view)
     unknown = codes.generate()
     for who, token in cast.tokens().items():
         # when each kind of caller asks for the timeline of both
@@ -139,7 +155,11 @@ def test_the_timeline_is_behind_the_order_door(
 
 
 def test_timelines_of_a_page_of_orders_are_batch_loaded(
-    gql: GraphQLClient, services: Services, cast: Cast, place_order: Callable[..., OrderView]
+    run: Run[Any],
+    gql: GraphQLClient,
+    services: Services,
+    cast: Cast,
+    place_order: Callable[..., OrderView],
 ) -> None:
     def statements_for_history() -> int:
         with counting(services) as statements:
@@ -148,8 +168,8 @@ def test_timelines_of_a_page_of_orders_are_batch_loaded(
 
     def delivered_with_a_return() -> None:
         view = place_order(cast.owner)
-        deliver(services, cast.warehouse, view)
-        request(services, cast.owner, view)
+        deliver(run, services, cast.warehouse, view)
+        request(run, services, cast.owner, view)
 
     # given two delivered orders, each with a return
     for _ in range(2):

@@ -18,7 +18,7 @@ from app.container import Services
 from app.orders.service import OrderView
 from app.security import codes
 from app.security.roles import Role
-from tests.conftest import Account, GraphQLClient, error_codes
+from tests.conftest import Account, GraphQLClient, Run, error_codes
 from tests.shipping_helpers import ADD_EVENT, ORDER_TRACKING, event, order_status, pack, ship
 
 
@@ -33,14 +33,15 @@ def test_owner_sees_shipments_and_events_newest_first(
     other_customer: Account,
     make_account: Callable[..., Account],
     place_order: Callable[..., OrderView],
+    run: Run[Any],
 ) -> None:
     # given a shipped order with two events from the carrier
     warehouse = make_account(Role.WAREHOUSE)
     view = place_order(owner, [("MUG-001", 2)])
-    pack(services, warehouse, view.order)
-    ship(services, warehouse, view.order, tracking="SEEN-0001")
-    event(services, warehouse, view.order, "SEEN-0001", "IN_TRANSIT", occurred_at=at(60))
-    event(services, warehouse, view.order, "SEEN-0001", "OUT_FOR_DELIVERY", occurred_at=at(5))
+    pack(run, services, warehouse, view.order)
+    ship(run, services, warehouse, view.order, tracking="SEEN-0001")
+    event(run, services, warehouse, view.order, "SEEN-0001", "IN_TRANSIT", occurred_at=at(60))
+    event(run, services, warehouse, view.order, "SEEN-0001", "OUT_FOR_DELIVERY", occurred_at=at(5))
     # when the owner looks the order up
     order = gql.data(ORDER_TRACKING, {"code": view.order.code}, token=owner.token)["order"]
     # then the shipment shows carrier, tracking number, status, items and events
@@ -62,20 +63,21 @@ def test_order_is_delivered_only_when_every_shipment_is(
     owner: Account,
     make_account: Callable[..., Account],
     place_order: Callable[..., OrderView],
+    run: Run[Any],
 ) -> None:
     # given an order shipped in two parcels
     warehouse = make_account(Role.WAREHOUSE)
     view = place_order(owner, [("MUG-001", 1), ("LAMP-DESK", 1)])
-    pack(services, warehouse, view.order)
-    ship(services, warehouse, view.order, tracking="SPLIT-A", lines=[("MUG-001", 1)])
-    ship(services, warehouse, view.order, tracking="SPLIT-B", lines=[("LAMP-DESK", 1)])
+    pack(run, services, warehouse, view.order)
+    ship(run, services, warehouse, view.order, tracking="SPLIT-A", lines=[("MUG-001", 1)])
+    ship(run, services, warehouse, view.order, tracking="SPLIT-B", lines=[("LAMP-DESK", 1)])
     assert order_status(services, view.order) == "SHIPPED"
     # when the first parcel is delivered
-    event(services, warehouse, view.order, "SPLIT-A", "DELIVERED")
+    event(run, services, warehouse, view.order, "SPLIT-A", "DELIVERED")
     # then the order is still SHIPPED
     assert order_status(services, view.order) == "SHIPPED"
     # when the second parcel is delivered too
-    event(services, warehouse, view.order, "SPLIT-B", "DELIVERED")
+    event(run, services, warehouse, view.order, "SPLIT-B", "DELIVERED")
     # then the order is DELIVERED
     assert order_status(services, view.order) == "DELIVERED"
 
@@ -85,14 +87,15 @@ def test_a_delivered_partial_shipment_leaves_the_order_partially_shipped(
     owner: Account,
     make_account: Callable[..., Account],
     place_order: Callable[..., OrderView],
+    run: Run[Any],
 ) -> None:
     # given an order of which only the mug shipped
     warehouse = make_account(Role.WAREHOUSE)
     view = place_order(owner, [("MUG-001", 1), ("LAMP-DESK", 1)])
-    pack(services, warehouse, view.order, [("MUG-001", 1)])
-    ship(services, warehouse, view.order, tracking="HALF-0001")
+    pack(run, services, warehouse, view.order, [("MUG-001", 1)])
+    ship(run, services, warehouse, view.order, tracking="HALF-0001")
     # when that parcel is delivered
-    event(services, warehouse, view.order, "HALF-0001", "DELIVERED")
+    event(run, services, warehouse, view.order, "HALF-0001", "DELIVERED")
     # then the order is not delivered: the lamp has not even left
     assert order_status(services, view.order) == "PARTIALLY_SHIPPED"
 
@@ -103,22 +106,23 @@ def test_late_events_do_not_move_a_status_back_and_delivered_is_final(
     owner: Account,
     make_account: Callable[..., Account],
     place_order: Callable[..., OrderView],
+    run: Run[Any],
 ) -> None:
     # given a shipment out for delivery
     warehouse = make_account(Role.WAREHOUSE)
     view = place_order(owner)
-    pack(services, warehouse, view.order)
-    ship(services, warehouse, view.order, tracking="LATE-0001")
-    event(services, warehouse, view.order, "LATE-0001", "OUT_FOR_DELIVERY", occurred_at=at(10))
+    pack(run, services, warehouse, view.order)
+    ship(run, services, warehouse, view.order, tracking="LATE-0001")
+    event(run, services, warehouse, view.order, "LATE-0001", "OUT_FOR_DELIVERY", occurred_at=at(10))
     # when an older IN_TRANSIT event arrives late
-    event(services, warehouse, view.order, "LATE-0001", "IN_TRANSIT", occurred_at=at(120))
+    event(run, services, warehouse, view.order, "LATE-0001", "IN_TRANSIT", occurred_at=at(120))
     # then it is kept in the history, and the shipment stays OUT_FOR_DELIVERY
     order = gql.data(ORDER_TRACKING, {"code": view.order.code}, token=owner.token)["order"]
     assert order["shipments"][0]["status"] == "OUT_FOR_DELIVERY"
     assert len(order["shipments"][0]["events"]) == 2
     # when it is delivered, and an EXCEPTION is reported afterwards
-    event(services, warehouse, view.order, "LATE-0001", "DELIVERED", occurred_at=at(5))
-    event(services, warehouse, view.order, "LATE-0001", "EXCEPTION", occurred_at=at(1))
+    event(run, services, warehouse, view.order, "LATE-0001", "DELIVERED", occurred_at=at(5))
+    event(run, services, warehouse, view.order, "LATE-0001", "EXCEPTION", occurred_at=at(1))
     # then shipment and order stay DELIVERED, with the delivery time of the DELIVERED event
     order = gql.data(ORDER_TRACKING, {"code": view.order.code}, token=owner.token)["order"]
     shipment = order["shipments"][0]
@@ -134,12 +138,13 @@ def test_a_delay_moves_shipment_and_order_estimates(
     owner: Account,
     make_account: Callable[..., Account],
     place_order: Callable[..., OrderView],
+    run: Run[Any],
 ) -> None:
     # given a shipped order
     warehouse = make_account(Role.WAREHOUSE)
     view = place_order(owner)
-    pack(services, warehouse, view.order)
-    ship(services, warehouse, view.order, tracking="SLOW-0001")
+    pack(run, services, warehouse, view.order)
+    ship(run, services, warehouse, view.order, tracking="SLOW-0001")
     later = date.today() + timedelta(days=12)
     # when the carrier reports a delay with a new estimate
     payload = gql.data(
@@ -176,12 +181,13 @@ def test_live_subscribers_hear_tracking_events(
     owner: Account,
     make_account: Callable[..., Account],
     place_order: Callable[..., OrderView],
+    run: Run[Any],
 ) -> None:
     # given a shipped order and its owner following it live
     warehouse = make_account(Role.WAREHOUSE)
     view = place_order(owner)
-    pack(services, warehouse, view.order)
-    ship(services, warehouse, view.order, tracking="LIVE-0001")
+    pack(run, services, warehouse, view.order)
+    ship(run, services, warehouse, view.order, tracking="LIVE-0001")
     inbox: queue.Queue[Any] = queue.Queue()
     with http.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
         ws.send_json(
@@ -210,7 +216,7 @@ def test_live_subscribers_hear_tracking_events(
         while services.events.subscriber_count(f"order:{view.order.id}") == 0:  # type: ignore[attr-defined]
             assert datetime.now(UTC) < deadline, "subscription never started"
             time.sleep(0.01)
-        event(services, warehouse, view.order, "LIVE-0001", "IN_TRANSIT")
+        event(run, services, warehouse, view.order, "LIVE-0001", "IN_TRANSIT")
         # then the owner receives it, with the shipment's new status and the event
         message = inbox.get(timeout=5)
         assert message["type"] == "next", message

@@ -23,7 +23,14 @@ from app.security.roles import Role
 from app.settings import RateLimits, Settings
 from app.tracking.models import TrackingLink
 from app.tracking.service import digest
-from tests.conftest import FAST_PASSWORDS, Account, GraphQLClient, error_codes
+from tests.conftest import (
+    FAST_PASSWORDS,
+    Account,
+    GraphQLClient,
+    Run,
+    db_session,
+    error_codes,
+)
 from tests.shipping_helpers import event, pack, ship
 
 CREATE = """
@@ -54,12 +61,13 @@ def shipped(
     owner: Account,
     make_account: Callable[..., Account],
     place_order: Callable[..., Any],
+    run: Run[Any],
 ) -> Any:
     view = place_order(owner, [("MUG-001", 2)])
     warehouse = make_account(Role.WAREHOUSE)
-    pack(services, warehouse, view.order)
-    result = ship(services, warehouse, view.order, tracking="TRKLINK0001")
-    event(services, warehouse, view.order, "TRKLINK0001", "IN_TRANSIT")
+    pack(run, services, warehouse, view.order)
+    result = ship(run, services, warehouse, view.order, tracking="TRKLINK0001")
+    event(run, services, warehouse, view.order, "TRKLINK0001", "IN_TRANSIT")
     return view, result
 
 
@@ -118,7 +126,7 @@ def test_unknown_expired_and_revoked_links_answer_alike(
     view, _ = shipped
     expired = mint(gql, owner, view.order.code)
     revoked = mint(gql, owner, view.order.code)
-    with services.db.write() as session:
+    with db_session(services) as session:
         session.execute(
             update(TrackingLink)
             .where(col(TrackingLink.token_digest) == digest(codes.normalise(expired)))
@@ -175,11 +183,11 @@ def test_views_are_rate_limited_per_link_and_ip(
         settings, rate_limits=replace(RateLimits(), tracking_views_per_token_ip="3/minute")
     )
     services = build_services(tight, passwords=FAST_PASSWORDS)
+    # the app's lifespan closes `services` when the client ends
     with TestClient(create_app(tight, run_sender=False, services=services)) as http:
         gql = GraphQLClient(http)
         token = mint(gql, owner, view.order.code)
         outcomes = [error_codes(gql(VIEW, {"t": token})) for _ in range(4)]
-    services.close()
     assert outcomes == [[], [], [], ["RATE_LIMITED"]]
 
 
@@ -188,8 +196,8 @@ def test_guessing_tokens_locks_the_ip_out(settings: Settings) -> None:
         settings, rate_limits=replace(RateLimits(), failed_lookups_per_ip="3/15 minutes")
     )
     services = build_services(tight, passwords=FAST_PASSWORDS)
+    # the app's lifespan closes `services` when the client ends
     with TestClient(create_app(tight, run_sender=False, services=services)) as http:
         gql = GraphQLClient(http)
         outcomes = [error_codes(gql(VIEW, {"t": codes.generate()}))[0] for _ in range(5)]
-    services.close()
     assert outcomes == ["ORDER_NOT_FOUND"] * 3 + ["RATE_LIMITED"] * 2

@@ -1,14 +1,18 @@
 """Fixtures for the outbox tests: a fresh SQLite file per test and a real SMTP server
-(aiosmtpd) on a free local port. Self-sufficient: nothing here relies on tests/conftest.py."""
+(aiosmtpd) on a free local port. Self-sufficient: nothing here relies on tests/conftest.py.
+
+The tests are async and run on their own event loop: the `Database` is built, used and
+disposed of on it, and rows are arranged and read through its own async sessions."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -19,7 +23,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlmodel import SQLModel
 
-from app.db import Database, utcnow
+from app.db import Database, make_engine, utcnow
 from app.notifications.models import OutboxEmail
 from app.notifications.outbox import enqueue_email
 
@@ -86,18 +90,33 @@ class SmtpServer:
             self._controller = None
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
+async def create_tables(db: Database) -> None:
+    """Every table of the app, straight from the models (no migrations needed here).
+
+    Through a synchronous engine in a worker thread: its busy timeout waits out a sender
+    that holds SQLite's write lock, while the loop lets that sender finish."""
     import app.models  # noqa: F401 - registers every table on SQLModel.metadata
 
-    database = Database(f"sqlite:///{tmp_path / 'orders.db'}")
-    SQLModel.metadata.create_all(database.engine)
-    yield database
-    database.dispose()
+    def create() -> None:
+        engine = make_engine(db.url, null_pool=True)
+        try:
+            SQLModel.metadata.create_all(engine)
+        finally:
+            engine.dispose()
+
+    await asyncio.to_thread(create)
 
 
 @pytest.fixture
-def pg_db() -> Iterator[Database]:
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(f"sqlite:///{tmp_path / 'orders.db'}")
+    await create_tables(database)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+async def pg_db() -> AsyncIterator[Database]:
     """A throwaway PostgreSQL database of our own, for the row-locking claim path."""
     try:
         admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
@@ -105,17 +124,16 @@ def pg_db() -> Iterator[Database]:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"PostgreSQL is required under CI=true but unreachable: {exc}")
         pytest.skip(f"PostgreSQL not reachable: {exc}")
-    import app.models  # noqa: F401
 
     name = f"outbox_test_{uuid.uuid4().hex[:10]}"
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
         database = Database(PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name)
         try:
-            SQLModel.metadata.create_all(database.engine)
+            await create_tables(database)
             yield database
         finally:
-            database.dispose()
+            await database.dispose()
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -133,7 +151,7 @@ def running_smtp(smtp_server: SmtpServer) -> SmtpServer:
     return smtp_server
 
 
-def queue_email(
+async def queue_email(
     db: Database,
     dedupe_key: str = "order-confirmation.ABCD2345EFGH6789",
     *,
@@ -142,7 +160,7 @@ def queue_email(
     body_text: str = "Hello Ada,\nyour order ABCD-2345-EFGH-6789 is confirmed.\n",
 ) -> int:
     """Enqueue one email the way a use case does, and commit."""
-    with db.write() as session:
+    async with db.write() as session:
         row = enqueue_email(
             session,
             kind="order_confirmation",
@@ -151,22 +169,28 @@ def queue_email(
             body_text=body_text,
             dedupe_key=dedupe_key,
         )
-        session.commit()
+        await session.commit()
         assert row.id is not None
         return row.id
 
 
-def get_row(db: Database, row_id: int) -> OutboxEmail:
-    with db.read() as session:
-        row = session.get(OutboxEmail, row_id)
+async def get_row(db: Database, row_id: int) -> OutboxEmail:
+    async with db.read() as session:
+        row = await session.get(OutboxEmail, row_id)
         assert row is not None
         return row
 
 
-def make_due(db: Database, row_id: int) -> None:
-    """Skip the backoff wait: the row becomes due now, as if its time had come."""
-    with db.write() as session:
-        row = session.get(OutboxEmail, row_id)
+async def edit_row(db: Database, row_id: int, **values: Any) -> None:
+    """Set columns of one outbox row directly, and commit."""
+    async with db.write() as session:
+        row = await session.get(OutboxEmail, row_id)
         assert row is not None
-        row.next_attempt_at = utcnow() - timedelta(seconds=1)
-        session.commit()
+        for name, value in values.items():
+            setattr(row, name, value)
+        await session.commit()
+
+
+async def make_due(db: Database, row_id: int) -> None:
+    """Skip the backoff wait: the row becomes due now, as if its time had come."""
+    await edit_row(db, row_id, next_attempt_at=utcnow() - timedelta(seconds=1))

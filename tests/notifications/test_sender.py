@@ -12,14 +12,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.dialects import postgresql
-from sqlmodel import SQLModel
 
 from app.db import Database, utcnow
-from app.notifications.models import OutboxEmail
 from app.notifications.sender import OutboxSender, SendReport, backoff_seconds, due_statement
 from app.notifications.transports import FileTransport, SmtpTransport, message_id
 
-from .conftest import MAIL_FROM, SmtpServer, get_row, make_due, queue_email
+from .conftest import MAIL_FROM, SmtpServer, create_tables, edit_row, get_row, make_due, queue_email
 
 KEY = "order-confirmation.ABCD2345EFGH6789"
 
@@ -38,7 +36,7 @@ async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> Non
 
 # -- delivery ----------------------------------------------------------------------------
 async def test_queued_email_is_delivered_over_smtp(db: Database, running_smtp: SmtpServer) -> None:
-    row_id = queue_email(db, KEY, body_text="Hello Ada,\nyour order is confirmed.\n")
+    row_id = await queue_email(db, KEY, body_text="Hello Ada,\nyour order is confirmed.\n")
 
     report = await smtp_sender(db, running_smtp).send_pending()
 
@@ -49,14 +47,14 @@ async def test_queued_email_is_delivered_over_smtp(db: Database, running_smtp: S
     assert message["Message-ID"] == message_id(KEY)
     assert message["Subject"] == "Your order ABCD-2345-EFGH-6789 is confirmed"
     assert message.get_content().replace("\r\n", "\n") == "Hello Ada,\nyour order is confirmed.\n"
-    row = get_row(db, row_id)
+    row = await get_row(db, row_id)
     assert row.sent_at is not None
     assert row.claimed_until is None
     assert row.attempts == 0
 
 
 async def test_a_sent_email_is_not_sent_again(db: Database, running_smtp: SmtpServer) -> None:
-    queue_email(db, KEY)
+    await queue_email(db, KEY)
     sender = smtp_sender(db, running_smtp)
 
     await sender.send_pending()
@@ -70,7 +68,7 @@ async def test_emails_go_out_oldest_first_within_the_limit(
     db: Database, running_smtp: SmtpServer
 ) -> None:
     for n in range(3):
-        queue_email(db, f"k{n}")
+        await queue_email(db, f"k{n}")
 
     report = await smtp_sender(db, running_smtp).send_pending(limit=2)
 
@@ -82,14 +80,14 @@ async def test_emails_go_out_oldest_first_within_the_limit(
 async def test_server_down_keeps_the_email_queued_then_delivers_it_once(
     db: Database, smtp_server: SmtpServer
 ) -> None:
-    row_id = queue_email(db, KEY)
+    row_id = await queue_email(db, KEY)
     sender = smtp_sender(db, smtp_server)  # nothing listens on the port yet
     before = utcnow()
 
     down = await sender.send_pending()
 
     assert down == SendReport(retried=1)
-    row = get_row(db, row_id)
+    row = await get_row(db, row_id)
     assert row.attempts == 1
     assert row.sent_at is None and row.failed_at is None and row.claimed_until is None
     assert row.last_error is not None and row.last_error.startswith("SMTPConnectError")
@@ -97,14 +95,14 @@ async def test_server_down_keeps_the_email_queued_then_delivers_it_once(
     assert await sender.send_pending() == SendReport()  # not due yet: no hammering
 
     smtp_server.start()
-    make_due(db, row_id)
+    await make_due(db, row_id)
     up = await sender.send_pending()
     again = await sender.send_pending()
 
     assert up == SendReport(sent=1)
     assert again == SendReport()
     assert smtp_server.mailbox.message_ids() == [message_id(KEY)]
-    assert get_row(db, row_id).sent_at is not None
+    assert (await get_row(db, row_id)).sent_at is not None
 
 
 def test_backoff_doubles_and_is_capped_at_an_hour() -> None:
@@ -114,16 +112,16 @@ def test_backoff_doubles_and_is_capped_at_an_hour() -> None:
 
 
 async def test_dead_letter_after_max_attempts(db: Database, smtp_server: SmtpServer) -> None:
-    row_id = queue_email(db, KEY)
+    row_id = await queue_email(db, KEY)
     sender = smtp_sender(db, smtp_server, max_attempts=3)
 
     reports = []
     for _ in range(3):
         reports.append(await sender.send_pending())
-        make_due(db, row_id)
+        await make_due(db, row_id)
 
     assert reports == [SendReport(retried=1), SendReport(retried=1), SendReport(dead=1)]
-    row = get_row(db, row_id)  # kept in the table for an operator
+    row = await get_row(db, row_id)  # kept in the table for an operator
     assert row.attempts == 3
     assert row.failed_at is not None
     assert row.last_error is not None
@@ -131,7 +129,7 @@ async def test_dead_letter_after_max_attempts(db: Database, smtp_server: SmtpSer
     smtp_server.start()
     assert await sender.send_pending() == SendReport()
     assert smtp_server.mailbox.envelopes == []
-    assert sender.queue_depth() == (0, None)
+    assert await sender.queue_depth() == (0, None)
 
 
 async def test_refused_recipient_is_recorded_without_the_address(
@@ -139,12 +137,12 @@ async def test_refused_recipient_is_recorded_without_the_address(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="app.notifications")
     running_smtp.mailbox.refused.add("ada@example.com")
-    row_id = queue_email(db, KEY, body_text="SECRET-BODY-TEXT\n")
+    row_id = await queue_email(db, KEY, body_text="SECRET-BODY-TEXT\n")
 
     report = await smtp_sender(db, running_smtp).send_pending()
 
     assert report == SendReport(retried=1)
-    row = get_row(db, row_id)
+    row = await get_row(db, row_id)
     assert row.last_error is not None
     assert row.last_error.startswith("SMTPRecipientsRefused")
     assert "ada@example.com" not in row.last_error
@@ -157,7 +155,7 @@ async def test_refused_recipient_is_recorded_without_the_address(
 async def two_senders_drain_the_queue(db: Database, server: SmtpServer) -> None:
     keys = [f"order-confirmation.{n:04d}" for n in range(20)]
     for key in keys:
-        queue_email(db, key)
+        await queue_email(db, key)
     other_db = Database(db.url)  # a second process: its own engine and connections
     senders = [smtp_sender(db, server), smtp_sender(other_db, server)]
 
@@ -170,7 +168,7 @@ async def two_senders_drain_the_queue(db: Database, server: SmtpServer) -> None:
     try:
         totals = await asyncio.gather(*(drain(s) for s in senders))
     finally:
-        other_db.dispose()
+        await other_db.dispose()
 
     assert sum(totals) == 20
     assert sorted(server.mailbox.message_ids()) == sorted(message_id(k) for k in keys)
@@ -193,15 +191,26 @@ async def test_two_senders_on_postgresql_deliver_each_email_exactly_once(
 async def test_postgresql_sender_skips_rows_another_sender_is_claiming(
     pg_db: Database, running_smtp: SmtpServer
 ) -> None:
-    queue_email(pg_db, "being-claimed")
-    queue_email(pg_db, "free")
-    with pg_db.write() as session:
-        # Another sender is mid-claim: it holds the row lock, its claim not yet committed.
-        session.exec(due_statement(utcnow(), 1, skip_locked=True)).all()
+    await queue_email(pg_db, "being-claimed")
+    await queue_email(pg_db, "free")
+    claiming, finish = asyncio.Event(), asyncio.Event()
 
+    async def another_sender_mid_claim() -> None:
+        # Its own task, so its own connection and transaction (as another process would).
+        async with pg_db.write() as session:
+            # It holds the row lock, its claim not yet committed.
+            (await session.execute(due_statement(utcnow(), 1, skip_locked=True))).all()
+            claiming.set()
+            await finish.wait()  # leaving without a commit rolls the claim back
+
+    other = asyncio.create_task(another_sender_mid_claim())
+    try:
+        await asyncio.wait_for(claiming.wait(), 10)
         # Neither waits for the lock nor takes the row: it moves on to the next one.
         report = await asyncio.wait_for(smtp_sender(pg_db, running_smtp).send_pending(), 10)
-        session.rollback()
+    finally:
+        finish.set()
+        await other
 
     assert report == SendReport(sent=1)
     assert running_smtp.mailbox.message_ids() == [message_id("free")]
@@ -224,7 +233,7 @@ class InterleavingTransport:
 async def test_a_claimed_email_is_not_taken_by_another_sender(
     db: Database, running_smtp: SmtpServer
 ) -> None:
-    queue_email(db, KEY)
+    await queue_email(db, KEY)
     other = smtp_sender(Database(db.url), running_smtp)
     transport = InterleavingTransport(
         SmtpTransport("127.0.0.1", running_smtp.port, None, None, False), other.send_pending
@@ -232,7 +241,7 @@ async def test_a_claimed_email_is_not_taken_by_another_sender(
     first = OutboxSender(db, transport, MAIL_FROM)
 
     report = await first.send_pending()
-    other.db.dispose()
+    await other.db.dispose()
 
     assert report == SendReport(sent=1)
     assert transport.reports_during_send == [SendReport()]
@@ -241,14 +250,10 @@ async def test_a_claimed_email_is_not_taken_by_another_sender(
 
 async def test_an_expired_claim_is_taken_over(db: Database, running_smtp: SmtpServer) -> None:
     # A sender that died mid-pass left its claims behind; only expired ones are free.
-    stale = queue_email(db, "stale")
-    live = queue_email(db, "live")
-    with db.write() as session:
-        for row_id, offset in ((stale, -1), (live, +60)):
-            row = session.get(OutboxEmail, row_id)
-            assert row is not None
-            row.claimed_until = utcnow() + timedelta(seconds=offset)
-        session.commit()
+    stale = await queue_email(db, "stale")
+    live = await queue_email(db, "live")
+    for row_id, offset in ((stale, -1), (live, +60)):
+        await edit_row(db, row_id, claimed_until=utcnow() + timedelta(seconds=offset))
 
     report = await smtp_sender(db, running_smtp).send_pending()
 
@@ -268,14 +273,10 @@ def test_postgresql_claims_skip_rows_locked_by_another_sender() -> None:
 async def test_file_transport_keeps_one_file_when_an_email_is_resent(
     db: Database, tmp_path: Path
 ) -> None:
-    row_id = queue_email(db, KEY)
+    row_id = await queue_email(db, KEY)
     sender = OutboxSender(db, FileTransport(tmp_path / "mail"), MAIL_FROM)
     await sender.send_pending()
-    with db.write() as session:  # as if the acknowledgement had been lost
-        row = session.get(OutboxEmail, row_id)
-        assert row is not None
-        row.sent_at = None
-        session.commit()
+    await edit_row(db, row_id, sent_at=None)  # as if the acknowledgement had been lost
 
     report = await sender.send_pending()
 
@@ -288,7 +289,7 @@ async def test_file_transport_keeps_one_file_when_an_email_is_resent(
 async def test_run_forever_delivers_and_stops(db: Database, running_smtp: SmtpServer) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(smtp_sender(db, running_smtp).run_forever(0.02, stop))
-    queue_email(db, KEY)
+    await queue_email(db, KEY)
 
     await eventually(lambda: len(running_smtp.mailbox.envelopes) == 1)
     stop.set()
@@ -300,21 +301,19 @@ async def test_run_forever_delivers_and_stops(db: Database, running_smtp: SmtpSe
 async def test_run_forever_survives_a_failing_pass(
     tmp_path: Path, running_smtp: SmtpServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import app.models  # noqa: F401
-
     db = Database(f"sqlite:///{tmp_path / 'empty.db'}")  # no tables yet: every pass fails
     stop = asyncio.Event()
     task = asyncio.create_task(smtp_sender(db, running_smtp).run_forever(0.02, stop))
     try:
         await eventually(lambda: "outbox pass failed" in caplog.text)
-        SQLModel.metadata.create_all(db.engine)
-        queue_email(db, KEY)
+        await create_tables(db)
+        await queue_email(db, KEY)
 
         await eventually(lambda: len(running_smtp.mailbox.envelopes) == 1)
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=2)
-        db.dispose()
+        await db.dispose()
 
     assert "ada@example.com" not in caplog.text
 
@@ -323,18 +322,14 @@ async def test_queue_depth_counts_waiting_emails_and_the_oldest_age(
     db: Database, running_smtp: SmtpServer
 ) -> None:
     sender = smtp_sender(db, running_smtp)
-    assert sender.queue_depth() == (0, None)
-    first = queue_email(db, "first")
-    queue_email(db, "second")
-    with db.write() as session:
-        row = session.get(OutboxEmail, first)
-        assert row is not None
-        row.created_at = utcnow() - timedelta(minutes=5)
-        session.commit()
+    assert await sender.queue_depth() == (0, None)
+    first = await queue_email(db, "first")
+    await queue_email(db, "second")
+    await edit_row(db, first, created_at=utcnow() - timedelta(minutes=5))
 
-    count, age = sender.queue_depth()
+    count, age = await sender.queue_depth()
 
     assert count == 2
     assert age is not None and 299 <= age <= 330
     await sender.send_pending()
-    assert sender.queue_depth() == (0, None)
+    assert await sender.queue_depth() == (0, None)

@@ -4,13 +4,16 @@ The server under test is pointed at the proxy instead of PostgreSQL or Redis; `c
 closes the listener and every open connection (to the server the backend is gone: open
 connections break, new ones are refused), `restore()` listens again on the same port (the
 backend is back, with whatever state it kept: the machine's real server never restarts,
-so tests can share it)."""
+so tests can share it). `hang()` is the nastier outage: connections stay open and new ones
+are accepted, but nothing is answered any more (a hung server, a partition without a
+reset) until `unhang()`. `delay` makes the backend far away (every chunk waits)."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
+import time
 
 from tests.e2e.conftest import free_port
 
@@ -19,12 +22,14 @@ class TcpProxy:
     """Forwards 127.0.0.1:port to a target; `cut()` drops the listener and every open
     connection (the backend is gone), `restore()` listens again on the same port."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, target: tuple[str, int], *, delay: float = 0.0) -> None:
         self.target = target
+        self.delay = delay  # seconds added to every chunk, each way: a slow network
         self.port = free_port()
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
+        self._hung = False
 
     @property
     def is_up(self) -> bool:
@@ -38,6 +43,14 @@ class TcpProxy:
         with self._lock:
             self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def hang(self) -> None:
+        """Keep accepting and holding connections, answer nothing."""
+        self._hung = True
+
+    def unhang(self) -> None:
+        """Answer again (connections made while hung stay silent: clients drop them)."""
+        self._hung = False
 
     def cut(self) -> None:
         with self._lock:
@@ -54,6 +67,10 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return  # cut
+            if self._hung:  # accepted, and left without an answer
+                with self._lock:
+                    self._sockets.append(client)
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
             except OSError:
@@ -72,11 +89,13 @@ class TcpProxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
-                sink.sendall(data)
+                if self.delay:
+                    time.sleep(self.delay)
+                if not self._hung:  # hung: swallowed, never delivered
+                    sink.sendall(data)
         except OSError:
             pass
         finally:

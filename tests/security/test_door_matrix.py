@@ -17,7 +17,7 @@ from app.orders.inputs import LineInput
 from app.schema import schema
 from app.security import codes
 from app.security.roles import Role
-from tests.conftest import ADDRESS, Account, GraphQLClient
+from tests.conftest import ADDRESS, Account, GraphQLClient, Run
 from tests.returns_helpers import deliver, request
 
 SUBJECT_ARGS = {"code", "rma", "token", "checkoutCode"}
@@ -168,15 +168,16 @@ def world(
     other_customer: Account,
     make_account: Callable[..., Account],
     place_order: Callable[..., Any],
+    run: Run[Any],
 ) -> dict[str, Any]:
     """An order delivered and partly returned, an open checkout and a live tracking link,
     all the owner's; and one caller of every other kind."""
     staff = {role.value: make_account(role) for role in (Role.SUPPORT, Role.WAREHOUSE, Role.ADMIN)}
     view = place_order(owner, [("MUG-001", 3)])
-    deliver(services, staff["WAREHOUSE"], view)
-    ret = request(services, owner, view)
-    checkout = services.checkouts.start(owner.viewer, [LineInput("MUG-001", 1)], ADDRESS)
-    link = services.tracking.create(owner.viewer, view.order.code, "10.0.0.1", 24)
+    deliver(run, services, staff["WAREHOUSE"], view)
+    ret = request(run, services, owner, view)
+    checkout = run(services.checkouts.start(owner.viewer, [LineInput("MUG-001", 1)], ADDRESS))
+    link = run(services.tracking.create(owner.viewer, view.order.code, "10.0.0.1", 24))
     return {
         "subjects": {
             "order": view.order.code,

@@ -3,9 +3,9 @@ with a lockout after failed lookups, shared through Redis, failing closed withou
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import event
@@ -13,22 +13,29 @@ from starlette.testclient import TestClient
 
 from app.container import build_services
 from app.main import create_app
+from app.redis_link import RedisLink
 from app.security import codes
 from app.security.ratelimit import Limiter
 from app.settings import RateLimits, Settings
 from tests.conftest import FAST_PASSWORDS, Account, GraphQLClient, error_codes
 
+T = TypeVar("T")
+
 
 class Harness:
+    """An app of its own (its own limits), started at once and stopped by `close()`: its
+    services live on the client's event loop, and its lifespan closes them."""
+
     def __init__(self, settings: Settings, peer: str = "10.0.0.1") -> None:
         self.services = build_services(settings, passwords=FAST_PASSWORDS)
         self.http = TestClient(
             create_app(settings, run_sender=False, services=self.services), client=(peer, 5000)
         )
+        self.http.__enter__()
         self.gql = GraphQLClient(self.http)
         self.order_selects = 0
 
-        @event.listens_for(self.services.db.engine, "before_cursor_execute")
+        @event.listens_for(self.services.db.engine.sync_engine, "before_cursor_execute")
         def count(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
             if statement.lstrip().upper().startswith("SELECT") and "FROM orders" in statement:
                 self.order_selects += 1
@@ -45,6 +52,19 @@ class Harness:
 
         db.fetch_one = counted  # type: ignore[method-assign]
 
+    def run(self, awaitable: Awaitable[T]) -> T:
+        """Await a call on this app's services, on its event loop."""
+        portal = self.http.portal
+        assert portal is not None
+
+        async def wait() -> T:
+            return await awaitable
+
+        return portal.call(wait)
+
+    def close(self) -> None:
+        self.http.__exit__(None, None, None)
+
 
 @pytest.fixture
 def limited(settings: Settings) -> Callable[..., Harness]:
@@ -57,7 +77,7 @@ def limited(settings: Settings) -> Callable[..., Harness]:
 
     yield make  # type: ignore[misc]
     for harness in made:
-        harness.services.close()
+        harness.close()
 
 
 def aliases(n: int) -> str:
@@ -70,7 +90,7 @@ def test_ten_aliases_with_a_budget_of_three_run_exactly_three_lookups(
 ) -> None:
     h = limited(lookups_per_user="3/minute")
     view = place_order(owner)
-    token = h.services.accounts.login(owner.email, "correct-horse-battery-9", "10.0.0.1")
+    token = h.run(h.services.accounts.login(owner.email, "correct-horse-battery-9", "10.0.0.1"))
     body = h.gql(aliases(10), {"code": view.order.code}, token=token.access_token)
     found = [k for k, v in (body["data"] or {}).items() if v is not None]
     limited_errors = [e for e in body["errors"] if e["extensions"]["code"] == "RATE_LIMITED"]
@@ -86,7 +106,7 @@ def test_fragments_and_separate_requests_are_each_charged(
 ) -> None:
     h = limited(lookups_per_user="4/minute")
     view = place_order(owner)
-    token = h.services.accounts.login(owner.email, "correct-horse-battery-9", "10.0.0.1")
+    token = h.run(h.services.accounts.login(owner.email, "correct-horse-battery-9", "10.0.0.1"))
     fragment = """
       fragment F on Query { x: order(code: $code) { code } y: order(code: $code) { code } }
       query Q($code: String!) { ...F ...F z: order(code: $code) { status } }
@@ -104,7 +124,7 @@ def test_failed_lookups_lock_the_user_out_even_for_real_codes(
 ) -> None:
     h = limited(failed_lookups_per_user="3/15 minutes")
     view = place_order(owner)
-    token = h.services.accounts.login(owner.email, "correct-horse-battery-9", "10.0.0.1")
+    token = h.run(h.services.accounts.login(owner.email, "correct-horse-battery-9", "10.0.0.1"))
     for _ in range(3):
         body = h.gql(aliases(1), {"code": codes.generate()}, token=token.access_token)
         assert error_codes(body) == ["ORDER_NOT_FOUND"]
@@ -121,7 +141,9 @@ def test_the_ip_budget_spans_accounts(
     tried = 0
     for _ in range(4):  # an attacker rotating through accounts from one address
         account = make_account()
-        token = h.services.accounts.login(account.email, "correct-horse-battery-9", "10.0.0.1")
+        token = h.run(
+            h.services.accounts.login(account.email, "correct-horse-battery-9", "10.0.0.1")
+        )
         body = h.gql(aliases(3), {"code": codes.generate()}, token=token.access_token)
         tried += error_codes(body).count("ORDER_NOT_FOUND")
     assert tried == 5
@@ -132,7 +154,7 @@ def test_spoofed_forwarded_for_buys_no_new_budget(
     limited: Callable[..., Harness], owner: Account
 ) -> None:
     h = limited(lookups_per_ip="2/minute", lookups_per_user="100/minute")
-    token = h.services.accounts.login(owner.email, "correct-horse-battery-9", "10.0.0.1")
+    token = h.run(h.services.accounts.login(owner.email, "correct-horse-battery-9", "10.0.0.1"))
     outcomes = []
     for i in range(4):
         response = h.http.post(
@@ -154,7 +176,7 @@ def test_a_trusted_proxy_forwards_the_client_address(settings: Settings, owner: 
         rate_limits=replace(RateLimits(), lookups_per_ip="1/minute"),
     )
     h = Harness(trusted, peer="10.1.2.3")
-    token = h.services.accounts.login(owner.email, "correct-horse-battery-9", "10.0.0.1")
+    token = h.run(h.services.accounts.login(owner.email, "correct-horse-battery-9", "10.0.0.1"))
     outcomes = []
     for client in ("198.51.100.7", "198.51.100.8", "198.51.100.7"):
         response = h.http.post(
@@ -166,23 +188,28 @@ def test_a_trusted_proxy_forwards_the_client_address(settings: Settings, owner: 
             },
         )
         outcomes += error_codes(response.json())
-    h.services.close()
+    h.close()
     # two distinct clients behind the proxy get one budget each; the spoofed first hop is
     # ignored because only the right-most untrusted address counts
     assert outcomes == ["ORDER_NOT_FOUND", "ORDER_NOT_FOUND", "RATE_LIMITED"]
 
 
 @pytest.mark.redis
-def test_two_instances_share_one_budget_through_redis(redis_url: str) -> None:
+async def test_two_instances_share_one_budget_through_redis(redis_url: str) -> None:
     limits = replace(RateLimits(), lookups_per_user="3/minute")
-    a, b = Limiter(limits, redis_url), Limiter(limits, redis_url)
+    links = RedisLink(redis_url), RedisLink(redis_url)
+    a, b = Limiter(limits, links[0]), Limiter(limits, links[1])
     allowed = 0
-    for i in range(8):
-        try:
-            (a if i % 2 else b).charge_lookup("user:attacker", "192.0.2.1")
-            allowed += 1
-        except Exception as exc:
-            assert type(exc).__name__ == "RateLimited"
+    try:
+        for i in range(8):
+            try:
+                await (a if i % 2 else b).charge_lookup("user:attacker", "192.0.2.1")
+                allowed += 1
+            except Exception as exc:
+                assert type(exc).__name__ == "RateLimited"
+    finally:
+        for link in links:
+            await link.aclose()
     assert allowed == 3
 
 
@@ -190,7 +217,7 @@ def test_two_instances_share_one_budget_through_redis(redis_url: str) -> None:
 def dead_redis_harness(settings: Settings) -> Iterator[Harness]:
     h = Harness(replace(settings, redis_url="redis://127.0.0.1:1/0"))
     yield h
-    h.services.close()
+    h.close()
 
 
 def test_redis_unreachable_fails_closed(
@@ -213,7 +240,7 @@ def test_a_request_refused_as_a_whole_is_http_429_with_retry_after(
     limited: Callable[..., Harness], owner: Account
 ) -> None:
     h = limited(lookups_per_user="1/minute")
-    token = h.services.accounts.login(owner.email, "correct-horse-battery-9", "10.0.0.1")
+    token = h.run(h.services.accounts.login(owner.email, "correct-horse-battery-9", "10.0.0.1"))
     first = h.http.post(
         "/graphql",
         json={"query": aliases(1), "variables": {"code": codes.generate()}},

@@ -40,65 +40,65 @@ class CountingHasher(PasswordHasher):
 # -- hashing -------------------------------------------------------------------------------
 
 
-def test_default_hasher_is_argon2id_with_rfc9106_low_memory_parameters() -> None:
+async def test_default_hasher_is_argon2id_with_rfc9106_low_memory_parameters() -> None:
     # given the production Passwords (no hasher passed in)
     passwords = Passwords()
     # when a password is hashed
-    hashed = passwords.hash(GOOD)
+    hashed = await passwords.hash(GOOD)
     # then it is argon2id with m=64 MiB, t=3, p=4 (RFC 9106 low-memory profile)
     p = RFC_9106_LOW_MEMORY
     assert hashed.startswith(f"$argon2id$v=19$m={p.memory_cost},t={p.time_cost},p={p.parallelism}$")
     assert (p.memory_cost, p.time_cost, p.parallelism) == (65536, 3, 4)
-    assert passwords.verify(hashed, GOOD) is True
+    assert await passwords.verify(hashed, GOOD) is True
 
 
-def test_hash_is_salted_and_verifies_only_the_right_password() -> None:
+async def test_hash_is_salted_and_verifies_only_the_right_password() -> None:
     # given a password hashed twice
     passwords = Passwords(_fast_hasher())
-    first, second = passwords.hash(GOOD), passwords.hash(GOOD)
+    first, second = await passwords.hash(GOOD), await passwords.hash(GOOD)
     # then the hashes differ (random salt) and never contain the password
     assert first != second
     assert GOOD not in first
     # and only the right password verifies
-    assert passwords.verify(first, GOOD) is True
-    assert passwords.verify(first, GOOD + "x") is False
+    assert await passwords.verify(first, GOOD) is True
+    assert await passwords.verify(first, GOOD + "x") is False
 
 
-def test_verify_of_a_malformed_hash_is_false_not_an_error() -> None:
+async def test_verify_of_a_malformed_hash_is_false_not_an_error() -> None:
     # given a stored value that is not an argon2 hash
     passwords = Passwords(_fast_hasher())
     # when it is verified, then the answer is a plain False
-    assert passwords.verify("not-a-hash", GOOD) is False
+    assert await passwords.verify("not-a-hash", GOOD) is False
 
 
-def test_unknown_email_costs_one_real_argon2_verification_and_fails() -> None:
+async def test_unknown_email_costs_one_real_argon2_verification_and_fails() -> None:
     # given a Passwords whose hasher counts verify() calls
     hasher = CountingHasher(time_cost=1, memory_cost=1024, parallelism=1)
     passwords = Passwords(hasher)
     # when a password is checked against no stored hash (unknown email)
-    result = passwords.verify(None, GOOD)
+    result = await passwords.verify(None, GOOD)
     # then argon2 ran once, against a real argon2id hash, and the answer is False
     assert result is False
     assert len(hasher.verify_calls) == 1
     assert hasher.verify_calls[0].startswith("$argon2id$")
 
 
-def test_unknown_email_with_the_dummy_hashs_own_password_still_fails() -> None:
+async def test_unknown_email_with_the_dummy_hashs_own_password_still_fails() -> None:
     # given the secret used for the dummy hash of unknown emails
     passwords = Passwords(_fast_hasher())
     # when someone presents exactly that password for an unknown email
     # then verification still fails: no stored hash never means success
-    assert passwords.verify(None, "not-a-real-password-just-equal-work") is False
+    assert await passwords.verify(None, "not-a-real-password-just-equal-work") is False
 
 
-def test_hash_with_weaker_parameters_needs_rehash() -> None:
+async def test_hash_with_weaker_parameters_needs_rehash() -> None:
     # given a hash made with weaker parameters than the current hasher's
     current = Passwords(_fast_hasher(memory_cost=2048))
-    old_hash = Passwords(_fast_hasher(memory_cost=1024)).hash(GOOD)
+    old_hash = await Passwords(_fast_hasher(memory_cost=1024)).hash(GOOD)
     # then it still verifies but is flagged for rehashing; a current hash is not
-    assert current.verify(old_hash, GOOD) is True
+    assert await current.verify(old_hash, GOOD) is True
     assert current.needs_rehash(old_hash) is True
-    assert current.needs_rehash(current.hash(GOOD)) is False
+    assert current.needs_rehash(await current.hash(GOOD)) is False
 
 
 # -- password policy -------------------------------------------------------------------------

@@ -341,6 +341,29 @@ def test_a_cancellation_refund_is_what_was_refunded_beyond_returns() -> None:
     ]
 
 
+def test_a_refund_on_its_way_is_not_shown_until_the_provider_confirmed_it() -> None:
+    # given a cancellation and a received return whose refunds are still PENDING: neither
+    # the order's refunded amount nor the return's status has moved yet
+    cancelled = _order(status="CANCELLED", cancelled_at=NOW + timedelta(hours=1))
+    received = ReturnRequest(
+        id=1,
+        rma_code="R" * 16,
+        order_id=1,
+        status="RECEIVED",
+        reason="DAMAGED",
+        currency="EUR",
+        requested_at=NOW + timedelta(days=3),
+        approved_at=NOW + timedelta(days=3),
+        received_at=NOW + timedelta(days=5),
+    )
+    # when their timelines are built
+    kinds = [e.kind for e in build_timeline(cancelled, [], [])]
+    kinds += [e.kind for e in build_timeline(_order(), [], [received])]
+    # then neither shows a refund yet
+    assert TimelineKind.CANCELLED in kinds and TimelineKind.RETURN_RECEIVED in kinds
+    assert TimelineKind.REFUNDED not in kinds
+
+
 def test_a_timeline_entry_has_no_place_for_staff_identities() -> None:
     names = {f.name for f in dataclasses.fields(TimelineEntry)}
     assert names == {
