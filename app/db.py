@@ -24,10 +24,10 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextvars import ContextVar
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Date, DateTime, Select, event, text
 from sqlalchemy.engine import Engine
@@ -135,11 +135,7 @@ def make_async_engine(
         pooling: dict[str, Any] = (
             {}
             if ":memory:" in url
-            else {
-                "pool_size": pool_size,
-                "max_overflow": pool_size,
-                "pool_timeout": POOL_TIMEOUT_SECONDS,
-            }
+            else {"pool_size": pool_size, "max_overflow": 0, "pool_timeout": POOL_TIMEOUT_SECONDS}
         )
         engine = create_async_engine(
             url, connect_args={"check_same_thread": False, "isolation_level": None}, **pooling
@@ -151,7 +147,9 @@ def make_async_engine(
     return create_async_engine(
         url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        # A fixed pool: connections opened on overflow and closed on their return cost a
+        # connect (and prepared statements) per burst; requests queue for one instead.
+        max_overflow=0,
         pool_timeout=POOL_TIMEOUT_SECONDS,
         # No pre-ping (a round trip per checkout): a connection the server dropped fails
         # its first read, which is retried once on a fresh connection (`_read_retrying`).
@@ -190,15 +188,29 @@ class _Lease:
 
 _lease: ContextVar[_Lease | None] = ContextVar("db_lease", default=None)
 
+# A prebuilt statement's SQL for given list lengths, and per positional argument: the
+# parameter's name, the index in its list (expanding IN) and its bind processor.
+_Recipe = tuple[str, list[tuple[str, int | None, Callable[[Any], Any] | None]]]
+
+
+def _bound(value: Any, process: Callable[[Any], Any] | None) -> Any:
+    return value if process is None else process(value)
+
 
 class Database:
     """Async engine, the request's connection, ORM reads and the write transaction."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int | None = None) -> None:
         self.url = normalise_url(url)
+        if pool_size is None:  # SQLite: a thread per connection, and one writer anyway
+            pool_size = 5 if self.url.startswith("sqlite") else 20
         self.engine = make_async_engine(url, pool_size=pool_size)
+        # Health checks and migration checks connect on their own, outside the pool.
+        self.health_engine = create_async_engine(async_url(url), poolclass=NullPool)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
-        self._compiled: dict[int, SQLCompiler] = {}
+        self._recipes: dict[tuple[int, tuple[int, ...]], _Recipe] = {}
+        self._expanding: dict[int, tuple[str, ...]] = {}
+        self._fixed_values: dict[int, dict[str, Any]] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._counted: list[str] | None = None
 
@@ -297,19 +309,66 @@ class Database:
     ) -> list[tuple[Any, ...]]:
         """Rows of a prebuilt SELECT, run by the driver itself on the request's connection.
 
-        SQLAlchemy's execution context costs more than these lookups (scripts/bench), so
-        the SQL is compiled once per statement and the driver runs it (asyncpg keeps it
-        prepared). Values come back as the driver gives them: SQLite dates and times as
-        ISO strings (see `row_values`).
+        SQLAlchemy's execution context and ORM cost more than these reads (scripts/bench),
+        so the SQL is compiled once per statement — and per list length for expanding
+        `IN` parameters (`bindparam(..., expanding=True)`, a page is at most 50) — and the
+        driver runs it (asyncpg keeps it prepared). Values come back as the driver gives
+        them: SQLite dates and times as ISO strings (see `row_values`).
         """
-        compiled = self._compiled.get(id(statement))
-        if compiled is None:
+        lengths = tuple(len(params[name]) for name in self._expanding_of(statement))
+        key = (id(statement), lengths)
+        recipe = self._recipes.get(key)
+        if recipe is None:
+            recipe = self._recipes[key] = self._recipe(statement, params)
+        sql, order = recipe
+        given = {**self._fixed_values[id(statement)], **params}
+        args = tuple(
+            _bound(given[name] if index is None else given[name][index], process)
+            for name, index, process in order
+        )
+        return await self._read_retrying(sql, args)
+
+    def _expanding_of(self, statement: Select[Any]) -> tuple[str, ...]:
+        names = self._expanding.get(id(statement))
+        if names is None:
             compiled = statement.compile(dialect=self.engine.dialect)
             assert isinstance(compiled, SQLCompiler)
-            self._compiled[id(statement)] = compiled
-        names = compiled.positiontup or ()
-        args = tuple(params[name] for name in names)
-        return await self._read_retrying(compiled.string, args)
+            # (compiled.binds is keyed by the names the SQL uses, as positiontup is)
+            names = self._expanding[id(statement)] = tuple(
+                name for name, bind in compiled.binds.items() if bind.expanding
+            )
+            # Values the statement carries itself (SQLite's `LIMIT ? OFFSET ?` adds one).
+            self._fixed_values[id(statement)] = {
+                name: bind.effective_value
+                for name, bind in compiled.binds.items()
+                if bind.effective_value is not None and not bind.expanding
+            }
+        return names
+
+    def _recipe(self, statement: Select[Any], params: dict[str, Any]) -> _Recipe:
+        """The SQL for these list lengths, and for each positional argument: which
+        parameter (and item of a list) it is, and the column type's bind processing (what
+        SQLAlchemy would do to it: a datetime as SQLite stores it, in UTC)."""
+        dialect = self.engine.dialect
+        compiled = statement.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler)
+        processors = {
+            name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+            for name, bind in compiled.binds.items()
+        }
+        if not self._expanding_of(statement):
+            names = compiled.positiontup or ()
+            return compiled.string, [(name, None, processors.get(name)) for name in names]
+        state = compiled.construct_expanded_state(params)
+        source: dict[str, tuple[str, int | None]] = {}
+        for name, expanded in state.parameter_expansion.items():
+            for index, expanded_name in enumerate(expanded):
+                source[expanded_name] = (name, index)
+        order: list[tuple[str, int | None, Callable[[Any], Any] | None]] = []
+        for positional in state.positiontup or ():
+            name, at = source.get(positional, (positional, None))
+            order.append((name, at, processors.get(name)))
+        return state.statement, order
 
     async def _read_retrying(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         for attempt in (1, 2):
@@ -438,9 +497,11 @@ class Database:
 
     # -- health -----------------------------------------------------------------------------
     async def ping(self, timeout: float = 2.0) -> bool:
+        """The database answers (/readyz), on a connection of its own: a busy pool (every
+        connection serving a request) is not an unready database."""
         try:
             async with asyncio.timeout(timeout):
-                async with self.engine.connect() as conn:
+                async with self.health_engine.connect() as conn:
                     await conn.execute(text("SELECT 1"))
             return True
         except Exception:
@@ -450,6 +511,7 @@ class Database:
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
         await self.engine.dispose()
+        await self.health_engine.dispose()
 
 
 async def _close_session(session: AsyncSession) -> None:
@@ -482,6 +544,15 @@ def row_values(statement: Select[Any], row: Sequence[Any]) -> dict[str, Any]:
                 value = date.fromisoformat(value)
         values[key] = value
     return values
+
+
+M = TypeVar("M", bound=SQLModel)
+
+
+def as_models(model: type[M], statement: Select[Any], rows: Sequence[Sequence[Any]]) -> list[M]:
+    """Rows of a prebuilt `select(*Model.__table__.columns)` as (unsaved, read-only) model
+    instances, for the API layer to read attributes from."""
+    return [model.model_construct(**row_values(statement, row)) for row in rows]
 
 
 # Column keys and temporal kinds of each hot-path statement (module-level constants, so

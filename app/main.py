@@ -131,7 +131,7 @@ def create_app(
         if checks["database"]:
             try:
                 async with asyncio.timeout(2.0):
-                    checks["migrations"] = await is_at_head(services.db.engine)
+                    checks["migrations"] = await is_at_head(services.db.health_engine)
             except Exception:
                 checks["migrations"] = False
         if settings.redis_url:

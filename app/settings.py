@@ -78,7 +78,9 @@ class Settings:
     delivery_business_days: int = 3
     checkout_ttl_seconds: int = 24 * 3600
     request_timeout_seconds: float = 15.0
-    db_pool_size: int = 10  # connections per instance (and as many again on overflow)
+    # Database connections per instance (a request holds one while it runs); None: 20 on
+    # PostgreSQL, 5 on SQLite.
+    db_pool_size: int | None = None
     # Payments: a provider call longer than this is given up (the reconciler finds out
     # whether it charged); stock reserved for a payment that never completed is released
     # after `reservation_ttl_seconds`; the reconciler looks at reservations and refunds
@@ -150,7 +152,7 @@ class Settings:
             request_timeout_seconds=_env_float(
                 "REQUEST_TIMEOUT_SECONDS", cls.request_timeout_seconds
             ),
-            db_pool_size=_env_int("DB_POOL_SIZE", cls.db_pool_size),
+            db_pool_size=_env_int("DB_POOL_SIZE", 0) or None,
             payment_timeout_seconds=_env_float(
                 "PAYMENT_TIMEOUT_SECONDS", cls.payment_timeout_seconds
             ),
@@ -195,7 +197,7 @@ class Settings:
             raise SettingsError("RETURN_WINDOW_DAYS must be between 0 and 3650")
         if self.persisted_queries not in ("open", "allowlist"):
             raise SettingsError("PERSISTED_QUERIES must be `open` or `allowlist`")
-        if self.db_pool_size < 1:
+        if self.db_pool_size is not None and self.db_pool_size < 1:
             raise SettingsError("DB_POOL_SIZE must be at least 1")
         if self.reconcile_after_seconds <= max(
             self.request_timeout_seconds, self.payment_timeout_seconds

@@ -14,8 +14,10 @@ What it does, in one run (`scripts/loadtest [--duration S] [--instances-only 1|2
 3. checks every request type once against each instance, then runs the mix for a fixed
    time: one wrk process per operation and per instance, all at once, each with its own Lua
    script (scripts/loadtest_lua/) and pre-generated requests:
-     order(code) by its owner: closed loop on the connections the others leave, so it takes
-       whatever capacity is left (most of the traffic);
+     order(code) by its owner (the order page: lines, parcels, events): closed loop on the
+       connections the others leave, so it takes whatever capacity is left (most of the
+       traffic) — or, with --lookup-rate R, paced at R per second like the others (for
+       latency at a given load rather than the most the instances can serve);
      paced at a fixed offered rate (--my-orders-rate, --place-rate, --login-rate,
      --webhook-rate; 0 turns one off), each on a few connections that absorb its latency:
        myOrders pages (the first, or a later one by cursor), placeOrder (fresh idempotency
@@ -35,6 +37,7 @@ Exit status 1 on any 5xx or failed check.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import math
@@ -156,27 +159,30 @@ def say(message: str) -> None:
 class Operation:
     name: str  # also the Lua script's name
     label: str
-    rate_option: str | None  # None: closed loop (the rest of the connections, no pacing)
+    rate_option: str  # its rate option; 0 turns a paced operation off
     connections: int = 0  # per wrk process of a paced operation (they absorb the latency)
+    closed_loop: bool = False  # rate 0: on the connections the others leave, unpaced
 
 
 OPERATIONS = (
-    Operation("lookup", "order(code)", None),
+    Operation("lookup", "order(code)", "lookup_rate", 8, closed_loop=True),
     Operation("my_orders", "myOrders", "my_orders_rate", 4),
     Operation("place_order", "placeOrder", "place_rate", 4),
     Operation("login", "login", "login_rate", 1),
     Operation("webhook", "carrier webhook", "webhook_rate", 4),
 )
 SLOTS = 2  # wrk processes per operation: one per instance (both on one instance for 1)
+# Connections of the paced operations at most (every one of them paced).
 PACED_CONNECTIONS = SLOTS * sum(op.connections for op in OPERATIONS)
 
 
-def connections_per_process(op: Operation, total: int) -> int:
+def connections_per_process(op: Operation, total: int, paced: set[str]) -> int:
     """Connections of one wrk process of `op`: closed loop ones share what paced ones leave."""
-    if op.rate_option is not None:
+    if op.name in paced:
         return op.connections
-    closed = [o for o in OPERATIONS if o.rate_option is None]
-    return max(1, (total - PACED_CONNECTIONS) // (SLOTS * len(closed)))
+    used = SLOTS * sum(o.connections for o in OPERATIONS if o.name in paced)
+    closed = [o for o in OPERATIONS if o.name not in paced]
+    return max(1, (total - used) // (SLOTS * len(closed)))
 
 
 # -- seeding ----------------------------------------------------------------------------------
@@ -212,7 +218,7 @@ def seed(
     started = time.perf_counter()
     rng = random.Random(20261128)
     now = datetime.now(UTC).replace(microsecond=0)
-    login_hash = Passwords().hash(LOGIN_PASSWORD)  # production argon2id parameters
+    login_hash = asyncio.run(Passwords().hash(LOGIN_PASSWORD))  # production argon2id
     customers = [
         Customer(
             id=i + 1,
@@ -779,10 +785,13 @@ class Phases:
 
     def rate(self, op: Operation) -> float:
         """Requests per second offered by all processes of `op` (0: closed loop)."""
-        return float(getattr(self.args, op.rate_option)) if op.rate_option else 0.0
+        return float(getattr(self.args, op.rate_option))
+
+    def paced(self) -> set[str]:
+        return {op.name for op in OPERATIONS if self.rate(op) > 0}
 
     def active(self, op: Operation) -> bool:
-        return op.rate_option is None or self.rate(op) > 0
+        return op.closed_loop or self.rate(op) > 0
 
     def write_data(self, tag: str) -> dict[str, Path]:
         """Data files shared by the processes of one operation (fresh tokens)."""
@@ -831,7 +840,9 @@ class Phases:
                         op=op,
                         slot=slot,
                         target=target,
-                        connections=connections_per_process(op, self.args.connections),
+                        connections=connections_per_process(
+                            op, self.args.connections, self.paced()
+                        ),
                         out=self.workdir / f"{tag}-{op.name}-{slot}.json",
                         prefix=prefix,
                         data=data,
@@ -1100,16 +1111,28 @@ def verify(database_url: str, phases: Phases, stock: dict[int, int]) -> list[Che
             ).fetchall()
         )
         now_stock: dict[int, int] = dict(conn.execute("SELECT id, stock FROM products").fetchall())
+        # Units still held by a payment under way (a reservation the reconciler has not
+        # finished yet) are taken from the stock too; released ones came back.
+        held: dict[int, int] = {}
+        for (payload,) in conn.execute(
+            "SELECT payload_json FROM order_reservations "
+            "WHERE status = 'RESERVED' AND idempotency_key LIKE 'lt-%'"
+        ).fetchall():
+            for line in json.loads(payload)["lines"]:
+                held[line["product_id"]] = held.get(line["product_id"], 0) + line["quantity"]
         wrong = [
-            pid for pid, start in stock.items() if start - now_stock[pid] != ordered.get(pid, 0)
+            pid
+            for pid, start in stock.items()
+            if start - now_stock[pid] != ordered.get(pid, 0) + held.get(pid, 0)
         ]
         units = sum(ordered.values())
         checks.append(
             Check(
-                "stock decrements == units ordered",
+                "stock decrements == units ordered (+ held by unfinished payments)",
                 not wrong and all(v >= 0 for v in now_stock.values()),
-                f"{units} units ordered over {len(ordered)} products; "
-                f"{len(wrong)} products whose stock moved by another amount",
+                f"{units} units ordered over {len(ordered)} products, {sum(held.values())} "
+                f"held by payments under way; {len(wrong)} products whose stock moved by "
+                "another amount",
             )
         )
         recorded = int(
@@ -1162,7 +1185,7 @@ def print_phase(result: PhaseResult, args: argparse.Namespace, phases: Phases) -
         if not phases.active(op):
             print(f"{op.label:<16} {'off':>5}")
             continue
-        if op.rate_option is not None:
+        if phases.rate(op) > 0:
             paced = f"  (paced: {phases.rate(op):g}/s offered)"
         print(
             f"{op.label:<16} {conns:>5} {sum(rps(r) for r in runs):>8,.1f} "
@@ -1226,8 +1249,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--connections",
         type=int,
         default=48,
-        help=f"connections in all, the same for 1 and 2 instances: {PACED_CONNECTIONS} for the "
-        "paced operations, the rest for order(code)",
+        help="connections in all, the same for 1 and 2 instances: a few per paced operation, "
+        "the rest for order(code) unless it is paced too",
     )
     parser.add_argument(
         "--instances-only",
@@ -1239,6 +1262,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--customers", type=int, default=2_000, help="customers to seed")
     parser.add_argument("--login-customers", type=int, default=200, help="of them, can log in")
     parser.add_argument("--products", type=int, default=40, help="products to seed")
+    parser.add_argument(
+        "--lookup-rate",
+        type=float,
+        default=0.0,
+        help="order pages (order(code)) per second offered; 0: closed loop on the "
+        "connections the paced operations leave (as much as the instances can serve)",
+    )
     parser.add_argument(
         "--my-orders-rate", type=float, default=20.0, help="myOrders pages per second offered"
     )
@@ -1370,7 +1400,7 @@ def main(argv: list[str] | None = None) -> int:
             f"ratio 2 instances / 1 instance: {ratio:.2f}x "
             f"({results[2].total_rps():,.1f} / {results[1].total_rps():,.1f} req/s)"
         )
-        lookups = next(o for o in OPERATIONS if o.rate_option is None)
+        lookups = next(o for o in OPERATIONS if o.closed_loop)
         lookup_rps = {n: sum(rps(r) for r in results[n].of(lookups)) for n in (1, 2)}
         print(
             f"order(code) alone (the closed-loop part of the mix): "

@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from inspect import isawaitable
 from typing import Any, cast
 
 import strawberry
@@ -126,7 +127,7 @@ class Plan:
         path: tuple[str | int, ...] = (root.key,)
         try:
             raw_args = get_argument_values(root.graphql_field, root.nodes[0], coerced)
-            info = strawberry.Info(_raw_info=_RawInfo(context), _field=root.field)  # type: ignore[arg-type]
+            info = self.schema.config.info_class(_raw_info=_RawInfo(context), _field=root.field)  # type: ignore[arg-type]
             kwargs = convert_arguments(
                 raw_args,
                 root.field.arguments,
@@ -138,7 +139,7 @@ class Plan:
             assert resolver is not None and resolver.info_parameter is not None
             kwargs[resolver.info_parameter.name] = info
             value = cast(Callable[..., Any], resolver.wrapped_func)(None, **kwargs)
-            if root.is_async:
+            if root.is_async or isawaitable(value):
                 value = await value
             return root.complete(value, errors, path)
         except Exception as raw:
@@ -167,6 +168,8 @@ def compile_plan(
         operation = named[0]
     if operation.operation is not OperationType.QUERY or operation.directives:
         return None
+    if getattr(schema, "exception_handlers", None):
+        return None  # strawberry's handlers turn exceptions into values: the general path
     if any(d.directives for d in operation.variable_definitions or ()):
         return None
     query_type = schema._schema.query_type
@@ -201,9 +204,12 @@ def _root_field(
     if not isinstance(field, StrawberryField) or field.extensions:
         return None
     resolver = field.base_resolver
-    if resolver is None or resolver.info_parameter is None:
-        return None
-    if resolver.root_parameter is not None or resolver.parent_parameter is not None:
+    if resolver is None or resolver.info_parameter is None or resolver.self_parameter is None:
+        return None  # called as wrapped_func(None, info=...): exactly self and info
+    if set(resolver.reserved_parameters.values()) - {None} != {
+        resolver.self_parameter,
+        resolver.info_parameter,
+    }:
         return None
     for argument in graphql_field.args.values():
         if not isinstance(_named(argument.type), GraphQLScalarType):
@@ -285,6 +291,8 @@ def _list_completer(
     )
 
     def complete_list(value: Any, errors: list[GraphQLError], path: tuple[str | int, ...]) -> Any:
+        if isinstance(value, Exception):
+            raise value
         if value is None:
             return None
         if not is_iterable(value):
@@ -313,6 +321,8 @@ def _leaf_completer(
     coerce = type_.coerce_output_value
 
     def complete_leaf(value: Any, errors: list[GraphQLError], path: tuple[str | int, ...]) -> Any:
+        if isinstance(value, Exception):  # graphql-core raises a returned exception
+            raise value
         if value is None or value is Undefined:
             return None
         coerced = coerce(value)
@@ -343,6 +353,8 @@ def _object_completer(
         runners.append((key, runner))
 
     def complete_object(value: Any, errors: list[GraphQLError], path: tuple[str | int, ...]) -> Any:
+        if isinstance(value, Exception):
+            raise value
         if value is None or value is Undefined:
             return None
         return {key: run(value, errors, path) for key, run in runners}

@@ -21,7 +21,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
 from app.catalog.models import Product
-from app.db import Database, row_values, utcnow
+from app.db import Database, as_models, row_values, utcnow
 from app.errors import BadUserInput, Conflict, OrderNotFound, ServiceUnavailable
 from app.events.broker import Broker, InProcessBroker, order_topic
 from app.notifications import templates
@@ -61,6 +61,31 @@ log = logging.getLogger("app.orders")
 _OWNED_ORDER = select(*Order.__table__.columns).where(  # type: ignore[attr-defined]
     Order.__table__.c.code == bindparam("code"),  # type: ignore[attr-defined]
     Order.__table__.c.user_id == bindparam("owner"),  # type: ignore[attr-defined]
+)
+# The history page (myOrders without filters), newest first, keyset on (placed_at, code).
+_ORDER = Order.__table__
+_FIRST_PAGE = (
+    select(*_ORDER.columns)
+    .where(_ORDER.c.user_id == bindparam("owner"))
+    .order_by(_ORDER.c.placed_at.desc(), _ORDER.c.code.desc())
+    .limit(bindparam("limit"))
+)
+_PAGE_AFTER = (
+    select(*_ORDER.columns)
+    .where(
+        _ORDER.c.user_id == bindparam("owner"),
+        or_(
+            _ORDER.c.placed_at < bindparam("placed"),
+            and_(_ORDER.c.placed_at == bindparam("placed"), _ORDER.c.code < bindparam("code")),
+        ),
+    )
+    .order_by(_ORDER.c.placed_at.desc(), _ORDER.c.code.desc())
+    .limit(bindparam("limit"))
+)
+_LINES_OF_ORDERS = (
+    select(*OrderLine.__table__.columns)
+    .where(OrderLine.__table__.c.order_id.in_(bindparam("ids", expanding=True)))
+    .order_by(OrderLine.__table__.c.id)
 )
 # A live subscriber's re-read: by id *and* owner.
 _OWNED_BY_ID = select(*Order.__table__.columns).where(  # type: ignore[attr-defined]
@@ -336,16 +361,9 @@ class OrderService:
     async def lines_for_orders(self, order_ids: list[int]) -> dict[int, list[OrderLine]]:
         """Batch loader: lines of many orders in one statement."""
         result: dict[int, list[OrderLine]] = {order_id: [] for order_id in order_ids}
-        async with self._db.read() as session:
-            rows = (
-                await session.execute(
-                    select(OrderLine)
-                    .where(OrderLine.order_id.in_(order_ids))
-                    .order_by(OrderLine.id)
-                )
-            ).scalars()
-            for row in rows:
-                result[row.order_id].append(row)
+        rows = await self._db.fetch_all(_LINES_OF_ORDERS, {"ids": order_ids})
+        for row in as_models(OrderLine, _LINES_OF_ORDERS, rows):
+            result[row.order_id].append(row)
         return result
 
     async def list_orders(
@@ -354,6 +372,36 @@ class OrderService:
         """`myOrders`: newest first, keyset-paginated on (placed_at, code)."""
         who = require_viewer(viewer)
         size = clamp_page_size(first, self._settings.max_page_size)
+        if filt == OrderFilter():  # the history as customers page through it: prebuilt
+            rows = await self._plain_page(who, size, after)
+        else:
+            rows = await self._filtered_page(who, size, after, filt)
+        page = rows[:size]
+        # The lines of the page are left to the API's loader (only fetched if selected).
+        return OrderPage(
+            orders=[OrderView(o, None) for o in page],
+            cursors=[
+                self._cursors.encode("order", [o.placed_at.isoformat(), o.code]) for o in page
+            ],
+            has_next_page=len(rows) > size,
+        )
+
+    async def _plain_page(self, who: Viewer, size: int, after: str | None) -> list[Order]:
+        if after:
+            placed, code = self._order_cursor(after)
+            params = {"owner": who.user_id, "limit": size + 1, "placed": placed, "code": code}
+            rows = await self._db.fetch_all(_PAGE_AFTER, params)
+            return as_models(Order, _PAGE_AFTER, rows)
+        rows = await self._db.fetch_all(_FIRST_PAGE, {"owner": who.user_id, "limit": size + 1})
+        return as_models(Order, _FIRST_PAGE, rows)
+
+    def _order_cursor(self, after: str) -> tuple[datetime, str]:
+        placed_iso, last_code = self._cursors.decode("order", after)
+        return datetime.fromisoformat(str(placed_iso)), str(last_code)
+
+    async def _filtered_page(
+        self, who: Viewer, size: int, after: str | None, filt: OrderFilter
+    ) -> list[Order]:
         query = select(Order).where(Order.user_id == who.user_id)
         if filt.statuses:
             query = query.where(Order.status.in_(filt.statuses))
@@ -380,26 +428,16 @@ class OrderService:
                 )
             )
         if after:
-            placed_iso, last_code = self._cursors.decode("order", after)
-            placed = datetime.fromisoformat(str(placed_iso))
+            placed, last_code = self._order_cursor(after)
             query = query.where(
                 or_(
                     col(Order.placed_at) < placed,
-                    and_(Order.placed_at == placed, col(Order.code) < str(last_code)),
+                    and_(Order.placed_at == placed, col(Order.code) < last_code),
                 )
             )
         query = query.order_by(Order.placed_at.desc(), col(Order.code).desc()).limit(size + 1)
         async with self._db.read() as session:
-            rows = list((await session.execute(query)).scalars())
-        page = rows[:size]
-        # The lines of the page are left to the API's loader (only fetched if selected).
-        return OrderPage(
-            orders=[OrderView(o, None) for o in page],
-            cursors=[
-                self._cursors.encode("order", [o.placed_at.isoformat(), o.code]) for o in page
-            ],
-            has_next_page=len(rows) > size,
-        )
+            return list((await session.execute(query)).scalars())
 
     # -- changes by the owner -----------------------------------------------------------
     async def cancel_order(self, viewer: Viewer | None, raw_code: str, client_ip: str) -> OrderView:

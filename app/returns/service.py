@@ -32,18 +32,19 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
 from app.accounts.models import User
 from app.audit.service import AuditLog
-from app.db import Database, utcnow
+from app.db import Database, as_models, utcnow
 from app.errors import (
     BadUserInput,
     Conflict,
@@ -87,6 +88,28 @@ from app.settings import Settings
 from app.shipments.models import Shipment, ShipmentLine, ShipmentStatus
 
 log = logging.getLogger("app.returns")
+
+# The batch reads behind the API's loaders, prebuilt (Database.fetch_all runs them).
+_RETURN = ReturnRequest.__table__
+_RETURNS_OF_ORDERS = (
+    select(*_RETURN.columns)
+    .where(_RETURN.c.order_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_RETURN.c.requested_at, _RETURN.c.id)
+)
+_LINES_OF_RETURNS = (
+    select(
+        ReturnLine.__table__.c.return_id,
+        ReturnLine.__table__.c.quantity,
+        ReturnLine.__table__.c.received_quantity,
+        OrderLine.__table__.c.id,
+        OrderLine.__table__.c.sku,
+        OrderLine.__table__.c.name,
+        OrderLine.__table__.c.unit_price_minor,
+    )
+    .join(OrderLine.__table__, OrderLine.__table__.c.id == ReturnLine.__table__.c.order_line_id)
+    .where(ReturnLine.__table__.c.return_id.in_(bindparam("ids", expanding=True)))
+    .order_by(OrderLine.__table__.c.id, ReturnLine.__table__.c.id)
+)
 
 # DESIGN §3 "returns admin".
 RETURN_READERS = (Role.SUPPORT, Role.WAREHOUSE, Role.ADMIN)
@@ -920,57 +943,42 @@ class ReturnService:
     # -- batch reads (loaders) -------------------------------------------------------------
     async def returns_for_orders(self, order_ids: list[int]) -> dict[int, list[ReturnRequest]]:
         result: dict[int, list[ReturnRequest]] = {order_id: [] for order_id in order_ids}
-        async with self._db.read() as session:
-            rows = (
-                await session.execute(
-                    select(ReturnRequest)
-                    .where(col(ReturnRequest.order_id).in_(order_ids))
-                    .order_by(col(ReturnRequest.requested_at), col(ReturnRequest.id))
-                )
-            ).scalars()
-            for row in rows:
-                result[row.order_id].append(row)
+        rows = await self._db.fetch_all(_RETURNS_OF_ORDERS, {"ids": order_ids})
+        for row in as_models(ReturnRequest, _RETURNS_OF_ORDERS, rows):
+            result[row.order_id].append(row)
         return result
 
     async def lines_for_returns(self, return_ids: list[int]) -> dict[int, list[ReturnedLine]]:
-        async with self._db.read() as session:
-            return await self._lines(session, return_ids)
+        rows = await self._db.fetch_all(_LINES_OF_RETURNS, {"ids": return_ids})
+        return _returned_lines(return_ids, rows)
 
     @staticmethod
     async def _lines(session: AsyncSession, return_ids: list[int]) -> dict[int, list[ReturnedLine]]:
-        """Per return, one entry per order line (parcels summed), in order-line order."""
-        asked: dict[tuple[int, int], int] = defaultdict(int)
-        received: dict[tuple[int, int], int | None] = {}
-        info: dict[int, tuple[str, str, int]] = {}
-        rows = (
-            await session.execute(
-                select(
-                    ReturnLine.return_id,
-                    ReturnLine.quantity,
-                    ReturnLine.received_quantity,
-                    OrderLine.id,
-                    OrderLine.sku,
-                    OrderLine.name,
-                    OrderLine.unit_price_minor,
-                )
-                .join(OrderLine, col(OrderLine.id) == ReturnLine.order_line_id)
-                .where(col(ReturnLine.return_id).in_(return_ids))
-                .order_by(col(OrderLine.id), col(ReturnLine.id))
-            )
-        ).all()
-        for return_id, quantity, got, line_id, sku, name, price in rows:
-            key = (return_id, line_id)
-            info[line_id] = (sku, name, price)
-            asked[key] += quantity
-            before = received.get(key)
-            received[key] = got if before is None else before + (got or 0)
-        result: dict[int, list[ReturnedLine]] = {rid: [] for rid in return_ids}
-        for (return_id, line_id), quantity in asked.items():  # insertion order: by line
-            sku, name, price = info[line_id]
-            result[return_id].append(
-                ReturnedLine(sku, name, price, quantity, received[(return_id, line_id)])
-            )
-        return result
+        """The same inside a transaction (its own changes included)."""
+        rows = (await session.execute(_LINES_OF_RETURNS, {"ids": return_ids})).all()
+        return _returned_lines(return_ids, rows)
+
+
+def _returned_lines(
+    return_ids: list[int], rows: Sequence[Sequence[Any]]
+) -> dict[int, list[ReturnedLine]]:
+    """Per return, one entry per order line (parcels summed), in order-line order."""
+    asked: dict[tuple[int, int], int] = defaultdict(int)
+    received: dict[tuple[int, int], int | None] = {}
+    info: dict[int, tuple[str, str, int]] = {}
+    for return_id, quantity, got, line_id, sku, name, price in rows:
+        key = (return_id, line_id)
+        info[line_id] = (sku, name, price)
+        asked[key] += quantity
+        before = received.get(key)
+        received[key] = got if before is None else before + (got or 0)
+    result: dict[int, list[ReturnedLine]] = {rid: [] for rid in return_ids}
+    for (return_id, line_id), quantity in asked.items():  # insertion order: by line
+        sku, name, price = info[line_id]
+        result[return_id].append(
+            ReturnedLine(sku, name, price, quantity, received[(return_id, line_id)])
+        )
+    return result
 
 
 def _refund_note(ret: ReturnRequest, amount_minor: int, *, automatic: bool) -> str:

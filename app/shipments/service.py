@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
@@ -35,7 +35,7 @@ from sqlmodel import col
 from app.accounts.models import User
 from app.audit.service import AuditLog
 from app.catalog.models import Product
-from app.db import Database, utcnow
+from app.db import Database, as_models, utcnow
 from app.errors import BadUserInput, Conflict, Forbidden, OrderNotFound
 from app.events.broker import Broker, order_topic
 from app.notifications import templates
@@ -80,6 +80,35 @@ from app.shipments.transitions import (
 )
 
 log = logging.getLogger("app.shipments")
+
+# The batch reads behind the API's loaders (every order and parcel of a page in one
+# statement each), prebuilt and run straight through the driver (Database.fetch_all).
+_SHIPMENT = Shipment.__table__
+_EVENT = TrackingEvent.__table__
+_SHIPMENTS_OF_ORDERS = (
+    select(*_SHIPMENT.columns)
+    .where(_SHIPMENT.c.order_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_SHIPMENT.c.shipped_at, _SHIPMENT.c.id)
+)
+_EVENTS_OF_SHIPMENTS = (
+    select(*_EVENT.columns)
+    .where(_EVENT.c.shipment_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_EVENT.c.occurred_at.desc(), _EVENT.c.id.desc())
+)
+_LINES_OF_SHIPMENTS = (
+    select(
+        ShipmentLine.__table__.c.shipment_id,
+        OrderLine.__table__.c.sku,
+        OrderLine.__table__.c.name,
+        ShipmentLine.__table__.c.quantity,
+    )
+    .join(
+        OrderLine.__table__,
+        OrderLine.__table__.c.id == ShipmentLine.__table__.c.order_line_id,
+    )
+    .where(ShipmentLine.__table__.c.shipment_id.in_(bindparam("ids", expanding=True)))
+    .order_by(ShipmentLine.__table__.c.id)
+)
 
 # DESIGN §3 "fulfilment": support may read (queue, pick list), not act.
 FULFILMENT_READ_ROLES = (Role.WAREHOUSE, Role.SUPPORT, Role.ADMIN)
@@ -380,51 +409,24 @@ class ShipmentService:
 
     async def shipments_for_orders(self, order_ids: list[int]) -> dict[int, list[Shipment]]:
         result: dict[int, list[Shipment]] = {order_id: [] for order_id in order_ids}
-        async with self._db.read() as session:
-            rows = (
-                await session.execute(
-                    select(Shipment)
-                    .where(col(Shipment.order_id).in_(order_ids))
-                    .order_by(col(Shipment.shipped_at), col(Shipment.id))
-                )
-            ).scalars()
-            for row in rows:
-                result[row.order_id].append(row)
+        rows = await self._db.fetch_all(_SHIPMENTS_OF_ORDERS, {"ids": order_ids})
+        for row in as_models(Shipment, _SHIPMENTS_OF_ORDERS, rows):
+            result[row.order_id].append(row)
         return result
 
     async def events_for_shipments(self, shipment_ids: list[int]) -> dict[int, list[TrackingEvent]]:
         """Newest first (by when it happened, then by when we heard of it)."""
         result: dict[int, list[TrackingEvent]] = {shipment_id: [] for shipment_id in shipment_ids}
-        async with self._db.read() as session:
-            rows = (
-                await session.execute(
-                    select(TrackingEvent)
-                    .where(col(TrackingEvent.shipment_id).in_(shipment_ids))
-                    .order_by(col(TrackingEvent.occurred_at).desc(), col(TrackingEvent.id).desc())
-                )
-            ).scalars()
-            for row in rows:
-                result[row.shipment_id].append(row)
+        rows = await self._db.fetch_all(_EVENTS_OF_SHIPMENTS, {"ids": shipment_ids})
+        for row in as_models(TrackingEvent, _EVENTS_OF_SHIPMENTS, rows):
+            result[row.shipment_id].append(row)
         return result
 
     async def lines_for_shipments(self, shipment_ids: list[int]) -> dict[int, list[ShippedLine]]:
         result: dict[int, list[ShippedLine]] = {shipment_id: [] for shipment_id in shipment_ids}
-        async with self._db.read() as session:
-            rows = (
-                await session.execute(
-                    select(
-                        ShipmentLine.shipment_id,
-                        OrderLine.sku,
-                        OrderLine.name,
-                        ShipmentLine.quantity,
-                    )
-                    .join(OrderLine, col(OrderLine.id) == ShipmentLine.order_line_id)
-                    .where(col(ShipmentLine.shipment_id).in_(shipment_ids))
-                    .order_by(col(ShipmentLine.id))
-                )
-            ).all()
-            for shipment_id, sku, name, quantity in rows:
-                result[shipment_id].append(ShippedLine(sku, name, quantity))
+        rows = await self._db.fetch_all(_LINES_OF_SHIPMENTS, {"ids": shipment_ids})
+        for shipment_id, sku, name, quantity in rows:
+            result[shipment_id].append(ShippedLine(sku, name, quantity))
         return result
 
     # -- changes ------------------------------------------------------------------------

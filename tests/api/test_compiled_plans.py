@@ -3,7 +3,9 @@
 Each request is sent twice through the real ASGI app: once as it is served (a plan where
 the document has one) and once with plans switched off (graphql-core and strawberry's
 extensions), with the limiter reset in between. Status, body and the metrics they count
-must be the same, for every caller and every kind of code."""
+must be the same, for every caller and every kind of code, below every vetted root field
+(VETTED_ROOT_FIELDS: `order`, `checkout`, `returnRequest`, `me`); a newly vetted root
+field fails `test_every_vetted_root_field_is_compared_on_both_paths` until it is compared."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import asyncio
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,18 +21,23 @@ import strawberry
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
+from sqlalchemy import update
 from starlette.testclient import TestClient
 
 from app.container import Services
+from app.db import utcnow
 from app.graphql import endpoint
-from app.graphql.compiled import compile_plan
+from app.graphql.compiled import VETTED_ROOT_FIELDS, compile_plan
 from app.graphql.errors import mask_error
 from app.orders.inputs import LineInput
+from app.orders.models import Checkout
 from app.orders.service import OrderView
 from app.schema import parse_document
+from app.schema import schema as app_schema
 from app.security.codes import display, generate
 from app.security.roles import Role
-from tests.conftest import ADDRESS, Account, Run
+from tests.conftest import ADDRESS, Account, Run, db_session
+from tests.returns_helpers import IP, Cast, approve, deliver, receive, request
 
 ORDER_FIELDS = [
     "code",
@@ -48,6 +56,37 @@ ORDER_FIELDS = [
     "__typename",
 ]
 
+CHECKOUT_FIELDS = [
+    "code",
+    "status",
+    "lines { sku name quantity unitPrice { amount currency } lineTotal { amount } available"
+    " inStock }",
+    "subtotal { amount currency }",
+    "shipping { amount currency }",
+    "tax { amount }",
+    "total { amount currency }",
+    "estimatedDelivery",
+    "shippingAddress { name line1 line2 city postalCode country }",
+    "expiresAt",
+    "__typename",
+]
+
+RETURN_FIELDS = [
+    "rma",
+    "orderCode",
+    "status",
+    "reason",
+    "comment",
+    "rejectionReason",
+    "refund { amount currency }",
+    "requestedAt",
+    "approvedAt",
+    "rejectedAt",
+    "receivedAt",
+    "refundedAt",
+    "__typename",
+]
+
 COMPILED = [
     "query($code: String!) { order(code: $code) { code status total { amount currency } } }",
     f"query Lookup($code: String!) {{ order(code: $code) {{ {' '.join(ORDER_FIELDS)} }} }}",
@@ -55,6 +94,13 @@ COMPILED = [
     "query($code: String!) { order(code: $code) { code } "
     "checkout(code: $code) { code total { amount } } }",
     "{ me { email name role createdAt __typename } }",
+    f"query Checkout($code: String!) {{ checkout(code: $code) {{ {' '.join(CHECKOUT_FIELDS)} }} }}",
+]
+# returnRequest(rma), sent for every caller and every kind of RMA (`rma_of`)
+RETURN_COMPILED = [
+    "query($rma: String!) { returnRequest(rma: $rma) { rma status orderCode } }",
+    f"query Return($rma: String!) {{ returnRequest(rma: $rma) {{ {' '.join(RETURN_FIELDS)} }} }}",
+    "query($rma: String!) { me { email } r: returnRequest(rma: $rma) { rma refund { amount } } }",
 ]
 GENERAL = [
     # fragments, directives, list fields with loaders and non-vetted roots take the general path
@@ -63,6 +109,8 @@ GENERAL = [
     "query($code: String!) { order(code: $code) { code lines { sku quantity } } }",
     "query { products(first: 2) { edges { node { sku } } } }",
     "mutation($code: String!) { cancelOrder(code: $code) { userErrors { code } } }",
+    # a resolver below the root that takes `info` (a loader) and is async
+    "query($rma: String!) { returnRequest(rma: $rma) { rma lines { sku quantity } } }",
 ]
 
 
@@ -95,13 +143,77 @@ def code_of(
     run(services.orders.cancel_order(owner.viewer, cancelled.order.code, "10.0.0.1"))
     checkout = run(services.checkouts.start(owner.viewer, [LineInput("MUG-001", 1)], ADDRESS))
     others = place_order(cast["other"])
+    others_checkout = _checkout(run, services, cast["other"])
+    placed_checkout = _checkout(run, services, owner)
+    run(services.checkouts.place(owner.viewer, placed_checkout, "10.0.0.1", "tok_visa"))
+    expired_checkout = _checkout(run, services, owner)
+    with db_session(services) as session:
+        session.execute(
+            update(Checkout)
+            .where(Checkout.code == expired_checkout)  # type: ignore[arg-type]
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+        session.commit()
     return {
         "owned": placed.order.code,
         "owned-lowercase-spaced": " " + placed.order.code.lower().replace("-", " ") + " ",
         "cancelled": cancelled.order.code,
         "checkout": checkout.checkout.code,
+        "placed checkout": placed_checkout,  # also the code of the order it became
+        "expired checkout": expired_checkout,
+        "another customer's checkout": others_checkout,
         "another customer's": others.order.code,
         "unknown": generate(),  # well-formed, nobody's
+        "malformed": "NOT-A-CODE",
+        "empty": "",
+    }
+
+
+def _checkout(run: Run[Any], services: Services, account: Account) -> str:
+    started = run(services.checkouts.start(account.viewer, [LineInput("MUG-001", 1)], ADDRESS))
+    code: str = started.checkout.code
+    return code
+
+
+@pytest.fixture
+def rma_of(
+    services: Services,
+    cast: dict[str, Any],
+    place_order: Callable[..., OrderView],
+    run: Run[Any],
+) -> dict[str, str]:
+    """RMAs of the owner's returns in four states and of another customer's return, and
+    codes that are no RMA. Staff (SUPPORT, WAREHOUSE, ADMIN) read any return."""
+    staff = Cast(
+        owner=cast["owner"],
+        other_customer=cast["other"],
+        support=cast["support"],
+        warehouse=cast["warehouse"],
+        admin=cast["admin"],
+    )
+    mugs = place_order(staff.owner, [("MUG-001", 4)])
+    deliver(run, services, staff.warehouse, mugs)
+    requested, approved, rejected, refunded = (
+        request(run, services, staff.owner, mugs) for _ in range(4)
+    )
+    approve(run, services, staff, approved)
+    run(services.returns.reject(staff.support.viewer, rejected.request.rma_code, IP, "Worn"))
+    approve(run, services, staff, refunded)
+    receive(run, services, staff, refunded)
+    run(services.returns.refund(staff.admin.viewer, refunded.request.rma_code, IP))
+    others_order = place_order(staff.other_customer, [("MUG-001", 1)])
+    deliver(run, services, staff.warehouse, others_order)
+    others = request(run, services, staff.other_customer, others_order)
+    rma = requested.request.rma_code
+    return {
+        "requested": rma,
+        "requested-lowercase-spaced": " " + display(rma).lower().replace("-", " ") + " ",
+        "approved": approved.request.rma_code,
+        "rejected": rejected.request.rma_code,
+        "refunded": refunded.request.rma_code,
+        "another customer's": others.request.rma_code,
+        "an order's code": mugs.order.code,  # well-formed, but no RMA
+        "unknown": generate(),
         "malformed": "NOT-A-CODE",
         "empty": "",
     }
@@ -155,6 +267,8 @@ def test_the_documents_meant_to_compile_do_and_the_others_do_not(http: TestClien
     schema = _schema(http)
     for query in COMPILED:
         assert compile_plan(schema, parse_document(query), None) is not None, query
+    for query in RETURN_COMPILED:
+        assert compile_plan(schema, parse_document(query), None) is not None, query
     for query in GENERAL:
         assert compile_plan(schema, parse_document(query), None) is None, query
 
@@ -205,6 +319,150 @@ def test_the_owner_really_gets_data_and_the_rest_the_documented_errors(
         assert [e["extensions"]["code"] for e in body["errors"]] == [code], (caller, kind)
         assert body["errors"][0]["path"] == ["order"]
         assert body["errors"][0]["locations"] == [{"line": 1, "column": 25}]
+
+
+@pytest.mark.parametrize("query", RETURN_COMPILED)
+def test_every_caller_and_every_rma_gets_the_same_answer_from_both_paths(
+    query: str,
+    cast: dict[str, Account | None],
+    rma_of: dict[str, str],
+    both_paths: Callable[..., tuple[Any, Any]],
+) -> None:
+    answers = 0
+    for caller, account in cast.items():
+        for kind, rma in rma_of.items():
+            served, general = both_paths({"query": query, "variables": {"rma": rma}}, account)
+            assert served == general, (caller, kind)
+            answers += 1
+    assert answers == len(cast) * len(rma_of)
+
+
+def _spy_on_plans(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Records, per request served with plans on, whether a plan answered it (so a guard
+    below cannot pass on two general paths)."""
+    found: list[bool] = []
+    original = endpoint._plan_for
+
+    def spy(*args: Any) -> Any:
+        plan = original(*args)
+        found.append(plan is not None)
+        return plan
+
+    monkeypatch.setattr(endpoint, "_plan_for", spy)
+    return found
+
+
+def test_returns_really_answer_their_owner_and_staff_and_the_rest_the_documented_errors(
+    cast: dict[str, Account | None],
+    rma_of: dict[str, str],
+    both_paths: Callable[..., tuple[Any, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Guards the returnRequest comparison against two paths that are wrong the same way."""
+    query = RETURN_COMPILED[1]
+    planned = _spy_on_plans(monkeypatch)
+    read = {
+        ("owner", "requested-lowercase-spaced"): ("requested", "REQUESTED"),
+        ("owner", "refunded"): ("refunded", "REFUNDED"),
+        ("owner", "rejected"): ("rejected", "REJECTED"),
+        ("support", "another customer's"): ("another customer's", "REQUESTED"),
+        ("warehouse", "approved"): ("approved", "APPROVED"),
+        ("admin", "refunded"): ("refunded", "REFUNDED"),
+    }
+    for (caller, kind), (rma_kind, status) in read.items():
+        (code, body, counted), _ = both_paths(
+            {"query": query, "variables": {"rma": rma_of[kind]}}, cast[caller]
+        )
+        answer = body["data"]["returnRequest"]
+        assert code == 200 and "errors" not in body, (caller, kind, body)
+        assert answer["rma"] == display(rma_of[rma_kind]) and answer["status"] == status
+        assert answer["__typename"] == "ReturnRequest"
+        assert (answer["refund"] is not None) == (status == "REFUNDED"), answer
+        assert any("outcome', 'found'" in key for key in counted), counted
+    refused = {
+        ("anonymous", "requested"): "UNAUTHENTICATED",
+        ("forged token", "requested"): "UNAUTHENTICATED",
+        ("logged out", "requested"): "UNAUTHENTICATED",
+        ("other", "requested"): "ORDER_NOT_FOUND",
+        ("owner", "another customer's"): "ORDER_NOT_FOUND",
+        ("owner", "an order's code"): "ORDER_NOT_FOUND",
+        ("admin", "unknown"): "ORDER_NOT_FOUND",
+        ("owner", "malformed"): "INVALID_ORDER_CODE",
+    }
+    for (caller, kind), expected in refused.items():
+        (_, body, _), _ = both_paths(
+            {"query": query, "variables": {"rma": rma_of[kind]}}, cast[caller]
+        )
+        assert body["data"] == {"returnRequest": None}, (caller, kind)
+        assert [e["extensions"]["code"] for e in body["errors"]] == [expected], (caller, kind)
+        assert body["errors"][0]["path"] == ["returnRequest"]
+    assert len(planned) == len(read) + len(refused) and all(planned)
+
+
+def test_checkouts_really_answer_their_owner_and_the_rest_the_documented_errors(
+    cast: dict[str, Account | None],
+    code_of: dict[str, str],
+    both_paths: Callable[..., tuple[Any, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Guards the checkout comparison against two paths that are wrong the same way."""
+    query = COMPILED[-1]
+    planned = _spy_on_plans(monkeypatch)
+    for kind, status in (("checkout", "OPEN"), ("placed checkout", "PLACED")):
+        (code, body, _), _ = both_paths(
+            {"query": query, "variables": {"code": code_of[kind]}}, cast["owner"]
+        )
+        checkout = body["data"]["checkout"]
+        assert code == 200 and "errors" not in body, body
+        assert checkout["code"] == display(code_of[kind]) and checkout["status"] == status
+        assert [line["sku"] for line in checkout["lines"]] == ["MUG-001"]
+    refused = {
+        ("anonymous", "checkout"): "UNAUTHENTICATED",
+        ("other", "checkout"): "ORDER_NOT_FOUND",
+        ("admin", "checkout"): "ORDER_NOT_FOUND",
+        ("owner", "expired checkout"): "ORDER_NOT_FOUND",
+        ("owner", "another customer's checkout"): "ORDER_NOT_FOUND",
+        ("owner", "owned"): "ORDER_NOT_FOUND",  # an order placed directly has no checkout
+        ("owner", "malformed"): "INVALID_ORDER_CODE",
+    }
+    for (caller, kind), expected in refused.items():
+        (_, body, _), _ = both_paths(
+            {"query": query, "variables": {"code": code_of[kind]}}, cast[caller]
+        )
+        assert body["data"] == {"checkout": None}, (caller, kind)
+        assert [e["extensions"]["code"] for e in body["errors"]] == [expected], (caller, kind)
+    assert len(planned) == 2 + len(refused) and all(planned)
+
+
+def _compared_documents() -> list[str]:
+    """The documents the side-by-side tests above send for every caller and every code."""
+    documents: list[str] = []
+    for test in (
+        test_every_caller_and_every_code_gets_the_same_answer_from_both_paths,
+        test_every_caller_and_every_rma_gets_the_same_answer_from_both_paths,
+    ):
+        for mark in test.pytestmark:
+            if mark.name == "parametrize" and mark.args[0] == "query":
+                documents.extend(mark.args[1])
+    return documents
+
+
+def test_every_vetted_root_field_is_compared_on_both_paths() -> None:
+    """A root field added to VETTED_ROOT_FIELDS fails here until a side-by-side test sends
+    a compiled document with it for every caller, and one that leads with it (the first
+    root field names the operation in the metrics, which are compared too)."""
+    compared: set[str] = set()
+    leading: set[str] = set()
+    for query in _compared_documents():
+        document = parse_document(query)
+        if compile_plan(app_schema, document, None) is None:
+            continue  # the general path on both sides: compares nothing of the plans
+        (operation,) = document.definitions
+        roots = [s.name.value for s in operation.selection_set.selections]  # type: ignore[attr-defined]
+        compared.update(roots)
+        leading.add(roots[0])
+    assert VETTED_ROOT_FIELDS - compared == set(), "vetted but never compared"
+    assert VETTED_ROOT_FIELDS - leading == set(), "never compared as the first root field"
 
 
 @pytest.mark.parametrize(
@@ -278,6 +536,31 @@ def test_any_selection_of_order_fields_gets_the_same_answer_from_both_paths(
     served, general = both_paths(
         {"query": query, "variables": {"code": code_of[kind]}}, cast[caller]
     )
+    assert served == general
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    fields=st.lists(st.sampled_from(RETURN_FIELDS), min_size=1, max_size=6),
+    alias=st.sampled_from(["", "a: ", "returnRequest: ", "order: "]),
+    caller=st.sampled_from(["owner", "other", "anonymous", "support", "warehouse"]),
+    kind=st.sampled_from(["requested", "refunded", "rejected", "unknown", "malformed"]),
+)
+def test_any_selection_of_return_fields_gets_the_same_answer_from_both_paths(
+    fields: list[str],
+    alias: str,
+    caller: str,
+    kind: str,
+    cast: dict[str, Account | None],
+    rma_of: dict[str, str],
+    both_paths: Callable[..., tuple[Any, Any]],
+) -> None:
+    query = f"query($rma: String!) {{ {alias}returnRequest(rma: $rma) {{ {' '.join(fields)} }} }}"
+    served, general = both_paths({"query": query, "variables": {"rma": rma_of[kind]}}, cast[caller])
     assert served == general
 
 
