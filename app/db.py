@@ -282,6 +282,20 @@ class Database:
             raise
         lease.conn, lease.driver = conn, raw.driver_connection
 
+    async def release_connection(self) -> None:
+        """Give the request's connection back to the pool now, before a call to another
+        system (a payment provider): a request waiting seconds on a card must not hold a
+        connection the others need. Its next statement takes one again."""
+        lease = _lease.get()
+        if lease is None or lease.conn is None:
+            return
+        if lease.holder is asyncio.current_task():
+            raise RuntimeError("release_connection() inside a transaction or a read block")
+        async with lease.lock:
+            if lease.in_transaction:
+                raise RuntimeError("release_connection() while a transaction is open")
+            await self._release(lease)
+
     async def _release(self, lease: _Lease) -> None:
         conn, lease.conn, lease.driver = lease.conn, None, None
         if conn is None:

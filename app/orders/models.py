@@ -129,7 +129,7 @@ class OrderReservation(SQLModel, table=True):
         UniqueConstraint(
             "user_id", "idempotency_key", name="uq_order_reservations_user_id_idempotency_key"
         ),
-        Index("ix_order_reservations_status_created_at", "status", "created_at"),
+        Index("ix_order_reservations_status_next_check_at", "status", "next_check_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -148,5 +148,9 @@ class OrderReservation(SQLModel, table=True):
     payload_json: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
+    # When the reconciler looks at it next: soon while unknown, at its expiry once the
+    # provider said it was not charged (only a retry could still charge it, and a retry
+    # confirms by itself).
+    next_check_at: datetime = Field(default_factory=utcnow)
     resolved_at: datetime | None = Field(default=None)
     order_id: int | None = Field(default=None, foreign_key="orders.id")

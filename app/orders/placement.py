@@ -55,10 +55,9 @@ from app.settings import Settings
 
 log = logging.getLogger("app.orders")
 
-# A reservation is resumed by a retry only while it has at least this much life left
-# beyond the provider's timeout; an older one is released and reserved anew, so that the
-# reconciler never releases a reservation whose charge is still under way.
-RESUME_MARGIN_SECONDS = 30.0
+# After a failed look at the provider, the reconciler tries that reservation again after
+# this long.
+RECHECK_SECONDS = 30.0
 
 
 class PaymentNotConfirmed(ServiceUnavailable):
@@ -91,6 +90,7 @@ class OrderPlacement:
         self._orders = orders
         self._settings = settings
         self._ttl = timedelta(seconds=settings.reservation_ttl_seconds)
+        self._older_than = timedelta(seconds=settings.reconcile_after_seconds)
 
     async def place(
         self,
@@ -110,42 +110,53 @@ class OrderPlacement:
         existing = await self._orders.by_idempotency_key(who.user_id, key, print_)
         if existing is not None:
             return existing
-        reservation = await self._reserve(request)
+        reservation, fresh = await self._reserve(request)
         if reservation.status == ReservationStatus.CONFIRMED.value:
             return await self._order_for(request)
-        charge = await self._charge(reservation, payment_token)
+        charge = await self._charge(reservation, payment_token, fresh=fresh)
         return await self.confirm(reservation, charge, who.email)
 
     # -- 1. reserve -------------------------------------------------------------------------
-    async def _reserve(self, request: Request) -> OrderReservation:
+    async def _reserve(self, request: Request) -> tuple[OrderReservation, bool]:
+        """The reservation to charge for, and whether this request made it (a new attempt)
+        rather than resumed one that an earlier request may have charged already."""
         try:
             async with self._db.write() as session:
-                reservation = await self._reserve_in(session, request)
+                found = await self._reserve_in(session, request)
                 await session.commit()
-                return reservation
+                return found
         except IntegrityError:
             # A concurrent request with the same key reserved first: carry on with its
             # reservation (the provider's idempotency makes both charges one).
             async with self._db.write() as session:
-                reservation = await self._reserve_in(session, request)
+                found = await self._reserve_in(session, request)
                 await session.commit()
-                return reservation
+                return found
 
-    async def _reserve_in(self, session: AsyncSession, request: Request) -> OrderReservation:
+    async def _reserve_in(
+        self, session: AsyncSession, request: Request
+    ) -> tuple[OrderReservation, bool]:
         who = request.who
         existing = await self._by_key(session, who.user_id, request.key)
         if existing is not None:
             if existing.status == ReservationStatus.CONFIRMED.value:
-                return existing
+                return existing, False
             if existing.status == ReservationStatus.RESERVED.value:
                 if existing.request_fingerprint != request.fingerprint:
                     raise Conflict(
                         "This idempotencyKey was already used for a different order.",
                         field="idempotencyKey",
                     )
-                if self._resumable(existing):
-                    return existing  # a retry after a crash or a timeout: charge again
-                await self._release_in(session, existing)
+                # A retry after a crash or a timeout: charge again with the same payment
+                # key (the provider answers with the first charge if there was one). The
+                # reservation's life starts anew, so the reconciler does not release it
+                # while this charge is under way.
+                now = utcnow()
+                existing.expires_at = now + self._ttl
+                existing.next_check_at = now + self._older_than
+                session.add(existing)
+                await session.flush()
+                return existing, False
             # RELEASED (declined, expired): a new attempt under the same key
         products = await self._orders.products_for(session, request.lines)
         if request.expected_prices is not None:
@@ -187,10 +198,11 @@ class OrderPlacement:
             existing.payload_json = json.dumps(payload)
             existing.created_at = now
             existing.expires_at = now + self._ttl
+            existing.next_check_at = now + self._older_than
             existing.resolved_at = None
             session.add(existing)
             await session.flush()
-            return existing
+            return existing, True
         reservation = OrderReservation(
             user_id=who.user_id,
             idempotency_key=request.key,
@@ -203,14 +215,11 @@ class OrderPlacement:
             payload_json=json.dumps(payload),
             created_at=now,
             expires_at=now + self._ttl,
+            next_check_at=now + self._older_than,
         )
         session.add(reservation)
         await session.flush()  # a concurrent duplicate key fails here
-        return reservation
-
-    def _resumable(self, reservation: OrderReservation) -> bool:
-        left = (reservation.expires_at - utcnow()).total_seconds()
-        return left > self._settings.payment_timeout_seconds + RESUME_MARGIN_SECONDS
+        return reservation, True
 
     @staticmethod
     async def _take_stock(
@@ -244,7 +253,11 @@ class OrderPlacement:
         return found
 
     # -- 2. charge ----------------------------------------------------------------------------
-    async def _charge(self, reservation: OrderReservation, payment_token: str) -> Charge:
+    async def _charge(
+        self, reservation: OrderReservation, payment_token: str, *, fresh: bool
+    ) -> Charge:
+        # The provider may take seconds: no database connection is held meanwhile.
+        await self._db.release_connection()
         try:
             async with asyncio.timeout(self._settings.payment_timeout_seconds):
                 return await self._payments.charge(
@@ -253,10 +266,20 @@ class OrderPlacement:
                     reservation.currency,
                     idempotency_key=reservation.payment_key,
                 )
-        except (BadUserInput, ServiceUnavailable):
-            # Declined, unknown token, or the provider said it is down: nothing was
-            # charged, so the stock goes back now.
-            await self.release(reservation)
+        except BadUserInput:
+            # Declined or an unknown token: this call charged nothing. If this request
+            # made the attempt, nothing was ever charged under its key and the stock goes
+            # back now; a resumed attempt may have been charged by an earlier request (a
+            # provider answers a repeated key with its first result, but a retry that
+            # differs may be refused): the reconciler decides, by asking the provider.
+            if fresh:
+                await self.release(reservation)
+            raise
+        except ServiceUnavailable:
+            # The provider says it is down: this call charged nothing, but another call
+            # with the same key (a double submit, an earlier attempt) may have. The
+            # reservation stays for the retry, or the reconciler (released at expiry if
+            # nothing was charged).
             raise
         except (TimeoutError, OSError) as exc:
             # Unknown whether the card was charged: keep the reservation for the retry or
@@ -365,22 +388,28 @@ class OrderPlacement:
         return view
 
     # -- release and void ---------------------------------------------------------------------
-    async def release(self, reservation: OrderReservation) -> bool:
-        """Not charged: give the stock back (once). False if it was no longer reserved."""
+    async def release(self, reservation: OrderReservation, *, if_expired: bool = False) -> bool:
+        """Not charged: give the stock back (once). False if it was no longer reserved —
+        or, `if_expired` (the reconciler), if a retry has renewed it meanwhile."""
         async with self._db.write() as session:
-            released = await self._release_in(session, reservation)
+            released = await self._release_in(session, reservation, if_expired=if_expired)
             await session.commit()
         return released
 
     @staticmethod
-    async def _release_in(session: AsyncSession, reservation: OrderReservation) -> bool:
+    async def _release_in(
+        session: AsyncSession, reservation: OrderReservation, *, if_expired: bool = False
+    ) -> bool:
+        conditions = [
+            col(OrderReservation.id) == reservation.id,
+            col(OrderReservation.status) == ReservationStatus.RESERVED.value,
+            col(OrderReservation.attempt) == reservation.attempt,
+        ]
+        if if_expired:
+            conditions.append(col(OrderReservation.expires_at) <= utcnow())
         changed = await session.execute(
             update(OrderReservation)
-            .where(
-                col(OrderReservation.id) == reservation.id,
-                col(OrderReservation.status) == ReservationStatus.RESERVED.value,
-                col(OrderReservation.attempt) == reservation.attempt,
-            )
+            .where(*conditions)
             .values(status=ReservationStatus.RELEASED.value, resolved_at=utcnow())
         )
         if changed.rowcount != 1:  # type: ignore[attr-defined]
@@ -407,40 +436,75 @@ class OrderPlacement:
             log.exception("void of a charge without an order did not go through")
 
     # -- the reconciler -----------------------------------------------------------------------
-    async def reconcile(self, older_than: timedelta, limit: int = 20) -> int:
+    async def reconcile(self, older_than: timedelta, limit: int = 50, max_batches: int = 20) -> int:
         """Finish reservations whose request is gone (older than `older_than`): confirm the
-        charged ones, release the expired uncharged ones. Returns how many it finished."""
-        now = utcnow()
-        async with self._db.read() as session:
-            stale = list(
-                (
-                    await session.execute(
-                        select(OrderReservation, User.email)
-                        .join(User, col(User.id) == OrderReservation.user_id)
-                        .where(
-                            col(OrderReservation.status) == ReservationStatus.RESERVED.value,
-                            col(OrderReservation.created_at) <= now - older_than,
-                        )
-                        .order_by(col(OrderReservation.id))
-                        .limit(limit)
-                    )
-                ).all()
-            )
+        charged ones, release the expired uncharged ones; returns how many it finished.
+
+        Each is looked at when it is due (`next_check_at`): an uncharged one that has not
+        expired is looked at again at its expiry, one the provider could not answer for
+        after RECHECK_SECONDS. A pass goes through everything due, batch after batch (each
+        looked-at reservation is finished or rescheduled), so a backlog of unpaid
+        reservations — a provider outage — never holds up a paid one behind it."""
         finished = 0
-        for reservation, email in stale:
-            try:
-                async with asyncio.timeout(self._settings.payment_timeout_seconds):
-                    charge = await self._payments.find_charge(reservation.payment_key)
-            except (DomainError, TimeoutError, OSError):
-                continue  # the provider is not answering: next round
-            if charge is not None:
-                await self.confirm(reservation, charge, email)
-                metrics.reconciled("confirmed")
-                finished += 1
-            elif reservation.expires_at <= now and await self.release(reservation):
-                metrics.reconciled("released")
-                finished += 1
+        for _ in range(max_batches):
+            now = utcnow()
+            async with self._db.read() as session:
+                due = list(
+                    (
+                        await session.execute(
+                            select(OrderReservation, User.email)
+                            .join(User, col(User.id) == OrderReservation.user_id)
+                            .where(
+                                col(OrderReservation.status) == ReservationStatus.RESERVED.value,
+                                col(OrderReservation.created_at) <= now - older_than,
+                                col(OrderReservation.next_check_at) <= now,
+                            )
+                            .order_by(col(OrderReservation.next_check_at), col(OrderReservation.id))
+                            .limit(limit)
+                        )
+                    ).all()
+                )
+            for reservation, email in due:
+                if await self._reconcile_one(reservation, email, now):
+                    finished += 1
+            if len(due) < limit:
+                break
         return finished
+
+    async def _reconcile_one(
+        self, reservation: OrderReservation, email: str, now: datetime
+    ) -> bool:
+        try:
+            async with asyncio.timeout(self._settings.payment_timeout_seconds):
+                charge = await self._payments.find_charge(reservation.payment_key)
+        except (DomainError, TimeoutError, OSError):
+            # The provider is not answering: look again a little later.
+            await self._next_check(reservation, now + timedelta(seconds=RECHECK_SECONDS))
+            return False
+        if charge is not None:
+            await self.confirm(reservation, charge, email)
+            metrics.reconciled("confirmed")
+            return True
+        if reservation.expires_at <= now:
+            if await self.release(reservation, if_expired=True):
+                metrics.reconciled("released")
+                return True
+            return False
+        await self._next_check(reservation, reservation.expires_at)
+        return False
+
+    async def _next_check(self, reservation: OrderReservation, when: datetime) -> None:
+        async with self._db.write() as session:
+            await session.execute(
+                update(OrderReservation)
+                .where(
+                    col(OrderReservation.id) == reservation.id,
+                    col(OrderReservation.status) == ReservationStatus.RESERVED.value,
+                    col(OrderReservation.next_check_at) == reservation.next_check_at,
+                )
+                .values(next_check_at=when)
+            )
+            await session.commit()
 
 
 def _payment_key(who: Viewer, key: str, attempt: int) -> str:

@@ -120,6 +120,7 @@ class Refunds:
         """Ask the provider for the money back (no transaction open), then complete the
         refund. ServiceUnavailable when the provider failed: the refund stays PENDING, to
         be sent again (same key) by a retry or the reconciler."""
+        await self._db.release_connection()  # no connection held while the provider works
         try:
             async with asyncio.timeout(self._timeout):
                 made = await self._payments.refund(

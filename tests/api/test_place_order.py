@@ -135,13 +135,20 @@ def test_failed_payment_leaves_no_order_no_stock_change_no_email(
     assert charges(services) == 0
 
 
-def test_provider_down_is_service_unavailable_and_writes_nothing(
+def test_provider_down_is_service_unavailable_and_charges_nothing(
     gql: GraphQLClient, owner: Account, services: Services, catalog: dict[str, Product]
 ) -> None:
     body = gql(PLACE, variables(token="tok_unavailable"), token=owner.token)
     assert error_codes(body) == ["SERVICE_UNAVAILABLE"]
-    assert stock(services, "MUG-001") == 50
     assert sql_count(services, "SELECT count(*) FROM orders") == 0
+    assert charges(services) == 0
+    # The stock stays reserved for the retry (another call under the same key may have
+    # charged; the reconciler releases it at its expiry if nothing was).
+    assert stock(services, "MUG-001") == 48
+    assert (
+        sql_count(services, "SELECT count(*) FROM order_reservations WHERE status = 'RESERVED'")
+        == 1
+    )
 
 
 @pytest.mark.parametrize(

@@ -133,10 +133,13 @@ def start_server(
 ) -> Iterator[Callable[..., LiveServer]]:
     """`start_server(**env)`: migrate and demo-seed the database, then serve it.
     `setup={...}`: environment of its own for the migration and seeding (a direct route
-    to the database when the server's goes through a slow proxy)."""
+    to the database when the server's goes through a slow proxy); `background=False`:
+    without the email sender and the reconciler (so that only requests use the pool)."""
     started: list[LiveServer] = []
 
-    def start(setup: dict[str, str] | None = None, **overrides: str) -> LiveServer:
+    def start(
+        setup: dict[str, str] | None = None, *, background: bool = True, **overrides: str
+    ) -> LiveServer:
         workdir = tmp_path / f"server{len(started)}"
         workdir.mkdir()
         env = {
@@ -157,7 +160,8 @@ def start_server(
         stderr_path = workdir / "server.stderr"
         with stderr_path.open("wb") as err:
             process = subprocess.Popen(
-                [*SERVE, "--port", str(port), "--no-migrate"],
+                [*SERVE, "--port", str(port), "--no-migrate"]
+                + ([] if background else ["--no-sender"]),
                 env=env,
                 cwd=workdir,
                 stdout=subprocess.DEVNULL,

@@ -84,8 +84,10 @@ def test_a_request_waiting_in_the_database_does_not_hold_the_instance(
 def test_the_time_cap_ends_a_wait_in_the_database_and_the_connection_comes_back_clean(
     database: Database, start_server: Callable[..., LiveServer]
 ) -> None:
-    # given an instance with a 1 s cap and a single pooled connection
+    # given an instance with a 1 s cap and a single pooled connection, serving requests
+    # only (the background email sender would wait for SQLite's lock on that connection)
     server = start_server(
+        background=False,
         REQUEST_TIMEOUT_SECONDS="1",
         PAYMENT_TIMEOUT_SECONDS="0.5",
         RECONCILE_AFTER_SECONDS="2",

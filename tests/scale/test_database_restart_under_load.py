@@ -281,6 +281,13 @@ def test_database_restart_under_load_loses_nothing_and_charges_once(
             (SKU,),
         ).fetchone()
         remaining = conn.execute("SELECT stock FROM products WHERE sku = %s", (SKU,)).fetchone()
+        reservations = {
+            row[0]: row[1:]
+            for row in conn.execute(
+                "SELECT idempotency_key, status, attempt, payment_key FROM order_reservations"
+                " WHERE idempotency_key LIKE 'load-%%'"
+            ).fetchall()
+        }
     by_key = Counter(row[0] for row in orders)
     assert set(by_key) == set(keys)
     assert [key for key, n in by_key.items() if n != 1] == []
@@ -292,7 +299,11 @@ def test_database_restart_under_load_loses_nothing_and_charges_once(
     for key, email, public_id, code, total, reference, _ in orders:
         assert keys[key].email == email
         assert (keys[key].code or "").replace("-", "") == code.replace("-", "")
-        assert charges[f"order:{public_id}:{key}"] == 1, key
+        assert charges[f"order:{public_id}:{key}"] == 1, (
+            key,
+            [r for r in ledger if r[0].split("#")[0] == f"order:{public_id}:{key}"],
+            reservations.get(key),
+        )
         charge = next(r for r in ledger if r[0].split("#")[0] == f"order:{public_id}:{key}")
         assert (charge[2], charge[3]) == (reference, total)
     assert sum(charges.values()) == len(orders)

@@ -34,6 +34,7 @@ def upgrade() -> None:
     sa.Column('payload_json', sa.Text(), nullable=False),
     sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('expires_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('next_check_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('resolved_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
     sa.Column('order_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['checkout_id'], ['checkouts.id'], name=op.f('fk_order_reservations_checkout_id_checkouts')),
@@ -44,7 +45,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('user_id', 'idempotency_key', name='uq_order_reservations_user_id_idempotency_key')
     )
     with op.batch_alter_table('order_reservations', schema=None) as batch_op:
-        batch_op.create_index('ix_order_reservations_status_created_at', ['status', 'created_at'], unique=False)
+        batch_op.create_index('ix_order_reservations_status_next_check_at', ['status', 'next_check_at'], unique=False)
 
     op.create_table('payment_refunds',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -85,7 +86,7 @@ def downgrade() -> None:
 
     op.drop_table('payment_refunds')
     with op.batch_alter_table('order_reservations', schema=None) as batch_op:
-        batch_op.drop_index('ix_order_reservations_status_created_at')
+        batch_op.drop_index('ix_order_reservations_status_next_check_at')
 
     op.drop_table('order_reservations')
     # ### end Alembic commands ###
