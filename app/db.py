@@ -176,7 +176,7 @@ class _Lease:
     waiting for itself.
     """
 
-    __slots__ = ("conn", "driver", "holder", "in_transaction", "lock")
+    __slots__ = ("autocommit", "conn", "driver", "holder", "in_transaction", "lock")
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
@@ -184,6 +184,7 @@ class _Lease:
         self.driver: Any = None
         self.holder: asyncio.Task[Any] | None = None
         self.in_transaction = False
+        self.autocommit = False  # the connection's ORM reads run without BEGIN/ROLLBACK
 
 
 _lease: ContextVar[_Lease | None] = ContextVar("db_lease", default=None)
@@ -272,15 +273,11 @@ class Database:
         except DBAPIError as exc:
             raise ServiceUnavailable() from exc
         try:
-            if not self.is_sqlite:
-                # Reads run in autocommit: no BEGIN/ROLLBACK around them. `write()` turns a
-                # transaction on for its block.
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
             raw = await conn.get_raw_connection()
         except BaseException:
             await _close_quietly(conn)
             raise
-        lease.conn, lease.driver = conn, raw.driver_connection
+        lease.conn, lease.driver, lease.autocommit = conn, raw.driver_connection, False
 
     async def release_connection(self) -> None:
         """Give the request's connection back to the pool now, before a call to another
@@ -419,6 +416,10 @@ class Database:
         """An ORM session for reads, on the request's connection, in autocommit."""
         async with self._using() as lease:
             assert lease.conn is not None
+            if not self.is_sqlite and not lease.autocommit and not lease.in_transaction:
+                # No BEGIN/ROLLBACK around reads (the driver's own reads never have one).
+                await lease.conn.execution_options(isolation_level="AUTOCOMMIT")
+                lease.autocommit = True
             session = AsyncSession(bind=lease.conn, expire_on_commit=False)
             try:
                 yield session
@@ -447,8 +448,9 @@ class Database:
             try:
                 if self.is_sqlite:
                     await self._begin_immediate(lease)
-                else:
+                elif lease.autocommit:
                     await lease.conn.execution_options(isolation_level="READ COMMITTED")
+                    lease.autocommit = False
                 session = AsyncSession(bind=lease.conn, expire_on_commit=False)
                 yield session
             except asyncio.CancelledError:
@@ -468,8 +470,6 @@ class Database:
                     await _close_session(session)  # rolls back what was not committed
                 if self.is_sqlite and lease.driver is not None and lease.driver.in_transaction:
                     await lease.driver.rollback()
-                if not self.is_sqlite and lease.conn is not None:
-                    await lease.conn.execution_options(isolation_level="AUTOCOMMIT")
 
     async def _begin_immediate(self, lease: _Lease) -> None:
         """Take SQLite's write lock, waiting for it here (cancellable) rather than in the
