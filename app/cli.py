@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import getpass
 import os
 import sys
@@ -30,8 +31,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         upgrade(settings.database_url)
     host = args.host or os.environ.get("HOST", "127.0.0.1")
     port = int(args.port or os.environ.get("PORT", "8000"))
+    app = create_app(settings, run_sender=not args.no_sender)
+    # Everything built so far (the schema, the ORM's mappers, the services) lives as long
+    # as the process: out of the cyclic collector's sight, so that its full passes — which
+    # stop the event loop — walk only what requests allocate (the order page's p99 in
+    # `scripts/loadtest --instances-only 1 --lookup-rate 100 --duration 60`: 131 ms
+    # without, 35 ms with).
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
-        create_app(settings, run_sender=not args.no_sender),
+        app,
         host=host,
         port=port,
         log_config=None,
