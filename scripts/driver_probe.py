@@ -206,7 +206,7 @@ def main() -> int:
                 subprocess.run([*pin_wrk, wrk, "-t1", f"-c{args.connections}", "-d2s", url],
                                capture_output=True, check=True)  # fmt: skip
                 out = subprocess.run(
-                    [*pin_wrk, wrk, "-t1", f"-c{args.connections}", f"-d{args.duration}s",
+                    [*pin_wrk, wrk, "-t1", f"-c{args.connections}", f"-d{args.duration:g}s",
                      "--latency", url],
                     capture_output=True, text=True, check=True,
                 ).stdout  # fmt: skip

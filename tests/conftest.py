@@ -67,6 +67,22 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@contextmanager
+def scratch_postgres_url(prefix: str) -> Iterator[str]:
+    """A PostgreSQL database of the caller's own (empty: not migrated), dropped afterwards."""
+    problem = _pg_reachable()
+    if problem:
+        service_unreachable("PostgreSQL", problem)
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
     """A database of our own for this test session, migrated once, dropped at the end."""

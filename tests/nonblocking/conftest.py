@@ -16,7 +16,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ import psycopg
 import pytest
 
 from app.security import codes
-from tests.conftest import PG_ADMIN_URL, service_unreachable
+from tests.conftest import scratch_postgres_url
 from tests.e2e.conftest import (
     DEMO_PASSWORD,
     OUTBOX_POLL_SECONDS,
@@ -103,19 +102,8 @@ class Database:
 @contextlib.contextmanager
 def scratch_postgres() -> Iterator[Database]:
     """A PostgreSQL database of the test's own, dropped afterwards."""
-    try:
-        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
-            pass
-    except Exception as exc:
-        service_unreachable("PostgreSQL", str(exc))
-    name = f"orders_nb_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield Database("postgres", PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name)
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres_url("orders_nb") as url:
+        yield Database("postgres", url)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

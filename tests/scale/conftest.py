@@ -9,7 +9,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import pytest
 import redis
 from aiosmtpd.controller import Controller
 
-from tests.conftest import IN_CI, PG_ADMIN_URL
+from tests.conftest import IN_CI, scratch_postgres_url
 from tests.e2e.conftest import (
     OUTBOX_POLL_SECONDS,
     LiveServer,
@@ -71,19 +70,8 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def scratch_database() -> Iterator[str]:
-    try:
-        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
-            pass
-    except Exception as exc:
-        _unreachable("PostgreSQL", str(exc))
-    name = f"orders_scale_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres_url("orders_scale") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
