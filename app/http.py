@@ -1,7 +1,14 @@
 """HTTP-level guards in front of GraphQL, as plain ASGI middleware (cheap on the hot path):
 a request id on every response, a body-size cap, and JSON-only POSTs to /graphql (no
 queries over GET, no form or multipart posts: those are CSRF vectors) whose body is a JSON
-object or array."""
+object or array.
+
+The media type of every /graphql answer is negotiated here, once, from `Accept` (GraphQL
+over HTTP, the GraphQL Foundation's draft): `application/graphql-response+json` when the
+client asks for it first, `application/json` for legacy clients, `*/*` or no `Accept`, and
+406 when `Accept` names neither. Refusals made here (405, 406, 413, 415, a body that is not
+JSON, the time cap's 503) are GraphQL responses in that media type, so that a client reads
+their `extensions.code` whatever the status."""
 
 from __future__ import annotations
 
@@ -13,8 +20,62 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.metrics import request_refused
+
 MAX_BODY_BYTES = 64 * 1024
 _PARSED_BODY = "graphql_body"
+_MEDIA_TYPE = "graphql_media_type"
+
+JSON = "application/json"
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+_WILDCARDS = frozenset({"*/*", "application/*"})
+
+
+def negotiate(accept: str | None) -> str | None:
+    """The media type to answer a GraphQL request in, or None when `accept` names none that
+    we speak (the spec's RECOMMENDED answer is then 406).
+
+    The highest `q` wins; at equal `q` a type named outright beats a wildcard, then the one
+    listed first. No `Accept`, `*/*` and `application/*` mean application/json, as the spec
+    asks of servers for the legacy clients that do not know the newer type."""
+    if accept is None or not accept.strip():
+        return JSON
+    refused: set[str] = set()
+    offers: list[tuple[float, int, int, str]] = []
+    for position, part in enumerate(accept.split(",")):
+        media, *params = (field.strip().lower() for field in part.split(";"))
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    q = float(value.strip())
+                except ValueError:
+                    q = 0.0
+        if media in (JSON, GRAPHQL_RESPONSE):
+            if q <= 0:
+                refused.add(media)
+            else:
+                offers.append((q, 1, -position, media))
+        elif media in _WILDCARDS and q > 0:
+            offers.append((q, 0, -position, "*"))
+    for *_, media in sorted(offers, reverse=True):
+        if media != "*":
+            return media
+        for default in (JSON, GRAPHQL_RESPONSE):
+            if default not in refused:
+                return default
+    return None
+
+
+def media_type_of(scope: MutableMapping[str, Any]) -> str:
+    """The media type GuardMiddleware negotiated for this /graphql request."""
+    return str(scope.get("state", {}).get(_MEDIA_TYPE, JSON))
+
+
+def error_document(code: str, message: str, **extensions: Any) -> dict[str, Any]:
+    """A GraphQL response of one request error: `errors` only, never `data`."""
+    return {"errors": [{"message": message, "extensions": {"code": code, **extensions}}]}
 
 
 async def _reply(
@@ -24,10 +85,11 @@ async def _reply(
     message: str,
     request_id: str,
     extra_headers: list[tuple[bytes, bytes]] | None = None,
+    media_type: str = JSON,
 ) -> None:
-    body = json.dumps({"errors": [{"message": message, "extensions": {"code": code}}]}).encode()
+    body = json.dumps(error_document(code, message)).encode()
     headers = [
-        (b"content-type", b"application/json"),
+        (b"content-type", media_type.encode()),
         (b"content-length", str(len(body)).encode()),
         (b"x-request-id", request_id.encode()),
         *(extra_headers or []),
@@ -56,11 +118,16 @@ class GuardMiddleware:
         # 12 hex digits: never the shape of an order code, so log scrubbing leaves it be
         request_id = secrets.token_hex(6)
         scope.setdefault("state", {})["request_id"] = request_id
+        media_type = JSON
         if scope["path"] == self.graphql_path:
-            refusal = self._refusal(scope)
+            negotiated = negotiate(_headers(scope).get("accept"))
+            media_type = negotiated or JSON
+            scope["state"][_MEDIA_TYPE] = media_type
+            refusal = self._refusal(scope, acceptable=negotiated is not None)
             if refusal is not None:
                 status, code, message, headers = refusal
-                await _reply(send, status, code, message, request_id, headers)
+                request_refused()
+                await _reply(send, status, code, message, request_id, headers, media_type)
                 return
 
         started = False
@@ -97,7 +164,8 @@ class GuardMiddleware:
                     return  # the client went away
                 document, problem = _json_body(body)
                 if problem is not None:
-                    await _reply(send, 400, "BAD_USER_INPUT", problem, request_id)
+                    request_refused()
+                    await _reply(send, 400, "BAD_USER_INPUT", problem, request_id, None, media_type)
                     return
                 scope["state"][_PARSED_BODY] = document  # parsed once, for the endpoint
                 # Execution time cap: an operation that has not answered by then gets a
@@ -114,13 +182,21 @@ class GuardMiddleware:
                             "SERVICE_UNAVAILABLE",
                             "The request took too long and was stopped.",
                             request_id,
+                            None,
+                            media_type,
                         )
                 return
             await self.app(scope, capped_receive, send_with_id)
         except BodyTooLarge:
-            await _reply(send, 413, "BAD_USER_INPUT", "Request body too large.", request_id)
+            if scope["path"] == self.graphql_path:
+                request_refused()
+            await _reply(
+                send, 413, "BAD_USER_INPUT", "Request body too large.", request_id, None, media_type
+            )
 
-    def _refusal(self, scope: Scope) -> tuple[int, str, str, list[tuple[bytes, bytes]]] | None:
+    def _refusal(
+        self, scope: Scope, *, acceptable: bool
+    ) -> tuple[int, str, str, list[tuple[bytes, bytes]]] | None:
         method = scope["method"]
         headers = _headers(scope)
         if method == "GET":
@@ -140,6 +216,13 @@ class GuardMiddleware:
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
             return (415, "BAD_USER_INPUT", "Content-Type must be application/json.", [])
+        if not acceptable:
+            return (
+                406,
+                "BAD_USER_INPUT",
+                f"Accept must allow {GRAPHQL_RESPONSE} or {JSON}.",
+                [(b"vary", b"Accept")],
+            )
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             return (413, "BAD_USER_INPUT", "Request body too large.", [])

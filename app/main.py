@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -15,21 +16,25 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
+from app.access_log import AccessLogMiddleware
 from app.container import Services, build_services
-from app.errors import DomainError
+from app.errors import DomainError, ErrorCode
 from app.graphiql import ASSETS_DIR, ASSETS_URL, graphiql_html
 from app.graphql.context import Context, client_ip_from
 from app.graphql.endpoint import GraphQLEndpoint
 from app.graphql.errors import with_default_codes
+from app.graphql.metrics import REFUSED_BEFORE_EXECUTION
+from app.graphql.over_http import refusal, shape
 from app.graphql.persisted import PersistedQueries, allowlist_rule
-from app.http import DatabaseScope, GuardMiddleware, request_id_of
-from app.metrics import counted_webhook, metrics_endpoint
+from app.http import JSON, DatabaseScope, GuardMiddleware, media_type_of, request_id_of
+from app.metrics import counted_webhook, metrics_endpoint, request_refused
 from app.migrate import is_at_head
 from app.notifications.sender import OutboxSender
 from app.notifications.transports import transport_from_settings
@@ -40,24 +45,36 @@ from app.shipments.webhook import carrier_webhook
 log = logging.getLogger("app")
 
 
-def whole_request_retry_after(response_data: Any) -> int | None:
-    if not isinstance(response_data, dict):
-        return None
-    errors = response_data.get("errors") or []
-    data = response_data.get("data")
-    nothing = data is None or (isinstance(data, dict) and all(v is None for v in data.values()))
-    codes = [e.get("extensions", {}).get("code") for e in errors if isinstance(e, dict)]
-    if not errors or not nothing or any(code != "RATE_LIMITED" for code in codes):
-        return None
-    return max(int(e.get("extensions", {}).get("retryAfter") or 1) for e in errors)
-
-
 class OrdersGraphQL(GraphQL[Context, None]):
     def __init__(self, services: Services, persisted: PersistedQueries, **kwargs: Any) -> None:
         allowlist = allowlist_rule(persisted.allowlist) if persisted.allowlist_only else None
         schema = build_schema(production=services.settings.is_production, allowlist=allowlist)
         super().__init__(schema, **kwargs)
         self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Strawberry answers a request it cannot take (no query, wrong parameter types, a
+        batch, an unknown operation name, a subscription) in text/plain; here it is a
+        GraphQL response in the negotiated media type, like every other refusal."""
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope=scope, receive=receive))
+        except HTTPException as error:
+            if not isinstance(error.__cause__, REFUSED_BEFORE_EXECUTION):
+                request_refused()  # the others were counted by MetricsExtension
+            message = error.reason
+            if "subscriptions are not allowed" in message:
+                message = "Subscriptions are served over WebSocket (graphql-transport-ws)."
+            response = refusal(
+                media_type_of(scope),
+                ErrorCode.BAD_USER_INPUT,
+                message,
+                status=error.status_code,
+                headers={"allow": "POST"} if error.status_code == 405 else None,
+            )
+        await response(scope, receive, send)
 
     @property
     def graphql_ide_html(self) -> str:
@@ -81,13 +98,24 @@ class OrdersGraphQL(GraphQL[Context, None]):
     async def process_result(self, request: Request, result: ExecutionResult) -> Any:
         return with_default_codes(dict(await super().process_result(request, result)))
 
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        sub_response = await super().get_sub_response(request)
+        sub_response.media_type = media_type_of(request.scope)  # negotiated by the guard
+        return sub_response
+
     def create_response(self, response_data: Any, sub_response: Response) -> Response:
-        """A request refused as a whole by the limiter (no data, only RATE_LIMITED errors)
+        """The answer in the negotiated media type, with its status (app/graphql/over_http.py).
+        A request refused as a whole by the limiter (no data, only RATE_LIMITED errors)
         answers HTTP 429 with Retry-After, so plain HTTP clients and proxies back off too."""
-        response = super().create_response(response_data, sub_response)
-        retry = whole_request_retry_after(response_data)
+        media_type = sub_response.media_type or JSON
+        status, body, retry = shape(response_data, media_type)
+        response = Response(self.encode_json(body), status_code=status, media_type=media_type)
+        response.headers.raw.extend(sub_response.headers.raw)
+        if sub_response.background:
+            response.background = sub_response.background
+        if sub_response.status_code and status == 200:
+            response.status_code = sub_response.status_code
         if retry is not None:
-            response.status_code = 429
             response.headers["Retry-After"] = str(retry)
         return response
 
@@ -196,7 +224,10 @@ def create_app(
         ],
         lifespan=lifespan,
         middleware=[
-            # Outermost, so preflights are answered here and refusals by the guard (415,
+            # Outermost: one access-log line per request and WebSocket operation, whoever
+            # answers it (CORS preflights and the guard's refusals included).
+            Middleware(AccessLogMiddleware),
+            # Outside the guard, so preflights are answered here and refusals by the guard (415,
             # 429…) still carry the CORS headers a browser needs to read them.
             Middleware(
                 CORSMiddleware,

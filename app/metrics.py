@@ -1,7 +1,9 @@
 """Prometheus metrics (DESIGN §7): counters and a histogram on the hot path, nothing else.
 
 Labels are bounded: operations are root field names of the schema (anything else is
-`other`), outcomes are error codes of one enum, buckets are the limiter's bucket names.
+`other`, and `invalid` when the request names no operation that could run), outcomes are
+`ok`, an error code of one enum or one of the request-error outcomes below, buckets are the
+limiter's bucket names.
 Codes, emails and ids never become label values. The outbox gauges are read from the
 database when /metrics is scraped, never per request.
 """
@@ -29,9 +31,18 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
+# Outcomes of requests refused before execution (answered 4xx in
+# application/graphql-response+json): never `ok`.
+PARSE_FAILED = "GRAPHQL_PARSE_FAILED"  # the document does not parse (or is too long)
+VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"  # it does not validate against the schema
+BAD_REQUEST = "BAD_REQUEST"  # not a GraphQL request we take: no query, wrong parameter
+# types, not JSON, wrong method/Content-Type/Accept, too large, a batch, a subscription
+
 REQUESTS = Counter(
     "orders_api_graphql_requests",
-    "GraphQL operations by root field and outcome (ok or the first error code)",
+    "GraphQL requests by root field and outcome: ok, the first error code, or why the "
+    "request was refused before execution (GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED, "
+    "BAD_REQUEST)",
     ["operation", "outcome"],
 )
 LATENCY = Histogram(
@@ -113,6 +124,11 @@ def lookup_failed(outcome: str) -> None:
     tally = _tally.get()
     if tally is not None and outcome == "not_found":
         tally.failed += 1
+
+
+def request_refused(outcome: str = BAD_REQUEST) -> None:
+    """A /graphql request refused before any operation was picked (operation `invalid`)."""
+    REQUESTS.labels(operation="invalid", outcome=outcome).inc()
 
 
 def lookup_rate_limited() -> None:

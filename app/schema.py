@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -36,7 +37,8 @@ from strawberry.extensions import (
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import validate_document
-from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from app.accounts.schema import AccountsMutation, AccountsQuery
 from app.audit.schema import AuditQuery
@@ -145,6 +147,30 @@ class OverloadLimits(ValidationRule):
 class OrdersSchema(strawberry.Schema):
     rules: tuple[type[ASTValidationRule], ...] = ()  # set by build_schema
 
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        """Queries and mutations only: subscriptions are served over WebSocket. Strawberry
+        lets POST carry them (for its streaming transports, which are off here) and a
+        subscription then ran as a query and answered INTERNAL; now it is refused (400)."""
+        allowed = set(allowed_operation_types or (OperationType.QUERY, OperationType.MUTATION))
+        return await super().execute(
+            query,
+            variable_values,
+            context_value,
+            root_value,
+            operation_name,
+            allowed - {OperationType.SUBSCRIPTION},
+            operation_extensions,
+        )
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -211,7 +237,12 @@ class RequestPipeline(DomainErrorMasking):
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
         assert context.query is not None
-        context.graphql_document = parse_document(context.query)
+        # Raised here, before the hook yields, a syntax error would escape strawberry's
+        # parse step and skip its pre-execution handling (the operation hooks then saw no
+        # error: metrics counted it `ok`). Left unparsed, the document is parsed again by
+        # strawberry with the same token limit, which reports the error as a parse error.
+        with contextlib.suppress(GraphQLError):
+            context.graphql_document = parse_document(context.query)
         yield
 
     def on_validate(self) -> Iterator[None]:

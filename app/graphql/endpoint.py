@@ -1,6 +1,8 @@
 """The /graphql route over HTTP: persisted queries first, then a compiled plan when the
 document has one (app/graphql/compiled.py), else strawberry's view. WebSockets and the
-GraphiQL page go to the view directly."""
+GraphiQL page go to the view directly. Every answer is in the media type GuardMiddleware
+negotiated (app/graphql/over_http.py); the plans answer through the view's own
+`get_sub_response` and `create_response`, so the two paths cannot negotiate differently."""
 
 from __future__ import annotations
 
@@ -10,14 +12,15 @@ from typing import Any, cast
 
 from graphql import GraphQLError
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 
+from app.errors import ErrorCode
 from app.graphql.compiled import Plan, compile_plan
+from app.graphql.over_http import refusal
 from app.graphql.persisted import PersistedQueries, PersistedQueryError
-from app.http import parsed_body_of, request_id_of, with_body
+from app.http import media_type_of, parsed_body_of, request_id_of, with_body
 from app.metrics import REQUESTS
 from app.schema import OrdersSchema, parse_document, validate_cached
 
@@ -45,8 +48,14 @@ class GraphQLEndpoint:
             query = self.persisted.resolve(body)
         except PersistedQueryError as error:
             REQUESTS.labels(operation="invalid", outcome=error.code.value).inc()
-            await JSONResponse(
-                {"errors": [{"message": error.message, "extensions": {"code": error.code.value}}]}
+            # application/json keeps the 200 that Apollo's own servers answer (every APQ
+            # client resends the text on it); graphql-response+json: a request error
+            await refusal(
+                media_type_of(scope),
+                error.code,
+                error.message,
+                status=403 if error.code is ErrorCode.FORBIDDEN else 400,
+                legacy_status=200,
             )(scope, receive, send)
             return
         if query is not body.get("query"):  # the text came from its hash: hand it on

@@ -3,15 +3,34 @@ metrics); labels are root field names of the schema and error codes, never clien
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from graphql import FieldNode, GraphQLError, OperationDefinitionNode
+from strawberry.exceptions import MissingQueryError
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types.graphql import OperationType
 
-from app.errors import DomainError
-from app.metrics import LATENCY, REQUESTS, lookup_tally
+from app.errors import DomainError, ErrorCode
+from app.metrics import (
+    BAD_REQUEST,
+    LATENCY,
+    PARSE_FAILED,
+    REQUESTS,
+    VALIDATION_FAILED,
+    lookup_tally,
+)
+
+# Raised by strawberry's `Schema.execute` for a request it cannot run; the view turns them
+# into HTTP 400 (app/main.py does not count them a second time).
+REFUSED_BEFORE_EXECUTION = (
+    MissingQueryError,
+    CannotGetOperationTypeError,
+    InvalidOperationTypeError,
+)
 
 _root_fields: set[str] = set()
 
@@ -39,6 +58,13 @@ def _root_field(execution_context: Any) -> str:
     return "invalid"
 
 
+def _is_subscription(execution_context: Any) -> bool:
+    try:
+        return bool(execution_context.operation_type is OperationType.SUBSCRIPTION)
+    except RuntimeError:  # no document, or no operation of that name in it
+        return False
+
+
 def outcome_of(errors: list[GraphQLError] | None) -> str:
     if not errors:
         return "ok"
@@ -50,16 +76,48 @@ def outcome_of(errors: list[GraphQLError] | None) -> str:
 
 
 class MetricsExtension(SchemaExtension):
-    """Counts and times each operation; settles the `found` lookups of the operation."""
+    """Counts and times each operation; settles the `found` lookups of the operation.
+
+    A request refused before execution is never `ok`: a document that does not parse is
+    GRAPHQL_PARSE_FAILED, one that does not validate GRAPHQL_VALIDATION_FAILED (FORBIDDEN
+    when the allow-list refused it), no query or no operation to run BAD_REQUEST; an
+    operation cut off by the request time cap is SERVICE_UNAVAILABLE, as answered."""
+
+    validation_failed = False
+
+    def on_validate(self) -> Iterator[None]:
+        yield
+        self.validation_failed = bool(self.execution_context.pre_execution_errors)
 
     def on_operation(self) -> Iterator[None]:
         started = time.perf_counter()
+        outcome: str | None = None
         try:
             with lookup_tally():
                 yield
+        except REFUSED_BEFORE_EXECUTION:
+            outcome = BAD_REQUEST
+            raise
+        except asyncio.CancelledError:
+            if not _is_subscription(self.execution_context):  # a stream ends by cancellation
+                outcome = ErrorCode.SERVICE_UNAVAILABLE.value
+            raise
         finally:
             context = self.execution_context
             operation = _root_field(context)
-            errors = getattr(context.result, "errors", None) or context.pre_execution_errors
-            REQUESTS.labels(operation=operation, outcome=outcome_of(errors)).inc()
+            if outcome is None:
+                errors = getattr(context.result, "errors", None) or context.pre_execution_errors
+                outcome = self._refusal(errors) or outcome_of(errors)
+            REQUESTS.labels(operation=operation, outcome=outcome).inc()
             LATENCY.labels(operation=operation).observe(time.perf_counter() - started)
+
+    def _refusal(self, errors: list[GraphQLError] | None) -> str | None:
+        """Why the document was refused before execution, if it was."""
+        if not errors:
+            return None
+        if self.execution_context.graphql_document is None:
+            return PARSE_FAILED
+        if self.validation_failed:
+            code = (errors[0].extensions or {}).get("code")
+            return ErrorCode.FORBIDDEN.value if code == ErrorCode.FORBIDDEN else VALIDATION_FAILED
+        return None
