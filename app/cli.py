@@ -44,7 +44,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=host,
         port=port,
         log_config=None,
-        access_log=False,  # URLs and bodies may hold codes; our own logs mask them
+        # URLs and bodies may hold codes: the app writes its own access line per request
+        # (app/access_log.py, masked, with request id and operation), uvicorn none
+        access_log=False,
         proxy_headers=False,  # client IPs are taken from TRUSTED_PROXIES by the app
         timeout_graceful_shutdown=10,
         ws_max_size=64 * 1024,  # the same cap as HTTP bodies

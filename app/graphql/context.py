@@ -12,6 +12,7 @@ import strawberry
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info as StrawberryInfo
 
+from app.access_log import note_user
 from app.errors import DomainError, Unauthenticated
 from app.security.policy import Viewer
 
@@ -82,6 +83,8 @@ class Context:
             token = bearer_token(self.authorization or self._init_authorization())
             if token is not None:
                 self._viewer = await self.services.accounts.authenticate(token)
+                # for the access log line of this request or WebSocket connection
+                note_user(getattr(self.request, "scope", None), self._viewer.public_id)
         except DomainError as error:
             self._viewer_error = error
         self._viewer_resolved = True

@@ -518,7 +518,7 @@ class ReturnService:
                 session=session,
             )
             await session.commit()
-        log.info("return decided", extra={"status": new.value, "by": who.public_id})
+        log.info("return decided", extra={"status": new.value, "user": who.public_id})
         self._publish(order)
         return view
 
@@ -564,7 +564,7 @@ class ReturnService:
                 session=session,
             )
             await session.commit()
-        log.info("return received", extra={"by": who.public_id, "status": order.status})
+        log.info("return received", extra={"user": who.public_id, "status": order.status})
         self._publish(order)
         if not self._settings.auto_refund_on_receipt:
             return view
@@ -611,7 +611,7 @@ class ReturnService:
         else:
             await self._send(refund, who, ret, order, client_ip)
             view = await self._reread(ret, order.code)
-        log.info("return refunded", extra={"by": who.public_id})
+        log.info("return refunded", extra={"user": who.public_id})
         return view
 
     async def _send(

@@ -559,7 +559,7 @@ class ShipmentService:
             await session.commit()
         log.info(
             "order packed",
-            extra={"code": codes.mask(order.code), "status": order.status, "by": who.public_id},
+            extra={"code": codes.mask(order.code), "status": order.status, "user": who.public_id},
         )
         if new_status is not current:
             self._publish(order, "STATUS_CHANGED")
@@ -686,7 +686,7 @@ class ShipmentService:
             ) from None
         log.info(
             "order shipped",
-            extra={"code": codes.mask(order.code), "status": order.status, "by": who.public_id},
+            extra={"code": codes.mask(order.code), "status": order.status, "user": who.public_id},
         )
         self._publish(order, "STATUS_CHANGED")
         return ShipResult(order, shipment)

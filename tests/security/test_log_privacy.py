@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.logging_setup import JsonFormatter, scrub
+from app.logging_setup import JsonFormatter, mask_user, scrub
 from app.security import codes
 from tests.conftest import Account, GraphQLClient
 
@@ -76,3 +79,41 @@ def test_request_ids_survive_scrubbing(http: object) -> None:
     assert isinstance(http, TestClient)
     request_id = http.post("/graphql", json={"query": "{ __typename }"}).headers["x-request-id"]
     assert scrub(f"failed, request id {request_id}") == f"failed, request id {request_id}"
+
+
+def test_json_lines_carry_no_ansi_and_one_masked_user_field() -> None:
+    # given a record as uvicorn writes it (a colour copy of its message) with a user on it
+    record = logging.LogRecord(
+        "uvicorn.error",
+        logging.INFO,
+        "",
+        0,
+        "Uvicorn running on %s",
+        ("\x1b[1mhttp://h\x1b[0m",),
+        None,
+    )
+    record.color_message = "Uvicorn running on \x1b[1m%s\x1b[0m"
+    record.user = "Ab_3-xYz9Qw8_Rt7"
+    # when it is formatted as in production
+    line = JsonFormatter().format(record)
+    # then
+    data = json.loads(line)
+    assert "\x1b" not in line and "\\u001b" not in line
+    assert "color_message" not in data and data["message"] == "Uvicorn running on http://h"
+    assert data["user"] == mask_user("Ab_3-xYz9Qw8_Rt7") and "Ab_3" not in line
+    # public ids of any shape mask alike (scrubbing used to mask only the alphanumeric ones)
+    assert re.fullmatch(r"u-[0-9a-f]{8}", mask_user("ABCDEFGHJKMNPQRS") or "")
+    assert re.fullmatch(r"u-[0-9a-f]{8}", mask_user("a-b_cdefghjkmnpq") or "")
+
+
+def test_every_log_line_about_a_user_names_it_in_the_user_field() -> None:
+    """The formatter masks `user`: a public id logged under any other name would be raw."""
+    app = Path(__file__).resolve().parents[2] / "app"
+    offenders = []
+    for path in app.rglob("*.py"):
+        for match in re.finditer(r"extra=\{[^}]*\}", path.read_text()):
+            for key in re.findall(r"\"(\w+)\":\s*[\w.]*public_id", match.group(0)):
+                if key != "user":
+                    offenders.append(f"{path.name}: {key}")
+    assert offenders == []
+    assert "public_id" in (app / "security" / "lookups.py").read_text()  # the scan sees them
