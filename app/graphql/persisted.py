@@ -137,6 +137,8 @@ def collect_documents(examples: Path, schema: GraphQLSchema) -> dict[str, str]:
     parse as operations and validate against the schema. Keyed by SHA-256, sorted."""
     found: dict[str, str] = {}
     for path in sorted(examples.rglob("*")):
+        if "node_modules" in path.relative_to(examples).parts:
+            continue  # the packages the node examples install, not example code
         if path.suffix == ".graphql":
             candidates = [path.read_text(encoding="utf-8")]
         elif path.suffix == ".py":
