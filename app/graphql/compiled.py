@@ -1,32 +1,37 @@
-"""Compiled plans for plain reads.
+"""Compiled plans for reads.
 
-For a small lookup such as `order(code) { code status total { amount currency } }`,
-graphql-core's executor and strawberry's per-field wrappers cost several times the
-database lookup (scripts/bench). A document that only reads plain fields below a vetted
-root field is therefore compiled once into a tree of closures and run directly:
+graphql-core's executor and strawberry's per-field wrappers cost 10-15 µs per field: on the
+order page (~150 fields) and a page of the order history (~400 fields) that is most of the
+request (scripts/bench). A query below vetted root fields is therefore compiled once into a
+tree of closures and run directly:
 
 - a plan is only built for a document that the same parser (token limit) and the same
   validation rules accepted: nothing the general path refuses ever reaches a plan;
 - root fields call the very same strawberry resolvers (argument conversion included),
   with an `Info` whose context is the request's; fields below them come from the same
-  resolvers or attributes and are serialised by the same graphql-core scalar/enum types;
+  resolvers (those taking `info` get the same kind of `Info`) or attributes, and are
+  serialised by the same graphql-core scalar/enum types;
+- async resolvers below the root (the loader fields: lines, shipments, events, returns,
+  timeline) run in lockstep, breadth first: every resolver of one round is started before
+  any is waited for, so each DataLoader gets the whole round's keys in one batch, as under
+  graphql-core, without a task per field (`_lockstep`, `_drive`);
 - errors are located, null-propagated and masked as graphql-core and the masking
   extension do, and the operation is counted by the same metrics.
 
 What a plan cannot express (fragments, directives, aliases of fields with arguments below
-the root, abstract types, resolvers below the root that take `info` or arguments or are
-async, field extensions or permissions, mutations and subscriptions) makes `compile_plan`
-return None,
-and the request takes the general path. `tests/api/test_compiled_plans.py` runs both
-paths side by side and requires the same answers.
+the root, abstract types, resolvers below the root that take arguments, field extensions
+or permissions, mutations and subscriptions) makes `compile_plan` return None, and the
+request takes the general path. `tests/api/test_compiled_plans.py` runs both paths side by
+side and requires the same answers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass
-from inspect import isawaitable
+from inspect import CORO_CREATED, getcoroutinestate, isawaitable, iscoroutine
 from typing import Any, cast
 
 import strawberry
@@ -58,10 +63,37 @@ _BACKREF = "strawberry-definition"
 
 # Root fields whose resolvers read nothing from `info` but `info.context` (reviewed: each is
 # a one-line call into its service). A new root field is not compiled until it is added.
-VETTED_ROOT_FIELDS = frozenset({"order", "checkout", "returnRequest", "me"})
+VETTED_ROOT_FIELDS = frozenset({"order", "checkout", "returnRequest", "me", "myOrders"})
 
-# (value, errors, path) -> JSON value; raises to propagate a null into a non-null parent
-_Complete = Callable[[Any, list[GraphQLError], tuple[str | int, ...]], Any]
+# A response path as graphql-core's Path: (parent, key), None above the root. Built for every
+# field and turned into a list only for an error.
+_Path = tuple[Any, str | int] | None
+
+
+class _Execution:
+    """One run of a plan: the errors so far and the `Info` resolvers below the root get."""
+
+    __slots__ = ("errors", "info")
+
+    def __init__(self, info: Any) -> None:
+        self.errors: list[GraphQLError] = []
+        self.info = info
+
+
+# (value, execution, path) -> JSON value, or an awaitable of it where the type below has
+# async resolvers; raises to propagate a null into a non-null parent
+_Complete = Callable[[Any, _Execution, _Path], Any]
+# a completer and whether it may return an awaitable
+_Compiled = tuple[_Complete, bool]
+
+
+def _as_list(path: _Path) -> list[str | int]:
+    keys: list[str | int] = []
+    while path is not None:
+        path, key = path
+        keys.append(key)
+    keys.reverse()
+    return keys
 
 
 class _RawInfo:
@@ -71,6 +103,114 @@ class _RawInfo:
 
     def __init__(self, context: Any) -> None:
         self.context = context
+
+
+# -- running async resolvers in lockstep ----------------------------------------------------
+
+
+class _Wait:
+    """What a `_lockstep` hands up to its driver: the futures its coroutines wait for."""
+
+    __slots__ = ("futures",)
+
+    def __init__(self, futures: list[asyncio.Future[Any]]) -> None:
+        self.futures = futures
+
+    def __await__(self) -> Generator[Any, None, None]:
+        yield self
+
+
+async def _lockstep(coroutines: list[Coroutine[Any, Any, Any]]) -> list[Any]:
+    """Runs `coroutines` a step each in turn until every one waits, then hands everything
+    they wait for up as one `_Wait`, and so on until all are done. Only ever awaited below
+    `_drive` (which does the waiting) or another `_lockstep`."""
+    results: list[Any] = [None] * len(coroutines)
+    running = list(range(len(coroutines)))
+    try:
+        while running:
+            futures: list[asyncio.Future[Any]] = []
+            still: list[int] = []
+            for index in running:
+                try:
+                    waits_for = coroutines[index].send(None)
+                except StopIteration as done:
+                    results[index] = done.value
+                    continue
+                still.append(index)
+                if type(waits_for) is _Wait:
+                    futures.extend(waits_for.futures)
+                elif waits_for is not None:  # a future (a bare yield is None: go round again)
+                    waits_for._asyncio_future_blocking = False
+                    futures.append(waits_for)
+            running = still
+            if running:
+                await _Wait(futures)
+    except BaseException:
+        _close([coroutines[index] for index in running])
+        raise
+    return results
+
+
+async def _drive(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Awaits a coroutine that may await `_lockstep`s: does the waiting they hand up."""
+    try:
+        while True:
+            try:
+                waits_for = coroutine.send(None)
+            except StopIteration as done:
+                return done.value
+            if type(waits_for) is _Wait:
+                futures: list[asyncio.Future[Any]] = waits_for.futures
+            elif waits_for is None:
+                futures = []
+            else:
+                waits_for._asyncio_future_blocking = False
+                futures = [waits_for]
+            if futures:
+                await asyncio.wait(futures)
+            else:
+                await asyncio.sleep(0)
+    except BaseException:
+        _close([coroutine])
+        raise
+
+
+async def _fill_object(
+    out: dict[str, Any], keys: list[str], pending: list[Coroutine[Any, Any, Any]]
+) -> dict[str, Any]:
+    if len(pending) == 1:
+        out[keys[0]] = await pending[0]
+    else:
+        for key, value in zip(keys, await _lockstep(pending), strict=True):
+            out[key] = value
+    return out
+
+
+async def _fill_list(
+    out: list[Any], at: list[int], pending: list[Coroutine[Any, Any, Any]]
+) -> list[Any]:
+    if len(pending) == 1:
+        out[at[0]] = await pending[0]
+    else:
+        for index, value in zip(at, await _lockstep(pending), strict=True):
+            out[index] = value
+    return out
+
+
+def _close(pending: list[Coroutine[Any, Any, Any]]) -> None:
+    """Closes coroutines that will not be run (a sibling nulled their parent). One not
+    started yet may hold others as its arguments (`guarded`, `checked`, `finish`, the
+    `_fill_*` lists): closing it runs none of its code, so those are closed here too."""
+    for coroutine in pending:
+        if getcoroutinestate(coroutine) == CORO_CREATED:
+            held: list[Any] = []
+            for value in cast(Any, coroutine).cr_frame.f_locals.values():
+                held.extend(value if isinstance(value, list) else [value])
+            _close([value for value in held if iscoroutine(value)])
+        coroutine.close()
+
+
+# -- plans ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -103,17 +243,17 @@ class Plan:
         if isinstance(coerced, list):
             return None  # variable errors: the general path words them
         started = time.perf_counter()
-        errors: list[GraphQLError] = []
+        execution = _Execution(None)
         data: dict[str, Any] | None = {}
         with lookup_tally():
             try:
                 for root in self.roots:
                     assert data is not None
-                    data[root.key] = await self._resolve_root(root, context, coerced, errors)
+                    data[root.key] = await self._resolve_root(root, context, coerced, execution)
             except GraphQLError as error:  # a non-null root field came out null
-                errors.append(error)
+                execution.errors.append(error)
                 data = None
-            masked = [mask_error(error, request_id) for error in errors]
+            masked = [mask_error(error, request_id) for error in execution.errors]
             REQUESTS.labels(operation=self.metrics_name, outcome=outcome_of(masked)).inc()
         LATENCY.labels(operation=self.metrics_name).observe(time.perf_counter() - started)
         response: dict[str, Any] = {"data": data}
@@ -122,12 +262,13 @@ class Plan:
         return with_default_codes(response)
 
     async def _resolve_root(
-        self, root: _RootField, context: Any, coerced: Any, errors: list[GraphQLError]
+        self, root: _RootField, context: Any, coerced: Any, execution: _Execution
     ) -> Any:
-        path: tuple[str | int, ...] = (root.key,)
+        path: _Path = (None, root.key)
         try:
             raw_args = get_argument_values(root.graphql_field, root.nodes[0], coerced)
             info = self.schema.config.info_class(_raw_info=_RawInfo(context), _field=root.field)  # type: ignore[arg-type]
+            execution.info = info
             kwargs = convert_arguments(
                 raw_args,
                 root.field.arguments,
@@ -141,12 +282,15 @@ class Plan:
             value = cast(Callable[..., Any], resolver.wrapped_func)(None, **kwargs)
             if root.is_async or isawaitable(value):
                 value = await value
-            return root.complete(value, errors, path)
+            completed = root.complete(value, execution, path)
+            if isawaitable(completed):
+                completed = await _drive(cast(Coroutine[Any, Any, Any], completed))
+            return completed
         except Exception as raw:
-            error = located_error(raw, list(root.nodes), list(path))
+            error = located_error(raw, list(root.nodes), [root.key])
             if root.non_null:
                 raise error from None
-            errors.append(error)
+            execution.errors.append(error)
             return None
 
 
@@ -186,6 +330,10 @@ def compile_plan(
         if root is None:
             return None
         roots.append(root)
+    if len(roots) > 1 and any(root.non_null for root in roots):
+        # a non-null root nulls the whole answer where it fails; graphql-core runs roots
+        # concurrently and plans one after another, so which errors come with it may differ
+        return None
     first = roots[0].nodes[0].name.value
     return Plan(operation=operation, roots=tuple(roots), metrics_name=first, schema=schema)
 
@@ -211,18 +359,18 @@ def _root_field(
         resolver.info_parameter,
     }:
         return None
-    for argument in graphql_field.args.values():
-        if not isinstance(_named(argument.type), GraphQLScalarType):
+    for argument in nodes[0].arguments or ():
+        if not isinstance(_named(graphql_field.args[argument.name.value].type), GraphQLScalarType):
             return None  # inputs and enums need strawberry's conversion rules: general path
-    complete = _completer(schema, graphql_field.type, nodes, query_type.name, name)
-    if complete is None:
+    compiled = _completer(schema, graphql_field.type, nodes, query_type.name, name)
+    if compiled is None:
         return None
     return _RootField(
         key=key,
         nodes=nodes,
         graphql_field=graphql_field,
         field=field,
-        complete=complete,
+        complete=compiled[0],
         non_null=isinstance(graphql_field.type, GraphQLNonNull),
         is_async=resolver.is_async,
     )
@@ -251,21 +399,10 @@ def _completer(
     nodes: tuple[FieldNode, ...],
     parent_name: str,
     field_name: str,
-) -> _Complete | None:
+) -> _Compiled | None:
     """graphql-core's complete_value for one field's type, specialised at compile time."""
     if isinstance(type_, GraphQLNonNull):
-        inner = _completer(schema, type_.of_type, nodes, parent_name, field_name)
-        if inner is None:
-            return None
-        message = f"Cannot return null for non-nullable field {parent_name}.{field_name}."
-
-        def non_null(value: Any, errors: list[GraphQLError], path: tuple[str | int, ...]) -> Any:
-            completed = inner(value, errors, path)
-            if completed is None:
-                raise TypeError(message)
-            return completed
-
-        return non_null
+        return _non_null_completer(schema, type_, nodes, parent_name, field_name)
     if isinstance(type_, GraphQLList):
         return _list_completer(schema, type_, nodes, parent_name, field_name)
     if isinstance(type_, GraphQLScalarType | GraphQLEnumType):
@@ -275,22 +412,69 @@ def _completer(
     return None  # interfaces and unions: the general path resolves their type
 
 
+def _non_null_completer(
+    schema: strawberry.Schema,
+    type_: GraphQLNonNull[Any],
+    nodes: tuple[FieldNode, ...],
+    parent_name: str,
+    field_name: str,
+) -> _Compiled | None:
+    compiled = _completer(schema, type_.of_type, nodes, parent_name, field_name)
+    if compiled is None:
+        return None
+    inner, inner_async = compiled
+    message = f"Cannot return null for non-nullable field {parent_name}.{field_name}."
+
+    async def checked(completing: Coroutine[Any, Any, Any]) -> Any:
+        completed = await completing
+        if completed is None:
+            raise TypeError(message)
+        return completed
+
+    def non_null(value: Any, execution: _Execution, path: _Path) -> Any:
+        completed = inner(value, execution, path)
+        if inner_async and isawaitable(completed):
+            return checked(cast(Coroutine[Any, Any, Any], completed))
+        if completed is None:
+            raise TypeError(message)
+        return completed
+
+    return non_null, inner_async
+
+
 def _list_completer(
     schema: strawberry.Schema,
     type_: GraphQLList[Any],
     nodes: tuple[FieldNode, ...],
     parent_name: str,
     field_name: str,
-) -> _Complete | None:
-    item = _completer(schema, type_.of_type, nodes, parent_name, field_name)
-    if item is None:
+) -> _Compiled | None:
+    compiled = _completer(schema, type_.of_type, nodes, parent_name, field_name)
+    if compiled is None:
         return None
+    item, item_async = compiled
     item_non_null = isinstance(type_.of_type, GraphQLNonNull)
+    node_list = list(nodes)
     not_iterable = (
         f"Expected Iterable, but did not find one for field '{parent_name}.{field_name}'."
     )
 
-    def complete_list(value: Any, errors: list[GraphQLError], path: tuple[str | int, ...]) -> Any:
+    def item_failed(raw: Exception, execution: _Execution, here: _Path) -> None:
+        error = located_error(raw, node_list, _as_list(here))
+        if item_non_null:
+            raise error from None
+        execution.errors.append(error)
+
+    async def guarded(
+        completing: Coroutine[Any, Any, Any], execution: _Execution, here: _Path
+    ) -> Any:
+        try:
+            return await completing
+        except Exception as raw:
+            item_failed(raw, execution, here)
+            return None
+
+    def complete_list(value: Any, execution: _Execution, path: _Path) -> Any:
         if isinstance(value, Exception):
             raise value
         if value is None:
@@ -298,29 +482,45 @@ def _list_completer(
         if not is_iterable(value):
             raise GraphQLError(not_iterable)
         out: list[Any] = []
-        for index, element in enumerate(value):
-            here = (*path, index)
-            try:
-                out.append(item(element, errors, here))
-            except Exception as raw:
-                error = located_error(raw, list(nodes), list(here))
-                if item_non_null:
-                    raise error from None
-                errors.append(error)
-                out.append(None)
-        return out
+        if not item_async:
+            for index, element in enumerate(value):
+                try:
+                    out.append(item(element, execution, (path, index)))
+                except Exception as raw:
+                    item_failed(raw, execution, (path, index))
+                    out.append(None)
+            return out
+        at: list[int] = []
+        pending: list[Coroutine[Any, Any, Any]] = []
+        try:
+            for index, element in enumerate(value):
+                here = (path, index)
+                try:
+                    completed = item(element, execution, here)
+                except Exception as raw:
+                    item_failed(raw, execution, here)
+                    completed = None
+                if isawaitable(completed):
+                    at.append(index)
+                    pending.append(guarded(completed, execution, here))  # type: ignore[arg-type]
+                    completed = None
+                out.append(completed)
+        except BaseException:
+            _close(pending)
+            raise
+        return _fill_list(out, at, pending) if pending else out
 
-    return complete_list
+    return complete_list, item_async
 
 
 def _leaf_completer(
     type_: GraphQLScalarType | GraphQLEnumType, nodes: tuple[FieldNode, ...]
-) -> _Complete | None:
+) -> _Compiled | None:
     if any(node.selection_set for node in nodes):
         return None
     coerce = type_.coerce_output_value
 
-    def complete_leaf(value: Any, errors: list[GraphQLError], path: tuple[str | int, ...]) -> Any:
+    def complete_leaf(value: Any, execution: _Execution, path: _Path) -> Any:
         if isinstance(value, Exception):  # graphql-core raises a returned exception
             raise value
         if value is None or value is Undefined:
@@ -333,33 +533,58 @@ def _leaf_completer(
             )
         return coerced
 
-    return complete_leaf
+    return complete_leaf, False
 
 
 def _object_completer(
     schema: strawberry.Schema, type_: GraphQLObjectType, nodes: tuple[FieldNode, ...]
-) -> _Complete | None:
+) -> _Compiled | None:
     if type_.is_type_of is not None:
         return None
     selections = [s for node in nodes if node.selection_set for s in node.selection_set.selections]
     grouped = _group(selections)
     if not grouped:
         return None
-    runners: list[tuple[str, Callable[..., Any]]] = []
+    runners: list[tuple[str, Callable[..., Any], bool]] = []
     for key, field_nodes in grouped.items():
         runner = _field_runner(schema, type_, key, field_nodes)
         if runner is None:
             return None
-        runners.append((key, runner))
+        runners.append((key, *runner))
+    if not any(is_async for _, _, is_async in runners):
+        plain = [(key, run) for key, run, _ in runners]
 
-    def complete_object(value: Any, errors: list[GraphQLError], path: tuple[str | int, ...]) -> Any:
+        def complete_plain(value: Any, execution: _Execution, path: _Path) -> Any:
+            if isinstance(value, Exception):
+                raise value
+            if value is None or value is Undefined:
+                return None
+            return {key: run(value, execution, path) for key, run in plain}
+
+        return complete_plain, False
+
+    def complete_object(value: Any, execution: _Execution, path: _Path) -> Any:
         if isinstance(value, Exception):
             raise value
         if value is None or value is Undefined:
             return None
-        return {key: run(value, errors, path) for key, run in runners}
+        out: dict[str, Any] = {}
+        keys: list[str] = []
+        pending: list[Coroutine[Any, Any, Any]] = []
+        try:
+            for key, run, is_async in runners:
+                completed = run(value, execution, path)
+                if is_async and isawaitable(completed):
+                    keys.append(key)
+                    pending.append(cast(Coroutine[Any, Any, Any], completed))
+                    completed = None
+                out[key] = completed
+        except BaseException:
+            _close(pending)
+            raise
+        return _fill_object(out, keys, pending) if pending else out
 
-    return complete_object
+    return complete_object, True
 
 
 def _field_runner(
@@ -367,49 +592,95 @@ def _field_runner(
     parent: GraphQLObjectType,
     key: str,
     nodes: tuple[FieldNode, ...],
-) -> Callable[[Any, list[GraphQLError], tuple[str | int, ...]], Any] | None:
+) -> tuple[Callable[[Any, _Execution, _Path], Any], bool] | None:
+    """(run, may return an awaitable): one field of an object, its errors handled."""
     name = nodes[0].name.value
     if any(node.arguments for node in nodes):
         return None
     if name == "__typename":
         type_name = parent.name
-        return lambda _value, _errors, _path: type_name
+        return (lambda _value, _execution, _path: type_name), False
     if name.startswith("__"):
         return None
     graphql_field = parent.fields[name]
     getter = _getter(graphql_field)
-    complete = _completer(schema, graphql_field.type, nodes, parent.name, name)
-    if getter is None or complete is None:
+    compiled = _completer(schema, graphql_field.type, nodes, parent.name, name)
+    if getter is None or compiled is None:
         return None
+    get, get_async = getter
+    complete, complete_async = compiled
     non_null = isinstance(graphql_field.type, GraphQLNonNull)
+    node_list = list(nodes)
 
-    def run(source: Any, errors: list[GraphQLError], path: tuple[str | int, ...]) -> Any:
-        here = (*path, key)
+    def failed(raw: Exception, execution: _Execution, here: _Path) -> None:
+        error = located_error(raw, node_list, _as_list(here))
+        if non_null:
+            raise error from None
+        execution.errors.append(error)
+
+    if get_async:
+
+        async def run_async(source: Any, execution: _Execution, path: _Path) -> Any:
+            here = (path, key)
+            try:
+                value = await get(source, execution)
+                completed = complete(value, execution, here)
+                if complete_async and isawaitable(completed):
+                    completed = await completed
+                return completed
+            except Exception as raw:
+                failed(raw, execution, here)
+                return None
+
+        return run_async, True
+
+    async def finish(
+        completing: Coroutine[Any, Any, Any], execution: _Execution, here: _Path
+    ) -> Any:
         try:
-            return complete(getter(source), errors, here)
+            return await completing
         except Exception as raw:
-            error = located_error(raw, list(nodes), list(here))
-            if non_null:
-                raise error from None
-            errors.append(error)
+            failed(raw, execution, here)
             return None
 
-    return run
+    def run(source: Any, execution: _Execution, path: _Path) -> Any:
+        here = (path, key)
+        try:
+            completed = complete(get(source, execution), execution, here)
+        except Exception as raw:
+            failed(raw, execution, here)
+            return None
+        if complete_async and isawaitable(completed):
+            return finish(cast(Coroutine[Any, Any, Any], completed), execution, here)
+        return completed
+
+    return run, complete_async
 
 
-def _getter(graphql_field: GraphQLField) -> Callable[[Any], Any] | None:
-    """How strawberry reads this field: its resolver with `self` only, or the attribute."""
+def _getter(
+    graphql_field: GraphQLField,
+) -> tuple[Callable[[Any, _Execution], Any], bool] | None:
+    """(get, is async): how strawberry reads this field — its resolver, given `self` and
+    `info` where it takes them, or the attribute."""
     field = graphql_field.extensions.get(_BACKREF)
     if not isinstance(field, StrawberryField) or field.extensions or field.arguments:
         return None
     resolver = field.base_resolver
     if resolver is None:
         python_name = field.python_name
-        return lambda source: getattr(source, python_name)
+        return (lambda source, _execution: getattr(source, python_name)), False
     others = {p for p in resolver.reserved_parameters.values() if p is not None}
-    if resolver.is_async or others - {resolver.self_parameter}:
+    info = resolver.info_parameter
+    if others - {resolver.self_parameter, info}:
         return None
     function = cast(Callable[..., Any], resolver.wrapped_func)
+    if resolver.self_parameter is None and info is None:
+        return (lambda _source, _execution: function()), resolver.is_async
     if resolver.self_parameter is None:
-        return lambda _source: function()
-    return function
+        return None  # info without self: not a shape this schema has
+    if info is None:
+        return (lambda source, _execution: function(source)), resolver.is_async
+    info_name = info.name
+    return (
+        lambda source, execution: function(source, **{info_name: execution.info})
+    ), resolver.is_async

@@ -142,7 +142,7 @@ class OrderType:
         description="Parcels sent so far, oldest first, each with its tracking events."
     )
     async def shipments(self, info: Info) -> list[ShipmentType]:
-        return await shipments_of(info, self.row.id)
+        return await shipments_of(info.context, self.row.id)
 
     @strawberry.field(
         description=(
@@ -151,11 +151,11 @@ class OrderType:
         )
     )
     async def timeline(self, info: Info) -> list[TimelineEventType]:
-        return await timeline_of(info, self.row)
+        return await timeline_of(info.context, self.row)
 
     @strawberry.field(description="Return requests for this order, oldest first.")
     async def returns(self, info: Info) -> list[ReturnRequestType]:
-        return await returns_of(info, self.row)
+        return await returns_of(info.context, self.row)
 
 
 @strawberry.type

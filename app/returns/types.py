@@ -3,13 +3,12 @@ internal ids and who did what (staff identities) stay private."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 
 import strawberry
 
 from app.graphql.common import Money, utc
-from app.graphql.context import Info
+from app.graphql.context import Context, Info
 from app.graphql.errors import UserError
 from app.notifications.templates import format_money
 from app.orders.models import Order as OrderRow
@@ -259,21 +258,21 @@ class TimelineEventType:
         return self.entry.tracking_number
 
 
-async def returns_of(info: Info, order: OrderRow) -> list[ReturnRequestType]:
+async def returns_of(context: Context, order: OrderRow) -> list[ReturnRequestType]:
     """An order's returns, oldest first, batched across every order in the response."""
     assert order.id is not None
-    rows = await ReturnsByOrderIdLoader.of(info.context).load(order.id)
+    rows = await ReturnsByOrderIdLoader.of(context).load(order.id)
     return [ReturnRequestType(row=row, canonical_order_code=order.code) for row in rows]
 
 
-async def timeline_of(info: Info, order: OrderRow) -> list[TimelineEventType]:
+async def timeline_of(context: Context, order: OrderRow) -> list[TimelineEventType]:
     """Derived from the order, its shipments and its returns: two batched statements for
     any number of orders in the response."""
     assert order.id is not None
-    shipments, returns = await asyncio.gather(
-        ShipmentsByOrderIdLoader.of(info.context).load(order.id),
-        ReturnsByOrderIdLoader.of(info.context).load(order.id),
-    )
+    # both loads join their batches before either is awaited
+    shipments_loaded = ShipmentsByOrderIdLoader.of(context).load(order.id)
+    returns_loaded = ReturnsByOrderIdLoader.of(context).load(order.id)
+    shipments, returns = await shipments_loaded, await returns_loaded
     return [TimelineEventType(entry=e) for e in build_timeline(order, shipments, returns)]
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 from app.graphql.common import PageInfo, utc
-from app.graphql.context import Info
+from app.graphql.context import Context, Info
 from app.graphql.errors import UserError
 from app.orders.models import Order as OrderRow
 from app.orders.models import OrderStatus as OrderStatusEnum
@@ -110,10 +110,10 @@ class ShipmentType:
         return [TrackingEventType(row=row) for row in rows]
 
 
-async def shipments_of(info: Info, order_id: int | None) -> list[ShipmentType]:
+async def shipments_of(context: Context, order_id: int | None) -> list[ShipmentType]:
     """An order's shipments, oldest first, batched across every order in the response."""
     assert order_id is not None
-    rows = await ShipmentsByOrderIdLoader.of(info.context).load(order_id)
+    rows = await ShipmentsByOrderIdLoader.of(context).load(order_id)
     return [ShipmentType(row=row) for row in rows]
 
 
@@ -209,7 +209,7 @@ class FulfillmentOrderType:
 
     @strawberry.field(description="Shipments so far, oldest first.")
     async def shipments(self, info: Info) -> list[ShipmentType]:
-        return await shipments_of(info, self.row.id)
+        return await shipments_of(info.context, self.row.id)
 
 
 @strawberry.type

@@ -33,6 +33,7 @@ from app.graphql.errors import mask_error
 from app.orders.inputs import LineInput
 from app.orders.models import Checkout
 from app.orders.service import OrderView
+from app.pagination import CursorCodec
 from app.schema import parse_document
 from app.schema import schema as app_schema
 from app.security import ratelimit
@@ -89,6 +90,23 @@ RETURN_FIELDS = [
     "__typename",
 ]
 
+# the order page: what app/orders/types.py offers an owner, loader fields included
+PAGE_FIELDS = [
+    *ORDER_FIELDS,
+    "lines { sku name quantity unitPrice { amount currency } lineTotal { amount currency } }",
+    "shipments { carrier trackingNumber status estimatedDelivery shippedAt deliveredAt"
+    " events { status location description occurredAt } lines { sku name quantity } }",
+    "returns { rma status reason requestedAt refund { amount currency }"
+    " lines { sku name quantity receivedQuantity unitPrice { amount currency } } }",
+    "timeline { kind at description amount { amount currency } rma carrier trackingNumber }",
+]
+HISTORY_SELECTION = (
+    "edges { cursor node { code status placedAt total { amount currency }"
+    " lines { sku name quantity } shipments { carrier status estimatedDelivery"
+    " events { status } } returns { rma lines { sku } } } }"
+    " pageInfo { hasNextPage endCursor }"
+)
+
 COMPILED = [
     "query($code: String!) { order(code: $code) { code status total { amount currency } } }",
     f"query Lookup($code: String!) {{ order(code: $code) {{ {' '.join(ORDER_FIELDS)} }} }}",
@@ -96,6 +114,9 @@ COMPILED = [
     "query($code: String!) { order(code: $code) { code } "
     "checkout(code: $code) { code total { amount } } }",
     "{ me { email name role createdAt __typename } }",
+    # loader fields (async resolvers taking `info`), batched in lockstep
+    "query($code: String!) { order(code: $code) { code lines { sku quantity } } }",
+    "query($code: String!) { order(code: $code) { timeline { kind at rma } code } }",
     f"query Checkout($code: String!) {{ checkout(code: $code) {{ {' '.join(CHECKOUT_FIELDS)} }} }}",
 ]
 # returnRequest(rma), sent for every caller and every kind of RMA (`rma_of`)
@@ -103,16 +124,22 @@ RETURN_COMPILED = [
     "query($rma: String!) { returnRequest(rma: $rma) { rma status orderCode } }",
     f"query Return($rma: String!) {{ returnRequest(rma: $rma) {{ {' '.join(RETURN_FIELDS)} }} }}",
     "query($rma: String!) { me { email } r: returnRequest(rma: $rma) { rma refund { amount } } }",
+    "query($rma: String!) { returnRequest(rma: $rma) { rma lines { sku quantity } } }",
+    # the order page and the history page (as scripts/bench sends them): "an order's code"
+    # is the owner's delivered order with four returns
+    f"query Page($rma: String!) {{ order(code: $rma) {{ {' '.join(PAGE_FIELDS)} }} }}",
+    f"query History {{ myOrders(first: 20) {{ {HISTORY_SELECTION} }} }}",
+    f"query Small {{ myOrders(first: 2) {{ {HISTORY_SELECTION} }} }}",
 ]
 GENERAL = [
     # fragments, directives, list fields with loaders and non-vetted roots take the general path
     "query($code: String!) { order(code: $code) { ...F } } fragment F on Order { code }",
     "query($code: String!, $x: Boolean!) { order(code: $code) { code @include(if: $x) } }",
-    "query($code: String!) { order(code: $code) { code lines { sku quantity } } }",
     "query { products(first: 2) { edges { node { sku } } } }",
     "mutation($code: String!) { cancelOrder(code: $code) { userErrors { code } } }",
-    # a resolver below the root that takes `info` (a loader) and is async
-    "query($rma: String!) { returnRequest(rma: $rma) { rma lines { sku quantity } } }",
+    # a field below the root with arguments; a non-null root beside another root
+    "{ me { email } myOrders(first: 2) { edges { cursor } } }",
+    '{ myOrders(filter: { text: "mug" }) { edges { cursor } } }',
 ]
 
 
@@ -225,7 +252,9 @@ def rma_of(
 def both_paths(
     http: TestClient, services: Services, monkeypatch: pytest.MonkeyPatch, run: Run[Any]
 ) -> Callable[..., tuple[Any, Any]]:
-    """(served, general): the same request with plans on, then with plans off."""
+    """(served, general): the same request with plans on, then with plans off (cursors,
+    sealed under a fresh nonce each time, compared opened)."""
+    codec = CursorCodec(services.settings.jwt_secret)
 
     def send(body: dict[str, Any], account: Account | None) -> tuple[int, Any, dict[str, float]]:
         headers = {"content-type": "application/json"}
@@ -236,7 +265,8 @@ def both_paths(
         after = _request_metrics()
         counted = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k)}
         is_json = response.headers.get("content-type", "").startswith("application/json")
-        return response.status_code, response.json() if is_json else response.text, counted
+        answer = _opened_cursors(response.json(), codec) if is_json else response.text
+        return response.status_code, answer, counted
 
     def both_paths(body: dict[str, Any], account: Account | None) -> tuple[Any, Any]:
         run(services.limiter.reset())
@@ -248,6 +278,19 @@ def both_paths(
         return served, general
 
     return both_paths
+
+
+def _opened_cursors(answer: Any, codec: CursorCodec) -> Any:
+    if isinstance(answer, dict):
+        return {
+            key: codec.decode("order", value)
+            if key in ("cursor", "endCursor") and isinstance(value, str)
+            else _opened_cursors(value, codec)
+            for key, value in answer.items()
+        }
+    if isinstance(answer, list):
+        return [_opened_cursors(value, codec) for value in answer]
+    return answer
 
 
 def _request_metrics() -> dict[str, float]:
@@ -434,6 +477,69 @@ def test_checkouts_really_answer_their_owner_and_the_rest_the_documented_errors(
         assert body["data"] == {"checkout": None}, (caller, kind)
         assert [e["extensions"]["code"] for e in body["errors"]] == [expected], (caller, kind)
     assert len(planned) == 2 + len(refused) and all(planned)
+
+
+def test_the_order_and_history_pages_really_answer_with_loader_fields_from_a_plan(
+    http: TestClient,
+    services: Services,
+    cast: dict[str, Account | None],
+    rma_of: dict[str, str],
+    both_paths: Callable[..., tuple[Any, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Guards the page and history comparisons: the plan answers them (not the general
+    path twice), with parcels, tracking events, returns and their lines, and a timeline."""
+    page, history = RETURN_COMPILED[-3], RETURN_COMPILED[-2]
+    planned = _spy_on_plans(monkeypatch)
+    (status, body, _), _ = both_paths(
+        {"query": page, "variables": {"rma": rma_of["an order's code"]}}, cast["owner"]
+    )
+    assert status == 200 and "errors" not in body, body
+    order = body["data"]["order"]
+    assert order["status"] == "PARTIALLY_RETURNED"
+    assert [s["status"] for s in order["shipments"]] == ["DELIVERED"]
+    assert order["shipments"][0]["events"] and order["shipments"][0]["lines"]
+    assert len(order["returns"]) == 4 and all(r["lines"] for r in order["returns"])
+    assert {"PLACED", "SHIPPED", "DELIVERED"} <= {step["kind"] for step in order["timeline"]}
+    (status, body, _), _ = both_paths({"query": history, "variables": {}}, cast["owner"])
+    assert status == 200 and "errors" not in body, body
+    nodes = [edge["node"] for edge in body["data"]["myOrders"]["edges"]]
+    assert [node["code"] for node in nodes] == [display(rma_of["an order's code"])]
+    assert nodes[0]["lines"] and nodes[0]["shipments"][0]["events"]
+    assert len(nodes[0]["returns"]) == 4 and all(r["lines"] for r in nodes[0]["returns"])
+    assert planned == [True, True]
+
+
+def test_a_planned_history_page_sends_as_many_statements_as_the_general_path(
+    http: TestClient,
+    services: Services,
+    cast: dict[str, Account | None],
+    place_order: Callable[..., OrderView],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Loader fields in lockstep batch as graphql-core batches them: one statement per
+    loader and level, whatever the page size."""
+    owner = cast["owner"]
+    assert owner is not None
+    for _ in range(6):
+        place_order(owner)
+    headers = {"authorization": f"Bearer {owner.token}"}
+    counted = services.db.count_statements()
+
+    def statements(first: int) -> int:
+        query = f"{{ myOrders(first: {first}) {{ {HISTORY_SELECTION} }} }}"
+        del counted[:]
+        response = http.post("/graphql", json={"query": query}, headers=headers)
+        assert len(response.json()["data"]["myOrders"]["edges"]) == first
+        return len(counted)
+
+    planned = _spy_on_plans(monkeypatch)
+    with_plans = {first: statements(first) for first in (1, 6)}
+    assert planned == [True, True]
+    monkeypatch.setattr(endpoint, "_plan_for", lambda *_: None)
+    without = {first: statements(first) for first in (1, 6)}
+    assert with_plans == without
+    assert with_plans[1] == with_plans[6] <= 5, with_plans
 
 
 def _compared_documents() -> list[str]:
@@ -658,3 +764,91 @@ def test_errors_and_null_propagation_match_graphql_core(
         or "items" in selection
         or "maybe" in selection
     )
+
+
+# -- async resolvers below the root (loader fields), in lockstep -----------------------------
+
+
+@strawberry.type
+class Leaf:
+    n: int
+
+    @strawberry.field
+    async def double(self, info: strawberry.Info) -> int:
+        await asyncio.sleep(0)  # a bare yield: the lockstep goes round again
+        return self.n * 2
+
+    @strawberry.field
+    async def broken(self, info: strawberry.Info) -> int:
+        if self.n == 2:
+            raise ValueError("leaf failed")
+        return self.n
+
+    @strawberry.field
+    async def maybe(self, info: strawberry.Info) -> int | None:
+        if self.n == 3:
+            raise ValueError("maybe failed")
+        return self.n
+
+
+@strawberry.type
+class Branch:
+    @strawberry.field
+    async def leaves(self, info: strawberry.Info) -> list[Leaf]:
+        future = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_soon(future.set_result, [Leaf(n=n) for n in (1, 2, 3)])
+        return await future  # a loader-like wait on a future
+
+    @strawberry.field
+    async def optional_leaves(self, info: strawberry.Info) -> list[Leaf | None]:
+        return [Leaf(n=n) for n in (1, 2, 3)]
+
+    @strawberry.field
+    def name(self) -> str:
+        return "branch"
+
+
+@strawberry.type
+class AsyncQuery:
+    @strawberry.field
+    async def order(self, info: strawberry.Info, code: str) -> list[Branch] | None:
+        if code == "raise":
+            raise ValueError("root failed")
+        return [Branch(), Branch()]
+
+
+@pytest.fixture(scope="module")
+def async_schema() -> Iterator[strawberry.Schema]:
+    yield strawberry.Schema(query=AsyncQuery)
+
+
+@pytest.mark.parametrize(
+    "selection",
+    [
+        "name leaves { n double }",
+        "leaves { double maybe }",
+        "leaves { n broken } name",
+        "name optionalLeaves { broken double }",
+        "optionalLeaves { maybe } leaves { double }",
+        "leaves { broken } optionalLeaves { broken }",
+    ],
+)
+@pytest.mark.parametrize("code", ["ok", "raise"])
+def test_async_fields_below_the_root_match_graphql_core_errors_and_null_propagation(
+    async_schema: strawberry.Schema, selection: str, code: str
+) -> None:
+    query = f"query($c: String!) {{ order(code: $c) {{ {selection} }} }}"
+    plan = compile_plan(async_schema, parse_document(query), None)
+    assert plan is not None
+
+    async def both() -> tuple[Any, Any]:
+        compiled = await plan.run(None, {"c": code}, "rid")
+        reference = await async_schema.execute(query, variable_values={"c": code})
+        return compiled, reference
+
+    compiled, reference = asyncio.run(both())
+    assert compiled is not None
+    assert compiled["data"] == reference.data
+    expected = [mask_error(error, "rid").formatted for error in reference.errors or []]
+    assert compiled.get("errors", []) == expected
+    assert bool(expected) == (code == "raise" or "broken" in selection or "maybe" in selection)

@@ -789,10 +789,35 @@ def test_every_vetted_root_field_is_what_a_plan_can_call(name: str) -> None:
         named = argument.type
         while isinstance(named, GraphQLNonNull | GraphQLList):
             named = named.of_type
-        assert isinstance(named, GraphQLScalarType), argument
-    assert not isinstance(graphql_field.type, GraphQLNonNull)
-    assert isinstance(graphql_field.type, GraphQLObjectType)
-    assert graphql_field.type.is_type_of is None
+        # an input or enum argument is optional: a plan is only built for a document that
+        # leaves it out (the resolver's default applies, as on the general path)
+        assert isinstance(named, GraphQLScalarType) or not isinstance(
+            argument.type, GraphQLNonNull
+        ), argument
+    returned = graphql_field.type
+    if isinstance(returned, GraphQLNonNull):  # compiled only as the document's one root
+        returned = returned.of_type
+    assert isinstance(returned, GraphQLObjectType)
+    assert returned.is_type_of is None
+
+
+def test_every_resolver_below_a_vetted_root_that_takes_info_reads_only_its_context() -> None:
+    """Plans hand resolvers below the root an Info on _RawInfo (the context only): a
+    resolver reading more of `info` (or passing it on) must not be reachable by a plan."""
+    checked = 0
+    for type_ in _types_below_vetted_roots():
+        if not isinstance(type_, GraphQLObjectType):
+            continue
+        for graphql_field in type_.fields.values():
+            field = graphql_field.extensions.get(_BACKREF)
+            resolver = getattr(field, "base_resolver", None)
+            if resolver is None or resolver.info_parameter is None:
+                continue
+            name = resolver.info_parameter.name
+            assert _reads_only_info_context(resolver.wrapped_func, name), (type_, graphql_field)
+            checked += 1
+    assert checked >= 7  # order: lines, shipments, timeline, returns; parcel: lines, events;
+    # return: lines
 
 
 def test_the_static_check_of_info_use_catches_other_reads() -> None:
