@@ -120,10 +120,14 @@ class _Wait:
         yield self
 
 
-async def _lockstep(coroutines: list[Coroutine[Any, Any, Any]]) -> list[Any]:
+async def _lockstep(
+    coroutines: list[Coroutine[Any, Any, Any]], fail: Callable[[int, Exception], Any]
+) -> list[Any]:
     """Runs `coroutines` a step each in turn until every one waits, then hands everything
-    they wait for up as one `_Wait`, and so on until all are done. Only ever awaited below
-    `_drive` (which does the waiting) or another `_lockstep`."""
+    they wait for up as one `_Wait`, and so on until all are done. A coroutine that raises
+    gets `fail(index, error)` as its result (which records the error, or raises it on to
+    null the parent: then the others are closed). Only ever awaited below `_drive` (which
+    does the waiting) or another `_lockstep`."""
     results: list[Any] = [None] * len(coroutines)
     running = list(range(len(coroutines)))
     try:
@@ -135,6 +139,9 @@ async def _lockstep(coroutines: list[Coroutine[Any, Any, Any]]) -> list[Any]:
                     waits_for = coroutines[index].send(None)
                 except StopIteration as done:
                     results[index] = done.value
+                    continue
+                except Exception as raw:
+                    results[index] = fail(index, raw)
                     continue
                 still.append(index)
                 if type(waits_for) is _Wait:
@@ -175,32 +182,64 @@ async def _drive(coroutine: Coroutine[Any, Any, Any]) -> Any:
         raise
 
 
+# (error, execution, path of the field or item) -> None, or raises to null the parent
+_Failed = Callable[[Exception, _Execution, _Path], None]
+
+
 async def _fill_object(
-    out: dict[str, Any], keys: list[str], pending: list[Coroutine[Any, Any, Any]]
+    out: dict[str, Any],
+    keys: list[str],
+    pending: list[Coroutine[Any, Any, Any]],
+    failed: list[_Failed],
+    execution: _Execution,
+    path: _Path,
 ) -> dict[str, Any]:
+    """Puts the async fields' values into `out`; each field is its own error boundary."""
     if len(pending) == 1:
-        out[keys[0]] = await pending[0]
-    else:
-        for key, value in zip(keys, await _lockstep(pending), strict=True):
-            out[key] = value
+        try:
+            out[keys[0]] = await pending[0]
+        except Exception as raw:
+            failed[0](raw, execution, (path, keys[0]))
+            out[keys[0]] = None
+        return out
+
+    def fail(index: int, raw: Exception) -> None:
+        failed[index](raw, execution, (path, keys[index]))
+
+    for key, value in zip(keys, await _lockstep(pending, fail), strict=True):
+        out[key] = value
     return out
 
 
 async def _fill_list(
-    out: list[Any], at: list[int], pending: list[Coroutine[Any, Any, Any]]
+    out: list[Any],
+    at: list[int],
+    pending: list[Coroutine[Any, Any, Any]],
+    failed: _Failed,
+    execution: _Execution,
+    path: _Path,
 ) -> list[Any]:
+    """Puts the async items' values into `out`; each item is its own error boundary."""
     if len(pending) == 1:
-        out[at[0]] = await pending[0]
-    else:
-        for index, value in zip(at, await _lockstep(pending), strict=True):
-            out[index] = value
+        try:
+            out[at[0]] = await pending[0]
+        except Exception as raw:
+            failed(raw, execution, (path, at[0]))
+            out[at[0]] = None
+        return out
+
+    def fail(index: int, raw: Exception) -> None:
+        failed(raw, execution, (path, at[index]))
+
+    for index, value in zip(at, await _lockstep(pending, fail), strict=True):
+        out[index] = value
     return out
 
 
 def _close(pending: list[Coroutine[Any, Any, Any]]) -> None:
     """Closes coroutines that will not be run (a sibling nulled their parent). One not
-    started yet may hold others as its arguments (`guarded`, `checked`, `finish`, the
-    `_fill_*` lists): closing it runs none of its code, so those are closed here too."""
+    started yet may hold others as its arguments (the `_fill_*` lists): closing it runs
+    none of its code, so those are closed here too."""
     for coroutine in pending:
         if getcoroutinestate(coroutine) == CORO_CREATED:
             held: list[Any] = []
@@ -425,16 +464,10 @@ def _non_null_completer(
     inner, inner_async = compiled
     message = f"Cannot return null for non-nullable field {parent_name}.{field_name}."
 
-    async def checked(completing: Coroutine[Any, Any, Any]) -> Any:
-        completed = await completing
-        if completed is None:
-            raise TypeError(message)
-        return completed
-
     def non_null(value: Any, execution: _Execution, path: _Path) -> Any:
         completed = inner(value, execution, path)
         if inner_async and isawaitable(completed):
-            return checked(cast(Coroutine[Any, Any, Any], completed))
+            return completed  # `_fill_object` / `_fill_list`: they never answer None
         if completed is None:
             raise TypeError(message)
         return completed
@@ -465,15 +498,6 @@ def _list_completer(
             raise error from None
         execution.errors.append(error)
 
-    async def guarded(
-        completing: Coroutine[Any, Any, Any], execution: _Execution, here: _Path
-    ) -> Any:
-        try:
-            return await completing
-        except Exception as raw:
-            item_failed(raw, execution, here)
-            return None
-
     def complete_list(value: Any, execution: _Execution, path: _Path) -> Any:
         if isinstance(value, Exception):
             raise value
@@ -502,13 +526,15 @@ def _list_completer(
                     completed = None
                 if isawaitable(completed):
                     at.append(index)
-                    pending.append(guarded(completed, execution, here))  # type: ignore[arg-type]
+                    pending.append(cast(Coroutine[Any, Any, Any], completed))
                     completed = None
                 out.append(completed)
         except BaseException:
             _close(pending)
             raise
-        return _fill_list(out, at, pending) if pending else out
+        if not pending:
+            return out
+        return _fill_list(out, at, pending, item_failed, execution, path)
 
     return complete_list, item_async
 
@@ -545,14 +571,14 @@ def _object_completer(
     grouped = _group(selections)
     if not grouped:
         return None
-    runners: list[tuple[str, Callable[..., Any], bool]] = []
+    runners: list[tuple[str, Callable[..., Any], bool, _Failed]] = []
     for key, field_nodes in grouped.items():
         runner = _field_runner(schema, type_, key, field_nodes)
         if runner is None:
             return None
         runners.append((key, *runner))
-    if not any(is_async for _, _, is_async in runners):
-        plain = [(key, run) for key, run, _ in runners]
+    if not any(is_async for _, _, is_async, _ in runners):
+        plain = [(key, run) for key, run, _, _ in runners]
 
         def complete_plain(value: Any, execution: _Execution, path: _Path) -> Any:
             if isinstance(value, Exception):
@@ -571,20 +597,26 @@ def _object_completer(
         out: dict[str, Any] = {}
         keys: list[str] = []
         pending: list[Coroutine[Any, Any, Any]] = []
+        failed: list[_Failed] = []
         try:
-            for key, run, is_async in runners:
+            for key, run, is_async, fail in runners:
                 completed = run(value, execution, path)
                 if is_async and isawaitable(completed):
                     keys.append(key)
                     pending.append(cast(Coroutine[Any, Any, Any], completed))
+                    failed.append(fail)
                     completed = None
                 out[key] = completed
         except BaseException:
             _close(pending)
             raise
-        return _fill_object(out, keys, pending) if pending else out
+        return _fill_object(out, keys, pending, failed, execution, path) if pending else out
 
     return complete_object, True
+
+
+def _never_fails(raw: Exception, execution: _Execution, here: _Path) -> None:
+    raise AssertionError("__typename cannot fail")  # pragma: no cover
 
 
 def _field_runner(
@@ -592,14 +624,16 @@ def _field_runner(
     parent: GraphQLObjectType,
     key: str,
     nodes: tuple[FieldNode, ...],
-) -> tuple[Callable[[Any, _Execution, _Path], Any], bool] | None:
-    """(run, may return an awaitable): one field of an object, its errors handled."""
+) -> tuple[Callable[[Any, _Execution, _Path], Any], bool, _Failed] | None:
+    """(run, may return an awaitable, failed): one field of an object. `run` handles the
+    errors it raises itself; an awaitable it returns leaves them to `failed`, called by
+    `_fill_object` (the field's error boundary)."""
     name = nodes[0].name.value
     if any(node.arguments for node in nodes):
         return None
     if name == "__typename":
         type_name = parent.name
-        return (lambda _value, _execution, _path: type_name), False
+        return (lambda _value, _execution, _path: type_name), False, _never_fails
     if name.startswith("__"):
         return None
     graphql_field = parent.fields[name]
@@ -622,39 +656,22 @@ def _field_runner(
 
         async def run_async(source: Any, execution: _Execution, path: _Path) -> Any:
             here = (path, key)
-            try:
-                value = await get(source, execution)
-                completed = complete(value, execution, here)
-                if complete_async and isawaitable(completed):
-                    completed = await completed
-                return completed
-            except Exception as raw:
-                failed(raw, execution, here)
-                return None
+            completed = complete(await get(source, execution), execution, here)
+            if complete_async and isawaitable(completed):
+                completed = await completed
+            return completed
 
-        return run_async, True
-
-    async def finish(
-        completing: Coroutine[Any, Any, Any], execution: _Execution, here: _Path
-    ) -> Any:
-        try:
-            return await completing
-        except Exception as raw:
-            failed(raw, execution, here)
-            return None
+        return run_async, True, failed
 
     def run(source: Any, execution: _Execution, path: _Path) -> Any:
         here = (path, key)
         try:
-            completed = complete(get(source, execution), execution, here)
+            return complete(get(source, execution), execution, here)
         except Exception as raw:
             failed(raw, execution, here)
             return None
-        if complete_async and isawaitable(completed):
-            return finish(cast(Coroutine[Any, Any, Any], completed), execution, here)
-        return completed
 
-    return run, complete_async
+    return run, complete_async, failed
 
 
 def _getter(
