@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import lru_cache
 
 import jwt
@@ -39,6 +39,7 @@ class AccessTokens:
         self._verified = lru_cache(maxsize=4096)(self._verify)
 
     def issue(self, user_id: str, role: str, session_id: str, now: datetime) -> str:
+        issued_at = int(now.timestamp())
         claims = {
             "sub": user_id,
             "role": role,
@@ -46,8 +47,8 @@ class AccessTokens:
             "typ": ACCESS_TYPE,
             "iss": self._issuer,
             "aud": self._audience,
-            "iat": int(now.timestamp()),
-            "exp": int((now + timedelta(seconds=self.ttl_seconds)).timestamp()),
+            "iat": issued_at,
+            "exp": issued_at + self.ttl_seconds,  # exactly the lifetime (checked on decode)
             "jti": secrets.token_urlsafe(8),
         }
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM, headers={"typ": "JWT"})
@@ -76,6 +77,12 @@ class AccessTokens:
             raise InvalidToken("malformed claims")
         if not isinstance(claims.get("exp"), int | float) or isinstance(claims["exp"], bool):
             raise InvalidToken("malformed exp")  # PyJWT tolerates "exp": "1700000000"
+        if not isinstance(claims.get("iat"), int | float) or isinstance(claims["iat"], bool):
+            raise InvalidToken("malformed iat")
+        # A token that claims to live longer than we issue them was not made by issue():
+        # a leaked secret, a forgery or an old configuration. Refused even when well signed.
+        if claims["exp"] - claims["iat"] > self.ttl_seconds:
+            raise InvalidToken("lifetime longer than ACCESS_TOKEN_TTL_SECONDS")
         return AccessClaims(
             user_id=claims["sub"],
             role=claims["role"],

@@ -133,6 +133,13 @@ def attacks(secret: bytes, good: str) -> dict[str, str]:
         "typ missing": forge(header, with_claims(typ=None), secret),
         "expired": forge(header, with_claims(iat=now - 7200, exp=now - 3600), secret),
         "exp missing": forge(header, with_claims(exp=None), secret),
+        "iat missing": forge(header, with_claims(iat=None), secret),
+        # unexpired and well signed, but living longer than ACCESS_TOKEN_TTL_SECONDS (900)
+        "lifetime of an hour": forge(header, with_claims(iat=now, exp=now + 3600), secret),
+        "lifetime of 901 s": forge(header, with_claims(iat=now - 1, exp=now + 900), secret),
+        "iat backdated a day, exp in 5 minutes": forge(
+            header, with_claims(iat=now - 86400, exp=now + 300), secret
+        ),
         "not valid yet (nbf)": forge(header, with_claims(nbf=now + 3600), secret),
         "sid missing": forge(header, with_claims(sid=None), secret),
         "sid of no session": forge(header, with_claims(sid="no-such-session"), secret),

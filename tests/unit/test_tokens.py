@@ -105,6 +105,25 @@ def test_hand_forged_good_token_is_accepted(tokens: AccessTokens) -> None:
     )
 
 
+def test_a_token_of_exactly_the_configured_lifetime_is_accepted(tokens: AccessTokens) -> None:
+    # given a well-signed token whose exp - iat is the TTL to the second
+    claims = good_claims()
+    claims["exp"] = claims["iat"] + TTL
+    # then it is accepted: the lifetime check refuses only what is longer
+    assert tokens.decode(signed(claims)).user_id == "user-public-id"
+
+
+def test_a_shorter_configured_lifetime_refuses_tokens_issued_under_a_longer_one() -> None:
+    # given a token issued while the lifetime was 900 s
+    token = AccessTokens(SECRET, ISSUER, AUDIENCE, 900).issue(
+        "user-1", "CUSTOMER", "session-1", datetime.now(UTC)
+    )
+    # when the lifetime is lowered to 300 s, then the old (still unexpired) token is refused
+    with pytest.raises(InvalidToken):
+        AccessTokens(SECRET, ISSUER, AUDIENCE, 300).decode(token)
+    assert AccessTokens(SECRET, ISSUER, AUDIENCE, 900).decode(token).user_id == "user-1"
+
+
 # -- refusals -------------------------------------------------------------------------------
 
 ATTACKS: dict[str, Any] = {
@@ -129,6 +148,14 @@ ATTACKS: dict[str, Any] = {
         )
     ),
     "exp-missing": lambda: signed({k: v for k, v in good_claims().items() if k != "exp"}),
+    "iat-missing": lambda: signed({k: v for k, v in good_claims().items() if k != "iat"}),
+    "iat-not-a-number": lambda: signed(good_claims(iat="1700000000")),
+    # well signed, unexpired, but made to live longer than the configured lifetime
+    "lifetime-one-second-too-long": lambda: signed(good_claims(exp=good_claims()["iat"] + TTL + 1)),
+    "lifetime-a-year": lambda: signed(good_claims(exp=good_claims()["iat"] + 365 * 86400)),
+    "iat-backdated-exp-valid": lambda: signed(
+        good_claims(iat=good_claims()["iat"] - 3600, exp=good_claims()["iat"] + 60)
+    ),
     "sid-missing": lambda: signed({k: v for k, v in good_claims().items() if k != "sid"}),
     "sid-not-a-string": lambda: signed(good_claims(sid=42)),
     "sub-missing": lambda: signed({k: v for k, v in good_claims().items() if k != "sub"}),
