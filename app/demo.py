@@ -20,7 +20,7 @@ from app.orders.inputs import AddressInput, LineInput
 from app.orders.models import Order, OrderStatus
 from app.security.policy import Viewer
 from app.security.roles import Role
-from app.shipments.inputs import EventInput, LineRequest
+from app.shipments.inputs import EventInput, LineRequest, Place
 from app.shipments.models import Shipment
 
 DEMO_PASSWORD = "orders-demo-2026"
@@ -155,13 +155,17 @@ def _viewer(user: User) -> Viewer:
     return Viewer(user.id, user.public_id, Role(user.role), 0, user.email)
 
 
-# (status, hours after the order was placed, location, description)
+# (status, hours after the order was placed, location, description, structured place)
+_LEIPZIG = Place("Leipzig", "04109", "DE")
+_BERLIN = Place("Berlin", "10115", "DE")
 _TRACKING = {
-    OrderStatus.SHIPPED: [("IN_TRANSIT", 32, "Leipzig hub", "Arrived at the sorting centre")],
+    OrderStatus.SHIPPED: [
+        ("IN_TRANSIT", 32, "Leipzig hub", "Arrived at the sorting centre", _LEIPZIG)
+    ],
     OrderStatus.DELIVERED: [
-        ("IN_TRANSIT", 32, "Leipzig hub", "Arrived at the sorting centre"),
-        ("OUT_FOR_DELIVERY", 55, "Local depot", "Out for delivery"),
-        ("DELIVERED", 61, "Front door", "Delivered"),
+        ("IN_TRANSIT", 32, "Leipzig hub", "Arrived at the sorting centre", _LEIPZIG),
+        ("OUT_FOR_DELIVERY", 55, "Local depot", "Out for delivery", _BERLIN),
+        ("DELIVERED", 61, "Front door", "Delivered", _BERLIN),
     ],
 }
 
@@ -213,7 +217,7 @@ async def _fulfil(
         ).first()
     if has_shipment is None:
         return done
-    for number, (event, hours, location, description) in enumerate(_TRACKING[status], 1):
+    for number, (event, hours, location, description, place) in enumerate(_TRACKING[status], 1):
         result = await shipments.add_tracking_event(
             warehouse,
             order.code,
@@ -224,6 +228,7 @@ async def _fulfil(
                 status=event,
                 occurred_at=placed + timedelta(hours=hours),
                 location=location,
+                place=place,
                 description=description,
                 event_id=f"{tracking}-{number}",
             ),

@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from app.container import Services
 from app.orders.models import Order
-from app.shipments.inputs import EventInput, LineRequest
+from app.shipments.inputs import EventInput, LineRequest, Place
 from app.shipments.service import EventResult, ShipResult
 from tests.conftest import Account, Run, db_session
 
@@ -154,6 +154,8 @@ def event(
     occurred_at: datetime | None = None,
     event_id: str | None = None,
     carrier: str = "DHL",
+    location: str = "Hub",
+    place: Place | None = None,
 ) -> bool:
     result: EventResult = run(
         services.shipments.add_tracking_event(
@@ -165,7 +167,8 @@ def event(
             EventInput(
                 status=status,
                 occurred_at=occurred_at or datetime.now(UTC),
-                location="Hub",
+                location=location,
+                place=place,
                 event_id=event_id,
             ),
         )

@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from app.errors import BadUserInput
 from app.shipments.models import ShipmentStatus
+from app.tracking.places import town_from_place, town_from_text
 
 MAX_SCANS = 500
 MAX_LINES = 50
@@ -29,10 +30,20 @@ class LineRequest:
 
 
 @dataclass(frozen=True)
+class Place:
+    """A carrier's structured location. Only a recognised town from it is ever public."""
+
+    city: str = ""
+    postal_code: str = ""
+    country: str = ""
+
+
+@dataclass(frozen=True)
 class EventInput:
     status: str
     occurred_at: datetime | None = None
-    location: str = ""
+    location: str = ""  # free text: the owner sees it; a public link only a known town
+    place: Place | None = None
     description: str = ""
     estimated_delivery: date | None = None
     event_id: str | None = None
@@ -43,6 +54,7 @@ class CleanEvent:
     status: ShipmentStatus
     occurred_at: datetime
     location: str
+    town: str  # the only place a public tracking link shows (app/tracking/places.py)
     description: str
     estimated_delivery: date | None
     event_id: str
@@ -120,10 +132,22 @@ def clean_event(event: EventInput, *, now: datetime, default_event_id: str | Non
         raise BadUserInput(
             "Event id must be 1 to 100 letters, digits or - _ : . characters.", field="eventId"
         )
+    location = _text(event.location, "location", "Location", 200)
+    place = event.place
+    if place is not None:
+        city = _text(place.city, "location.city", "City", 100)
+        postal = _text(place.postal_code, "location.postalCode", "Postal code", 16)
+        country = _text(place.country, "location.country", "Country", 60)
+        town = town_from_place(city, postal, country)
+        # the owner's text: what the carrier sent, in one line
+        location = location or ", ".join(p for p in (f"{postal} {city}".strip(), country) if p)
+    else:
+        town = town_from_text(location)
     return CleanEvent(
         status=status,
         occurred_at=occurred,
-        location=_text(event.location, "location", "Location", 200),
+        location=location,
+        town=town,
         description=_text(event.description, "description", "Description", 500),
         estimated_delivery=event.estimated_delivery,
         event_id=event_id,

@@ -95,8 +95,10 @@ class TrackingEvent(SQLModel, table=True):
     carrier: str = Field(max_length=40)
     carrier_event_id: str = Field(max_length=100)
     status: str = Field(max_length=24)
-    location: str = Field(default="", max_length=200)
-    description: str = Field(default="", max_length=500)
+    location: str = Field(default="", max_length=200)  # the carrier's text: owner only
+    # A recognised town (app/tracking/places.py), or "": all a public link shows of where
+    town: str = Field(default="", max_length=100)
+    description: str = Field(default="", max_length=500)  # the carrier's text: owner only
     occurred_at: datetime
     received_at: datetime = Field(default_factory=utcnow)
     source: str = Field(default=EventSource.CARRIER.value, max_length=8)

@@ -78,6 +78,7 @@ from app.shipments.transitions import (
     order_status_after,
     shipment_status_after,
 )
+from app.tracking import places
 
 log = logging.getLogger("app.shipments")
 
@@ -259,7 +260,7 @@ class ShipmentService:
         """The one gate first (UNAUTHENTICATED / RATE_LIMITED / INVALID_ORDER_CODE, charged
         once), then the role: FORBIDDEN before any database access, the same answer for a
         real and an unknown code."""
-        who, code = await self._lookups.begin(viewer, raw_code, client_ip)
+        who, code = await self._lookups.begin(viewer, raw_code, client_ip, staff_roles=roles)
         if who.role not in roles:
             raise Forbidden()
         return who, code
@@ -275,7 +276,7 @@ class ShipmentService:
         try:
             yield
         except _UnknownCode:
-            await self._lookups.failed(who, client_ip)
+            await self._lookups.failed(who, client_ip, staff=True)
             await self._audit.record(
                 actor=who, action=door, outcome="not_found", code=code, client_ip=client_ip
             )
@@ -742,6 +743,7 @@ class ShipmentService:
         who, code = await self._door(viewer, raw_code, client_ip, FULFILMENT_ROLES)
         carrier = clean_carrier(carrier)
         tracking = clean_tracking_number(tracking_number)
+        await places.load()
         now = utcnow()
         clean = clean_event(event, now=now, default_event_id=f"staff-{uuid.uuid4().hex}")
         async with (
@@ -788,6 +790,7 @@ class ShipmentService:
         every outcome the same way, so whether a tracking number exists is never told."""
         carrier = clean_carrier(carrier)
         tracking = clean_tracking_number(tracking_number)
+        await places.load()
         clean = clean_event(event, now=utcnow(), default_event_id=None)
         try:
             async with self._db.write() as session:
@@ -853,6 +856,7 @@ class ShipmentService:
                 carrier_event_id=event.event_id,
                 status=event.status.value,
                 location=event.location,
+                town=event.town,
                 description=event.description,
                 occurred_at=event.occurred_at,
                 received_at=now,

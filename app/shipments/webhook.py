@@ -10,6 +10,10 @@ and compared in constant time. A timestamp more than 5 minutes away from our clo
 refused, so a captured request cannot be replayed later; within the window, the carrier's
 event id makes a repeat harmless (recorded once).
 
+`location` is a string (free text, older senders) or `{"city", "postalCode", "country"}`;
+`description` is free text. Both are shown to the order's owner; a public tracking link
+shows only a recognised town (app/tracking/places.py), never the carrier's text.
+
 Every authenticated, well-formed event is answered `202 {"status": "accepted"}`: recorded,
 a repeat, or a tracking number we do not know. The answer never tells whether a tracking
 number exists. `scripts/carrier_client.py` is a sample client.
@@ -30,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from app.errors import BadUserInput, ServiceUnavailable
-from app.shipments.inputs import EventInput
+from app.shipments.inputs import EventInput, Place
 from app.shipments.service import ShipmentService
 
 log = logging.getLogger("app.shipments.webhook")
@@ -81,6 +85,22 @@ def _text(payload: dict[str, Any], key: str, *, required: bool) -> str:
     return value
 
 
+def _location(payload: dict[str, Any]) -> tuple[str, Place | None]:
+    """`location` as a string (older senders: free text) or as an object
+    `{city, postalCode, country}` (the structured place a public link may take a town
+    from). Other keys of the object are ignored and never stored."""
+    value = payload.get("location")
+    if not isinstance(value, dict):
+        return _text(payload, "location", required=False), None
+    parts: dict[str, str] = {}
+    for key in ("city", "postalCode", "country"):
+        part = value.get(key)
+        if part is not None and not isinstance(part, str):
+            raise BadUserInput(f"`location.{key}` must be a string.", field=f"location.{key}")
+        parts[key] = part or ""
+    return "", Place(parts["city"], parts["postalCode"], parts["country"])
+
+
 def parse_event(body: bytes) -> tuple[str, str, EventInput]:
     """(carrier, tracking number, event) from the JSON body, or BadUserInput."""
     try:
@@ -103,13 +123,15 @@ def parse_event(body: bytes) -> tuple[str, str, EventInput]:
         raise BadUserInput(
             "`estimatedDelivery` must be a date (YYYY-MM-DD).", field="estimatedDelivery"
         ) from None
+    location, place = _location(payload)
     return (
         _text(payload, "carrier", required=True),
         _text(payload, "trackingNumber", required=True),
         EventInput(
             status=_text(payload, "status", required=True),
             occurred_at=occurred_at,
-            location=_text(payload, "location", required=False),
+            location=location,
+            place=place,
             description=_text(payload, "description", required=False),
             estimated_delivery=estimate,
             event_id=_text(payload, "eventId", required=True),

@@ -53,11 +53,6 @@ def digest(token: str) -> str:
     return hashlib.sha256(("tracking-link:" + token).encode()).hexdigest()
 
 
-def coarse_location(location: str) -> str:
-    """Town level at most: "Berlin, Hauptstr. 5" → "Berlin"."""
-    return location.split(",")[0].strip()[:60]
-
-
 class TrackingLinkService:
     def __init__(
         self, db: Database, lookups: CodeLookups, limiter: Limiter, shipments: ShipmentService

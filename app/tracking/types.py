@@ -11,10 +11,14 @@ from app.graphql.common import utc
 from app.graphql.errors import UserError
 from app.shipments.models import ShipmentStatus as ShipmentStatusEnum
 from app.shipments.models import TrackingEvent as TrackingEventRow
-from app.tracking.service import coarse_location
 
 
-@strawberry.type(description="A tracking event as a shared link shows it (coarse location).")
+@strawberry.type(
+    description=(
+        "A tracking event as a shared link shows it: status, time and a recognised town. "
+        "Never the carrier's free text (location, description): only the owner sees that."
+    )
+)
 class PublicTrackingEvent:
     row: strawberry.Private[TrackingEventRow]
 
@@ -22,13 +26,14 @@ class PublicTrackingEvent:
     def status(self) -> ShipmentStatusEnum:
         return ShipmentStatusEnum(self.row.status)
 
-    @strawberry.field(description="Town level at most.")
+    @strawberry.field(
+        description=(
+            "The town, when the carrier gave a recognised one (empty otherwise): a name "
+            "from the gazetteer, never the carrier's text."
+        )
+    )
     def location(self) -> str:
-        return coarse_location(self.row.location)
-
-    @strawberry.field
-    def description(self) -> str:
-        return self.row.description
+        return self.row.town
 
     @strawberry.field
     def occurred_at(self) -> datetime:
