@@ -66,6 +66,10 @@ WEBHOOK_EVENTS = Counter(
     "Carrier webhook deliveries by HTTP status answered",
     ["status"],
 )
+PASSWORD_CHECKS = Counter(
+    "orders_api_password_checks",
+    "Passwords verified against an argon2 hash (login attempts that got past the back-off)",
+)
 REDIS_REFUSED = Counter(
     "orders_api_redis_fail_fast",
     "Redis calls refused at once because the circuit breaker was open",
@@ -137,6 +141,10 @@ def lookup_rate_limited() -> None:
 
 def rate_limit_rejected(bucket: str) -> None:
     RATE_LIMITED.labels(bucket=bucket).inc()
+
+
+def password_checked() -> None:
+    PASSWORD_CHECKS.inc()
 
 
 def redis_refused() -> None:

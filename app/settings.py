@@ -46,8 +46,16 @@ class RateLimits:
     failed_lookups_per_ip: str = "30/15 minutes"
     support_lookups_per_agent: str = "120/hour"
     tracking_views_per_token_ip: str = "60/minute"
+    # Staff doors (fulfilment, returns handling) with the role: budgets of their own, sized
+    # for a warehouse shift (a picker handles 20+ orders a minute, several doors each).
+    staff_lookups_per_user: str = "240/minute"
+    staff_failed_lookups_per_user: str = "60/15 minutes"
+    registrations_per_ip: str = "30/hour"
     login_backoff_base_seconds: int = 1
     login_backoff_cap_seconds: int = 3600
+    # Failed logins an address may have before its own back-off starts (the email's starts
+    # at the first); many people share an address.
+    login_ip_free_failures: int = 10
 
 
 @dataclass(frozen=True)
@@ -125,8 +133,20 @@ class Settings:
             tracking_views_per_token_ip=_env_str(
                 "RATE_TRACKING_VIEWS", RateLimits.tracking_views_per_token_ip
             ),
+            staff_lookups_per_user=_env_str(
+                "RATE_STAFF_LOOKUPS_PER_USER", RateLimits.staff_lookups_per_user
+            ),
+            staff_failed_lookups_per_user=_env_str(
+                "RATE_STAFF_FAILED_LOOKUPS_PER_USER", RateLimits.staff_failed_lookups_per_user
+            ),
+            registrations_per_ip=_env_str(
+                "RATE_REGISTRATIONS_PER_IP", RateLimits.registrations_per_ip
+            ),
             login_backoff_cap_seconds=_env_int(
                 "LOGIN_BACKOFF_CAP_SECONDS", RateLimits.login_backoff_cap_seconds
+            ),
+            login_ip_free_failures=_env_int(
+                "LOGIN_IP_FREE_FAILURES", RateLimits.login_ip_free_failures
             ),
         )
         smtp_host = os.environ.get("SMTP_HOST") or None

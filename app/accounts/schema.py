@@ -43,9 +43,12 @@ class AccountsMutation:
     @strawberry.mutation(description="Create a customer account and log in.")
     async def register(self, info: Info, input: RegisterInput) -> AuthPayload:
         accounts = info.context.services.accounts
+        ip = info.context.client_ip
 
         async def work() -> AuthPayload:
-            return _auth_payload(await accounts.register(input.email, input.password, input.name))
+            return _auth_payload(
+                await accounts.register(input.email, input.password, input.name, ip)
+            )
 
         return await run_mutation(work, _auth_errors)
 

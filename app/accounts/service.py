@@ -120,14 +120,22 @@ class AccountService:
                 raise Conflict("An account with this email already exists.", field="email") from exc
         return user
 
-    async def register(self, email: str, password: str, name: str) -> AuthResult:
-        """Self-registration always makes a CUSTOMER; staff come from the CLI."""
+    async def register(
+        self, email: str, password: str, name: str, client_ip: str | None = None
+    ) -> AuthResult:
+        """Self-registration always makes a CUSTOMER; staff come from the CLI. Each attempt
+        spends one unit of the address's registration budget (`client_ip`; None only for
+        callers that are not a client request)."""
+        if client_ip is not None:
+            await self._limiter.charge_registration(client_ip)
         user = await self.create_user(email, password, name=name, role=Role.CUSTOMER)
         return await self._start_session(user)
 
     async def login(self, email: str, password: str, client_ip: str) -> AuthResult:
         email_key = email.strip().lower()[:MAX_EMAIL]
-        await self._limiter.ensure_login_allowed(f"email:{email_key}", f"ip:{client_ip}")
+        # Counted before the password is checked, atomically: of any number of attempts
+        # arriving at once, one per back-off step gets to the hash (DESIGN §4).
+        await self._limiter.admit_login(email_key, client_ip)
         async with self._db.read() as session:
             user = (
                 await session.execute(select(User).where(User.email == email_key))
@@ -135,11 +143,10 @@ class AccountService:
         # Unknown email: verify against a dummy hash, the same argon2 work as a wrong password.
         ok = await self._passwords.verify(user.password_hash if user else None, password)
         if user is None or not ok:
-            await self._limiter.record_login_failure(f"email:{email_key}", f"ip:{client_ip}")
             await self._audit_staff_login(user, "failed", client_ip)
             raise InvalidCredentials()
         await self._audit_staff_login(user, "success", client_ip)
-        await self._limiter.record_login_success(f"email:{email_key}")
+        await self._limiter.login_succeeded(email_key, client_ip)
         if self._passwords.needs_rehash(user.password_hash):
             rehashed = await self._passwords.hash(password)
             async with self._db.write() as session:

@@ -219,7 +219,7 @@ class ReturnService:
     ) -> tuple[Viewer, str]:
         """The gate (charged once), then the role: FORBIDDEN before any database access,
         the same answer for a real and an unknown RMA."""
-        who, rma = await self._lookups.begin(viewer, raw_rma, client_ip)
+        who, rma = await self._lookups.begin(viewer, raw_rma, client_ip, staff_roles=roles)
         if who.role not in roles:
             raise Forbidden()
         return who, rma
@@ -236,7 +236,7 @@ class ReturnService:
                 ret, order = await self._locked_return(session, rma)
                 yield session, ret, order
         except _NoMatch:
-            await self._lookups.failed(who, client_ip)
+            await self._lookups.failed(who, client_ip, staff=True)
             await self._not_found(who, rma, client_ip, door)
             raise OrderNotFound() from None
 
@@ -438,7 +438,7 @@ class ReturnService:
 
     async def get_return(self, viewer: Viewer | None, raw_rma: str, client_ip: str) -> ReturnView:
         """`returnRequest(rma)`: the owner's return, or any return for staff."""
-        who, rma = await self._lookups.begin(viewer, raw_rma, client_ip)
+        who, rma = await self._lookups.begin(viewer, raw_rma, client_ip, staff_roles=RETURN_READERS)
         staff = who.role in RETURN_READERS
         query = (
             select(ReturnRequest, Order.code, Order.user_id)
@@ -451,7 +451,7 @@ class ReturnService:
             row = (await session.execute(query)).one_or_none()
             lines = [] if row is None else (await self._lines(session, [row[0].id]))[row[0].id]
         if row is None:
-            await self._lookups.failed(who, client_ip)
+            await self._lookups.failed(who, client_ip, staff=staff)
             if staff:
                 await self._not_found(who, rma, client_ip, "return_lookup")
             raise OrderNotFound()

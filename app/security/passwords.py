@@ -19,6 +19,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from argon2.profiles import RFC_9106_LOW_MEMORY
 
+from app import metrics
+
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 256
 _COMMON = frozenset(
@@ -63,6 +65,7 @@ class Passwords:
         return await loop.run_in_executor(_HASHING, self._hasher.hash, password)
 
     async def verify(self, stored_hash: str | None, password: str) -> bool:
+        metrics.password_checked()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(_HASHING, self._verify, stored_hash, password)
 

@@ -14,7 +14,6 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, TypeVar
 
 from limits import RateLimitItem, parse
@@ -27,6 +26,45 @@ from app.redis_link import RedisLink
 from app.settings import RateLimits
 
 T = TypeVar("T")
+KEY_PREFIX = "orders-api"
+
+# Login admission in Redis, one atomic step (the semantics of InProcessStorage.login_admit).
+# KEYS: failures and until (ms since the epoch) of each key, in pairs; ARGV: base, cap and
+# time to live in ms, then each key's free failures. Returns 0 (admitted) or ms to wait.
+_LOGIN_ADMIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local base, cap, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local wait = 0
+for i = 1, #KEYS, 2 do
+  local untilms = tonumber(redis.call('GET', KEYS[i + 1]) or '0')
+  if untilms - now > wait then wait = untilms - now end
+end
+if wait > 0 then return wait end
+for i = 1, #KEYS, 2 do
+  local count = redis.call('INCR', KEYS[i])
+  redis.call('PEXPIRE', KEYS[i], ttl)
+  local free = tonumber(ARGV[4 + (i - 1) / 2])
+  if count > free then
+    local delay = base * 2 ^ math.min(count - free - 1, 30)
+    if delay > cap then delay = cap end
+    redis.call('SET', KEYS[i + 1], string.format('%d', now + delay), 'PX', ttl)
+  end
+end
+return 0
+"""
+# KEYS: failures/until pairs to clear (ARGV[1] of them), then failure counts to refund.
+_LOGIN_SETTLE = """
+local cleared = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  if i <= cleared then
+    redis.call('DEL', KEYS[i])
+  elseif tonumber(redis.call('GET', KEYS[i]) or '0') > 0 then
+    redis.call('DECR', KEYS[i])
+  end
+end
+return 0
+"""
 
 
 class InProcessStorage(Storage):
@@ -81,6 +119,42 @@ class InProcessStorage(Storage):
     async def clear(self, key: str) -> None:
         self._counters.pop(key, None)
 
+    # -- login admission (the same semantics as `_LOGIN_ADMIT` in Redis) -----------------
+    def login_admit(
+        self, keys: tuple[str, ...], frees: tuple[int, ...], base: float, cap: float, ttl: int
+    ) -> float:
+        """Admit one login attempt for every key at once, or none: seconds to wait (0 when
+        admitted). No await inside, so concurrent attempts are admitted one at a time."""
+        now = time.time()
+        self._sweep(now)
+        wait = max((self._live(f"login-until:{key}", now) - now for key in keys), default=0.0)
+        if wait > 0:
+            return wait
+        for key, free in zip(keys, frees, strict=True):
+            count = int(self._live(f"login-failures:{key}", now)) + 1
+            self._counters[f"login-failures:{key}"] = (count, now + ttl)
+            if count > free:
+                delay = min(cap, base * 2 ** min(count - free - 1, 30))
+                self._counters[f"login-until:{key}"] = (int((now + delay) * 1000), now + ttl)
+        return 0.0
+
+    def login_settle(self, clear: tuple[str, ...], refund: tuple[str, ...]) -> None:
+        now = time.time()
+        for key in clear:
+            self._counters.pop(f"login-failures:{key}", None)
+            self._counters.pop(f"login-until:{key}", None)
+        for key in refund:
+            count, expires = self._counters.get(f"login-failures:{key}", (0, 0.0))
+            if count > 0 and expires > now:
+                self._counters[f"login-failures:{key}"] = (count - 1, expires)
+
+    def _live(self, key: str, now: float) -> float:
+        """A login-until value in seconds (stored in ms), a failure count as is; 0 if gone."""
+        count, expires = self._counters.get(key, (0, 0.0))
+        if expires <= now:
+            return 0.0
+        return count / 1000 if key.startswith("login-until:") else float(count)
+
     def _sweep(self, now: float) -> None:
         if now < self._next_sweep:
             return
@@ -105,7 +179,7 @@ class Limiter:
             # the link's pool (documented `connection_pool` option; typed narrower by limits)
             shared: dict[str, Any] = {"connection_pool": redis.pool}
             self.storage = RedisStorage(
-                "async+" + redis.url, implementation="redispy", key_prefix="orders-api", **shared
+                "async+" + redis.url, implementation="redispy", key_prefix=KEY_PREFIX, **shared
             )
         else:
             self.storage = InProcessStorage()
@@ -116,6 +190,11 @@ class Limiter:
         self.failures_per_ip = Bucket("failed:ip", parse(limits.failed_lookups_per_ip))
         self.support_per_agent = Bucket("support:agent", parse(limits.support_lookups_per_agent))
         self.tracking_views = Bucket("tracking:view", parse(limits.tracking_views_per_token_ip))
+        self.staff_lookups_per_user = Bucket("staff:user", parse(limits.staff_lookups_per_user))
+        self.staff_failures_per_user = Bucket(
+            "staff-failed:user", parse(limits.staff_failed_lookups_per_user)
+        )
+        self.registrations_per_ip = Bucket("register:ip", parse(limits.registrations_per_ip))
 
     # -- primitives ---------------------------------------------------------------------
     async def _guard(self, make: Callable[[], Awaitable[T]]) -> T:
@@ -146,6 +225,15 @@ class Limiter:
             metrics.rate_limit_rejected(bucket.name)
             raise RateLimited(retry_after=await self._retry_after(bucket, key))
 
+    async def ensure_within(self, bucket: Bucket, key: str) -> None:
+        """Refuse when `bucket` for `key` has counted more than its amount (a unit already
+        spent by `record` for this request is within it while the count allows it)."""
+        if not await self._guard(
+            lambda: self._strategy.test(bucket.item, bucket.name, key, cost=0)
+        ):
+            metrics.rate_limit_rejected(bucket.name)
+            raise RateLimited(retry_after=await self._retry_after(bucket, key))
+
     async def record(self, bucket: Bucket, key: str) -> None:
         """Count an event (a failure) without refusing this one."""
         await self._guard(lambda: self._strategy.hit(bucket.item, bucket.name, key))
@@ -157,42 +245,99 @@ class Limiter:
         return int(stats.remaining)
 
     # -- code lookups -------------------------------------------------------------------
+    # The rule (docs/security.md §3): the user's own budgets are settled before the code is
+    # read; the address's budgets only ever refuse a lookup that does NOT turn out to be
+    # the caller's own (they are settled after the one read, by `settle_failed_lookup`), so
+    # neighbours behind one address never cost a customer her own orders, while what an
+    # address can learn about codes that are not its own stays capped.
     async def charge_lookup(self, user_key: str, ip: str) -> None:
-        """Once per resolution of anything that takes a code: lockout first, then budgets."""
+        """Once per resolution of anything that takes a code: the user's lockout, then one
+        unit of the user's budget; the address's lookup budget is counted, not settled."""
         await self.ensure_not_exhausted(self.failures_per_user, user_key)
-        await self.ensure_not_exhausted(self.failures_per_ip, ip)
         await self.hit(self.lookups_per_user, user_key)
-        await self.hit(self.lookups_per_ip, ip)
+        await self.record(self.lookups_per_ip, ip)
 
-    async def record_failed_lookup(self, user_key: str, ip: str) -> None:
-        await self.record(self.failures_per_user, user_key)
-        await self.record(self.failures_per_ip, ip)
+    async def charge_staff_lookup(self, user_key: str) -> None:
+        """A staff door, for staff with the role: the staff budgets of the user only."""
+        await self.ensure_not_exhausted(self.staff_failures_per_user, user_key)
+        await self.hit(self.staff_lookups_per_user, user_key)
+
+    async def settle_typo(self, ip: str) -> None:
+        """A code refused by its check symbol: no failure, but it is not the caller's order,
+        so the address's lookup budget applies (it was counted by `charge_lookup`)."""
+        await self.ensure_within(self.lookups_per_ip, ip)
+
+    async def settle_failed_lookup(self, user_key: str, ip: str) -> None:
+        """A well-formed code that is unknown or not the caller's: one failure for the user
+        and the address, increment-then-compare, so that however many arrive at once, no
+        more are answered than the budgets allow; the rest are RATE_LIMITED, the same answer
+        for a real code and an unknown one."""
+        await self.hit(self.failures_per_user, user_key)
+        await self.ensure_within(self.lookups_per_ip, ip)
+        await self.hit(self.failures_per_ip, ip)
+
+    async def settle_failed_staff_lookup(self, user_key: str) -> None:
+        await self.hit(self.staff_failures_per_user, user_key)
+
+    async def charge_registration(self, ip: str) -> None:
+        await self.hit(self.registrations_per_ip, ip)
 
     # -- login back-off -----------------------------------------------------------------
-    async def ensure_login_allowed(self, *keys: str) -> None:
-        """After n failures for an email or IP, wait base * 2^(n-1) seconds (capped)."""
-        for key in keys:
-            failures = await self._guard(partial(self.storage.get, f"login-failures:{key}"))
-            if failures <= 0:
-                continue
-            lock_key = f"login-lock:{key}:{failures}"
-            if await self._guard(partial(self.storage.get, lock_key)) > 0:
-                expiry = await self._guard(partial(self.storage.get_expiry, lock_key))
-                metrics.rate_limit_rejected("login")
-                raise RateLimited(retry_after=max(1, math.ceil(expiry - time.time())))
+    async def admit_login(self, email_key: str, ip_key: str) -> None:
+        """Count one login attempt BEFORE its password is checked, or refuse it.
 
-    async def record_login_failure(self, *keys: str) -> None:
-        cap = self.config.login_backoff_cap_seconds
-        for key in keys:
-            failures = await self._guard(
-                partial(self.storage.incr, f"login-failures:{key}", cap * 2)
+        One atomic step over both keys (a Lua script in Redis, a synchronous method in
+        process): refused while either key is in back-off; otherwise each key's failure count
+        goes up by one and, past the key's free failures, its back-off starts: base *
+        2^(k-1) seconds for its k-th counted attempt, at most the cap. The email has no free
+        failures, so however many attempts arrive at once, one is checked per back-off step;
+        the address gets `login_ip_free_failures` (a shared address is many people) before
+        its own back-off starts. A success refunds the attempt (`login_succeeded`).
+        """
+        keys = (f"email:{email_key}", f"ip:{ip_key}")
+        frees = (0, self.config.login_ip_free_failures)
+        base = float(self.config.login_backoff_base_seconds)
+        cap = float(self.config.login_backoff_cap_seconds)
+        ttl = max(1, int(cap * 2))
+        storage = self.storage
+        if isinstance(storage, InProcessStorage):
+            wait = storage.login_admit(keys, frees, base, cap, ttl)
+        else:
+            assert self._redis is not None
+            client = self._redis.client
+            redis_keys = [
+                f"{KEY_PREFIX}:login-{kind}:{key}" for key in keys for kind in ("failures", "until")
+            ]
+            args = [int(base * 1000), int(cap * 1000), ttl * 1000, *frees]
+            wait_ms = await self._guard(
+                lambda: client.eval(_LOGIN_ADMIT, len(redis_keys), *redis_keys, *args)
             )
-            delay = min(cap, self.config.login_backoff_base_seconds * 2 ** min(failures - 1, 30))
-            await self._guard(partial(self.storage.incr, f"login-lock:{key}:{failures}", delay))
+            wait = int(wait_ms) / 1000
+        if wait > 0:
+            metrics.rate_limit_rejected("login")
+            raise RateLimited(retry_after=max(1, math.ceil(wait)))
 
-    async def record_login_success(self, *keys: str) -> None:
-        for key in keys:
-            await self._guard(partial(self.storage.clear, f"login-failures:{key}"))
+    async def login_succeeded(self, email_key: str, ip_key: str) -> None:
+        """The email's back-off starts over; the address gets its attempt back (a success is
+        not a failure), its back-off, if one started, runs out as set."""
+        clear, refund = (f"email:{email_key}",), (f"ip:{ip_key}",)
+        storage = self.storage
+        if isinstance(storage, InProcessStorage):
+            storage.login_settle(clear, refund)
+            return
+        assert self._redis is not None
+        client = self._redis.client
+        redis_keys = [
+            *(
+                f"{KEY_PREFIX}:login-{kind}:{key}"
+                for key in clear
+                for kind in ("failures", "until")
+            ),
+            *(f"{KEY_PREFIX}:login-failures:{key}" for key in refund),
+        ]
+        await self._guard(
+            lambda: client.eval(_LOGIN_SETTLE, len(redis_keys), *redis_keys, 2 * len(clear))
+        )
 
     async def ping(self) -> bool:
         if self._redis is not None:

@@ -58,13 +58,13 @@ class SupportService:
                     field="reason",
                 )
             key = CodeLookups.user_key(agent)
-            await self._limiter.ensure_not_exhausted(self._limiter.failures_per_user, key)
+            await self._limiter.ensure_not_exhausted(self._limiter.staff_failures_per_user, key)
             await self._limiter.hit(self._limiter.support_per_agent, key)
             try:
                 code = codes.normalise(raw_code)
             except InvalidOrderCode:
                 outcome = "invalid_code"
-                await self._lookups.failed(agent, client_ip, outcome="invalid")
+                await self._lookups.typo(agent, client_ip, staff=True)
                 raise
             async with self._db.read() as session:
                 row = (
@@ -76,7 +76,7 @@ class SupportService:
                 ).one_or_none()
             if row is None:
                 outcome = "not_found"
-                await self._lookups.failed(agent, client_ip)
+                await self._lookups.failed(agent, client_ip, staff=True)
                 raise OrderNotFound()
             order, email, name = row
             order_id = order.id
