@@ -11,7 +11,14 @@ Example (the development secret is the server's default):
 
     CARRIER_WEBHOOK_SECRET=... python scripts/carrier_client.py \\
         --carrier DHL --tracking-number 00340434161234567890 --status DELIVERED \\
-        --location "Berlin" --description "Delivered to the front door"
+        --city Berlin --postal-code 10115 --country DE \\
+        --description "Delivered to the front door"
+
+With --city/--postal-code/--country the location is sent structured (`{"city",
+"postalCode", "country"}`): a public tracking link shows that town when it is a known
+one. --location sends the older free-text string instead; the owner sees it, a public
+link shows a town from it only when it is nothing but "[postal code] Town[, country]".
+The description is for the owner only.
 
 Exit status 0 when the server accepted the event (2xx), 1 otherwise.
 """
@@ -66,10 +73,11 @@ def event_body(
     status: str,
     event_id: str | None = None,
     occurred_at: str | None = None,
-    location: str = "",
+    location: str | dict[str, str] = "",
     description: str = "",
     estimated_delivery: str | None = None,
 ) -> bytes:
+    """The JSON body of one event; `location` is a string or {city, postalCode, country}."""
     payload: dict[str, Any] = {
         "eventId": event_id or f"evt-{uuid.uuid4().hex}",
         "carrier": carrier,
@@ -106,7 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--status", required=True, choices=STATUSES)
     parser.add_argument("--event-id", help="the carrier's id of this event (default: random)")
     parser.add_argument("--occurred-at", help="ISO-8601 with time zone (default: now)")
-    parser.add_argument("--location", default="")
+    parser.add_argument("--location", default="", help="free text (older senders)")
+    parser.add_argument("--city", help="structured location: the town")
+    parser.add_argument("--postal-code", help="structured location: the postal code")
+    parser.add_argument("--country", help="structured location: ISO 3166 code, e.g. DE")
     parser.add_argument("--description", default="")
     parser.add_argument("--estimated-delivery", help="YYYY-MM-DD")
     parser.add_argument(
@@ -120,13 +131,25 @@ def main(argv: list[str] | None = None) -> int:
     if not args.secret:
         print("error: pass --secret or set CARRIER_WEBHOOK_SECRET", file=sys.stderr)
         return 2
+    place = {
+        key: value
+        for key, value in (
+            ("city", args.city),
+            ("postalCode", args.postal_code),
+            ("country", args.country),
+        )
+        if value
+    }
+    if place and args.location:
+        print("error: pass --location or --city/--postal-code/--country", file=sys.stderr)
+        return 2
     body = event_body(
         carrier=args.carrier,
         tracking_number=args.tracking_number,
         status=args.status,
         event_id=args.event_id,
         occurred_at=args.occurred_at,
-        location=args.location,
+        location=place or args.location,
         description=args.description,
         estimated_delivery=args.estimated_delivery,
     )
