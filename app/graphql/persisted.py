@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
 import re
 from collections import OrderedDict
 from pathlib import Path
@@ -136,9 +137,7 @@ def collect_documents(examples: Path, schema: GraphQLSchema) -> dict[str, str]:
     constants in `.py` files and interpolation-free template literals in `.js` files that
     parse as operations and validate against the schema. Keyed by SHA-256, sorted."""
     found: dict[str, str] = {}
-    for path in sorted(examples.rglob("*")):
-        if "node_modules" in path.relative_to(examples).parts:
-            continue  # the packages the node examples install, not example code
+    for path in _example_files(examples):
         if path.suffix == ".graphql":
             candidates = [path.read_text(encoding="utf-8")]
         elif path.suffix == ".py":
@@ -151,6 +150,16 @@ def collect_documents(examples: Path, schema: GraphQLSchema) -> dict[str, str]:
             if _is_operation(text, path, schema):
                 found[sha256_hex(text)] = text
     return dict(sorted(found.items()))
+
+
+def _example_files(examples: Path) -> list[Path]:
+    """Every file under `examples`, sorted, but none of the packages the node examples
+    install (node_modules: tens of thousands of files that are not example code)."""
+    files: list[Path] = []
+    for directory, subdirectories, names in os.walk(examples):
+        subdirectories[:] = [name for name in subdirectories if name != "node_modules"]
+        files += [Path(directory, name) for name in names]
+    return sorted(files)
 
 
 def export_allowlist(examples: Path, schema: GraphQLSchema) -> str:
