@@ -55,6 +55,7 @@ from graphql.pyutils import Undefined, inspect, is_iterable
 from strawberry.types.arguments import convert_arguments
 from strawberry.types.field import StrawberryField
 
+from app.errors import ErrorCode
 from app.graphql.errors import mask_error, with_default_codes
 from app.graphql.metrics import outcome_of
 from app.metrics import LATENCY, REQUESTS, lookup_tally
@@ -292,6 +293,11 @@ class Plan:
             except GraphQLError as error:  # a non-null root field came out null
                 execution.errors.append(error)
                 data = None
+            except asyncio.CancelledError:  # the request time cap: counted as answered
+                outcome = ErrorCode.SERVICE_UNAVAILABLE.value
+                REQUESTS.labels(operation=self.metrics_name, outcome=outcome).inc()
+                LATENCY.labels(operation=self.metrics_name).observe(time.perf_counter() - started)
+                raise
             masked = [mask_error(error, request_id) for error in execution.errors]
             REQUESTS.labels(operation=self.metrics_name, outcome=outcome_of(masked)).inc()
         LATENCY.labels(operation=self.metrics_name).observe(time.perf_counter() - started)

@@ -25,21 +25,23 @@ from prometheus_client import REGISTRY
 from sqlalchemy import update
 from starlette.testclient import TestClient
 
-from app.container import Services
+from app.container import Services, build_services
 from app.db import utcnow
 from app.graphql import endpoint
 from app.graphql.compiled import VETTED_ROOT_FIELDS, compile_plan
 from app.graphql.errors import mask_error
+from app.main import create_app
 from app.orders.inputs import LineInput
 from app.orders.models import Checkout
-from app.orders.service import OrderView
+from app.orders.service import OrderService, OrderView
 from app.pagination import CursorCodec
 from app.schema import parse_document
 from app.schema import schema as app_schema
 from app.security import ratelimit
 from app.security.codes import display, generate
 from app.security.roles import Role
-from tests.conftest import ADDRESS, Account, Run, db_session
+from app.settings import Settings
+from tests.conftest import ADDRESS, FAST_PASSWORDS, Account, Run, db_session
 from tests.returns_helpers import IP, Cast, approve, deliver, receive, request
 
 ORDER_FIELDS = [
@@ -852,3 +854,35 @@ def test_async_fields_below_the_root_match_graphql_core_errors_and_null_propagat
     expected = [mask_error(error, "rid").formatted for error in reference.errors or []]
     assert compiled.get("errors", []) == expected
     assert bool(expected) == (code == "raise" or "broken" in selection or "maybe" in selection)
+
+
+def test_a_plan_cut_off_by_the_time_cap_answers_and_counts_like_the_general_path(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request time cap cancels a plan as it cancels graphql-core: 503
+    SERVICE_UNAVAILABLE, counted once as such under the operation's root field."""
+
+    async def slow(*_: Any, **__: Any) -> Any:
+        await asyncio.sleep(2)
+
+    monkeypatch.setattr(OrderService, "get_order", slow)
+    capped = replace(settings, request_timeout_seconds=0.3)
+    services = build_services(capped, passwords=FAST_PASSWORDS)
+    planned = _spy_on_plans(monkeypatch)
+    body = {"query": COMPILED[0], "variables": {"code": generate()}}
+    answers = []
+    with TestClient(create_app(capped, run_sender=False, services=services)) as http:
+        for plans in (True, False):
+            with monkeypatch.context() as patch:
+                if not plans:
+                    patch.setattr(endpoint, "_plan_for", lambda *_: None)
+                before = _request_metrics()
+                response = http.post("/graphql", json=body)
+                after = _request_metrics()
+            counted = {k: v - before.get(k, 0.0) for k, v in after.items() if v != before.get(k)}
+            answers.append((response.status_code, response.json()["errors"], counted))
+    assert planned == [True]
+    assert answers[0] == answers[1]
+    status, errors, counted = answers[0]
+    assert status == 503 and errors[0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+    assert list(counted.values()) == [1.0] and "SERVICE_UNAVAILABLE" in next(iter(counted))
