@@ -16,7 +16,6 @@ authenticated the caller (`note_user`), and masked by the log formatter like eve
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import secrets
@@ -25,6 +24,8 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.wire import WireError, loads
 
 log = logging.getLogger("app.access")
 
@@ -199,7 +200,7 @@ class _WebSocketLog:
 
 def _json(frame: str | bytes) -> dict[str, Any]:
     try:
-        message = json.loads(frame)
-    except (ValueError, RecursionError):
+        message = loads(frame)  # bounded nesting: a frame of 20,000 `[` is refused at once
+    except WireError:
         return {}
     return message if isinstance(message, dict) else {}

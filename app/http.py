@@ -8,7 +8,15 @@ over HTTP, the GraphQL Foundation's draft): `application/graphql-response+json` 
 client asks for it first, `application/json` for legacy clients, `*/*` or no `Accept`, and
 406 when `Accept` names neither. Refusals made here (405, 406, 413, 415, a body that is not
 JSON, the time cap's 503) are GraphQL responses in that media type, so that a client reads
-their `extensions.code` whatever the status."""
+their `extensions.code` whatever the status.
+
+Everything a client sends is vetted here before either GraphQL path (compiled plans,
+strawberry's executor) sees it (app/wire.py): bodies and WebSocket frames nested too deeply
+are refused (a frame closes the socket with 4400 and a reason), and a request with text that
+cannot be encoded (a lone surrogate, NUL) in any string answers one `BAD_USER_INPUT` naming
+the variable or argument — over HTTP, and over WebSocket as the operation's `error`. A body
+that does not arrive within `HTTP_BODY_TIMEOUT_SECONDS` is answered 408 (the server's
+protocol, app/serving.py, also cuts slow headers and bodies before any app code runs)."""
 
 from __future__ import annotations
 
@@ -21,6 +29,8 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.metrics import request_refused
+from app.wire import WireError, hostile_text, too_deep
+from app.wire import loads as wire_loads
 
 MAX_BODY_BYTES = 64 * 1024
 _PARSED_BODY = "graphql_body"
@@ -105,13 +115,18 @@ class GuardMiddleware:
         graphql_path: str = "/graphql",
         ide_enabled: bool = True,
         timeout_seconds: float = 15.0,
+        body_timeout_seconds: float = 10.0,
     ) -> None:
         self.app = app
         self.graphql_path = graphql_path
         self.ide_enabled = ide_enabled
         self.timeout_seconds = timeout_seconds
+        self.body_timeout_seconds = body_timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await _WebSocketGuard(send).run(self.app, scope, receive)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -159,13 +174,32 @@ class GuardMiddleware:
                 # RecursionError) to a body that is JSON `null`/`5`/`"x"`, not UTF-8, or
                 # nested too deeply; found by tests/security_stage. So the body (at most
                 # MAX_BODY_BYTES) is read and checked here, then replayed to the app.
-                body = await _read_body(capped_receive)
+                try:
+                    async with asyncio.timeout(self.body_timeout_seconds):
+                        body = await _read_body(capped_receive)
+                except TimeoutError:
+                    request_refused()
+                    await _reply(
+                        send,
+                        408,
+                        "BAD_USER_INPUT",
+                        "The request body did not arrive in time.",
+                        request_id,
+                        [(b"connection", b"close")],
+                        media_type,
+                    )
+                    return
                 if body is None:
                     return  # the client went away
                 document, problem = _json_body(body)
                 if problem is not None:
                     request_refused()
                     await _reply(send, 400, "BAD_USER_INPUT", problem, request_id, None, media_type)
+                    return
+                hostile = _hostile(document)
+                if hostile is not None:
+                    request_refused("BAD_USER_INPUT")
+                    await _reply_errors(send, [hostile], request_id, media_type)
                     return
                 scope["state"][_PARSED_BODY] = document  # parsed once, for the endpoint
                 # Execution time cap: an operation that has not answered by then gets a
@@ -269,12 +303,118 @@ def _json_body(body: bytes) -> tuple[Any, str | None]:
     """The parsed body and None, or why `body` is not a GraphQL request document (a JSON
     object, or an array that the GraphQL layer refuses as a batch)."""
     try:
-        document = json.loads(body.decode("utf-8"))
-    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are both
-        return None, "The request body must be UTF-8 JSON."
+        document = wire_loads(body)
+    except WireError as error:
+        return None, str(error)
     if not isinstance(document, dict | list):
         return None, "The request body must be a JSON object."
     return document, None
+
+
+def _hostile(document: Any) -> dict[str, Any] | None:
+    """The BAD_USER_INPUT error of a request (or of a batch's first bad request) holding
+    text that cannot be encoded, formatted; None when it holds none."""
+    for request in document if isinstance(document, list) else [document]:
+        error = hostile_text(request)
+        if error is not None:
+            return dict(error.formatted)
+    return None
+
+
+async def _reply_errors(
+    send: Send, errors: list[dict[str, Any]], request_id: str, media_type: str
+) -> None:
+    """A request refused before execution, answered as graphql-core's own refusals are
+    (app/graphql/over_http.py): 400 without `data` in graphql-response+json, 200 with
+    `"data": null` in application/json."""
+    document: dict[str, Any] = {"errors": errors}
+    status = 400
+    if media_type != GRAPHQL_RESPONSE:
+        status, document = 200, {"data": None, **document}
+    body = json.dumps(document).encode()
+    headers = [
+        (b"content-type", media_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id.encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _WebSocketGuard:
+    """Vets each text frame before the GraphQL handler reads it: a frame nested deeper than
+    app/wire.py allows closes the socket with 4400 and a reason; a subscribe (`start` in the
+    legacy protocol) whose payload holds text that cannot be encoded is answered with that
+    operation's `error` (BAD_USER_INPUT naming the variable or argument) and never reaches
+    the handler. Anything after our close is dropped."""
+
+    CLOSE_CODE = 4400
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.closed = False
+        self.acknowledged = False
+
+    async def send(self, message: Message) -> None:
+        if self.closed:
+            return  # we closed the socket: the handler's late sends go nowhere
+        kind = message["type"]
+        if kind == "websocket.close":
+            self.closed = True
+        elif kind == "websocket.send" and not self.acknowledged:
+            self.acknowledged = '"connection_ack"' in (message.get("text") or "")
+        await self._send(message)
+
+    async def run(self, app: ASGIApp, scope: Scope, receive: Receive) -> None:
+        async def vetted_receive() -> Message:
+            while True:
+                message = await receive()
+                if message["type"] != "websocket.receive" or self.closed:
+                    return message
+                text = message.get("text")
+                if text is None:
+                    return message  # binary frames: the handler refuses them (4400)
+                if too_deep(text):
+                    await self.send(
+                        {
+                            "type": "websocket.close",
+                            "code": self.CLOSE_CODE,
+                            "reason": "Message nested too deeply.",
+                        }
+                    )
+                    return {"type": "websocket.disconnect", "code": self.CLOSE_CODE}
+                if not await self._answered(text):
+                    return message
+
+        await app(scope, vetted_receive, self.send)
+
+    async def _answered(self, text: str) -> bool:
+        """True when the frame was an operation with hostile text, answered here."""
+        if '"subscribe"' not in text and '"start"' not in text:
+            return False  # connection_init, ping, pong, complete: nothing to vet
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            return False  # the handler closes the socket for it
+        if not isinstance(frame, dict) or frame.get("type") not in ("subscribe", "start"):
+            return False
+        error = hostile_text(frame.get("payload"))
+        if error is None:
+            return False
+        operation_id = frame.get("id")
+        if not isinstance(operation_id, str):
+            return False  # a malformed frame: the handler closes the socket for it
+        legacy = frame["type"] == "start"
+        if not legacy and not self.acknowledged:
+            return False  # before connection_ack the handler closes with 4401
+        payload: Any = dict(error.formatted) if legacy else [dict(error.formatted)]
+        await self.send(
+            {
+                "type": "websocket.send",
+                "text": json.dumps({"id": operation_id, "type": "error", "payload": payload}),
+            }
+        )
+        return True
 
 
 def parsed_body_of(scope: Scope) -> Any:
