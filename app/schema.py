@@ -261,7 +261,11 @@ def build_schema(
     code lookup is one resolution the limiter sees. Introspection is off in production;
     `allowlist` (app/graphql/persisted.py) admits only the registered documents."""
     rules = validation_rules(production=production, allowlist=allowlist)
-    pipeline = type("RequestPipeline", (RequestPipeline,), {"rules": rules})
+    pipeline = type(
+        "RequestPipeline",
+        (RequestPipeline,),
+        {"rules": rules, "private_schema": allowlist is not None},
+    )
     built = OrdersSchema(
         query=Query,
         mutation=Mutation,

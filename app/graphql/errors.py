@@ -56,6 +56,10 @@ _CODES = frozenset(code.value for code in ErrorCode)
 
 
 class DomainErrorMasking(MaskErrors):
+    # True for an allow-list deployment (PERSISTED_QUERIES=allowlist), whose schema is
+    # private: GraphQL's own messages are reduced to ones that name nothing of it
+    private_schema: bool = False
+
     def __init__(self) -> None:
         super().__init__(error_message="Internal error.")
 
@@ -68,13 +72,32 @@ class DomainErrorMasking(MaskErrors):
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         request_id = getattr(self.execution_context.context, "request_id", None)
-        return [mask_error(error, request_id) for error in errors]
+        private = self.private_schema
+        return [mask_error(error, request_id, private=private) for error in errors]
 
 
-def mask_error(error: GraphQLError, request_id: str | None) -> GraphQLError:
+# In a private schema, variable coercion errors keep the variable's name (the client's own
+# document has it) and lose the rest: "Expected value of type 'ReturnLineInput' to include
+# required field 'sku'" would name an input type and its fields.
+_VARIABLE = re.compile(r"^Variable '\$([_A-Za-z][_0-9A-Za-z]*)'")
+
+
+def private_message(message: str) -> str:
+    """A GraphQL request error's message for an allow-list deployment: nothing of the
+    schema, no suggestion, nothing the client did not send."""
+    variable = _VARIABLE.match(message)
+    if variable:
+        return f"Variable '${variable.group(1)}' has an invalid value for this operation."
+    return "The request does not fit the registered operation."
+
+
+def mask_error(
+    error: GraphQLError, request_id: str | None, *, private: bool = False
+) -> GraphQLError:
     """What a client may see of `error`: a domain error's code and message, a readable
-    validation message without schema suggestions, or a generic INTERNAL with the request
-    id (the real error is logged, type and frames only)."""
+    validation message without schema suggestions (`private`: a message naming nothing of
+    the schema), or a generic INTERNAL with the request id (the real error is logged, type
+    and frames only)."""
     original = error.original_error
     if isinstance(original, DomainError):
         extensions: dict[str, Any] = {"code": original.code.value}
@@ -89,8 +112,12 @@ def mask_error(error: GraphQLError, request_id: str | None) -> GraphQLError:
         # syntax, validation and variable-coercion errors: readable, never sensitive; our
         # own validation rules may name a code (the allow-list answers FORBIDDEN)
         code = (error.extensions or {}).get("code")
+        if private and code not in _CODES:
+            message = private_message(error.message)
+        else:
+            message = _SUGGESTION.sub("", error.message)
         return GraphQLError(
-            _SUGGESTION.sub("", error.message),
+            message,
             nodes=error.nodes,
             source=error.source,
             positions=error.positions,
