@@ -86,6 +86,12 @@ class Settings:
     delivery_business_days: int = 3
     checkout_ttl_seconds: int = 24 * 3600
     request_timeout_seconds: float = 15.0
+    # Slow clients: a request's headers must arrive within `http_header_timeout_seconds` of
+    # the connection opening (or of the first byte of the next request on a kept-alive
+    # connection), and its body within `http_body_timeout_seconds` after them; otherwise
+    # 408 and the connection is closed (app/serving.py, app/http.py).
+    http_header_timeout_seconds: float = 5.0
+    http_body_timeout_seconds: float = 10.0
     # Database connections per instance (a request holds one while it runs); None: 20 on
     # PostgreSQL, 5 on SQLite.
     db_pool_size: int | None = None
@@ -142,6 +148,9 @@ class Settings:
             registrations_per_ip=_env_str(
                 "RATE_REGISTRATIONS_PER_IP", RateLimits.registrations_per_ip
             ),
+            login_backoff_base_seconds=_env_int(
+                "LOGIN_BACKOFF_BASE_SECONDS", RateLimits.login_backoff_base_seconds
+            ),
             login_backoff_cap_seconds=_env_int(
                 "LOGIN_BACKOFF_CAP_SECONDS", RateLimits.login_backoff_cap_seconds
             ),
@@ -171,6 +180,12 @@ class Settings:
             checkout_ttl_seconds=_env_int("CHECKOUT_TTL_SECONDS", cls.checkout_ttl_seconds),
             request_timeout_seconds=_env_float(
                 "REQUEST_TIMEOUT_SECONDS", cls.request_timeout_seconds
+            ),
+            http_header_timeout_seconds=_env_float(
+                "HTTP_HEADER_TIMEOUT_SECONDS", cls.http_header_timeout_seconds
+            ),
+            http_body_timeout_seconds=_env_float(
+                "HTTP_BODY_TIMEOUT_SECONDS", cls.http_body_timeout_seconds
             ),
             db_pool_size=_env_int("DB_POOL_SIZE", 0) or None,
             payment_timeout_seconds=_env_float(
