@@ -73,13 +73,31 @@ class DomainErrorMasking(MaskErrors):
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         request_id = getattr(self.execution_context.context, "request_id", None)
         private = self.private_schema
-        return [mask_error(error, request_id, private=private) for error in errors]
+        masked: list[GraphQLError] = []
+        said: set[str] = set()
+        for error in errors:
+            if private and _graphql_own(error):
+                # once per variable: how many errors a variable got would tell how many
+                # fields of its input type were missing or unknown
+                message = private_message(error.message)
+                if message in said:
+                    continue
+                said.add(message)
+            masked.append(mask_error(error, request_id, private=private))
+        return masked
 
 
 # In a private schema, variable coercion errors keep the variable's name (the client's own
 # document has it) and lose the rest: "Expected value of type 'ReturnLineInput' to include
 # required field 'sku'" would name an input type and its fields.
 _VARIABLE = re.compile(r"^Variable '\$([_A-Za-z][_0-9A-Za-z]*)'")
+
+
+def _graphql_own(error: GraphQLError) -> bool:
+    """Syntax, validation and variable-coercion errors (not a resolver's, not our rules')."""
+    original = error.original_error
+    code = (error.extensions or {}).get("code")
+    return (original is None or isinstance(original, GraphQLError)) and code not in _CODES
 
 
 def private_message(message: str) -> str:
@@ -112,7 +130,7 @@ def mask_error(
         # syntax, validation and variable-coercion errors: readable, never sensitive; our
         # own validation rules may name a code (the allow-list answers FORBIDDEN)
         code = (error.extensions or {}).get("code")
-        if private and code not in _CODES:
+        if private and _graphql_own(error):
             message = private_message(error.message)
         else:
             message = _SUGGESTION.sub("", error.message)

@@ -242,6 +242,33 @@ def test_allowlist_mode_holds_for_websocket_subscriptions_too(
         assert update["payload"]["data"]["orderUpdates"]["order"]["status"] == "CANCELLED"
 
 
+RETURN_VARIABLES = {"code": "7QKM-3XD2-9HAV-P4T9", "lines": [{"skew": 1}], "reason": "BROKEN"}
+
+
+def test_allowlist_mode_variable_errors_name_nothing_of_the_schema(
+    locked: TestClient, owner: Account
+) -> None:
+    """A listed document with variables that do not fit: the variable is named (the
+    client's own document has it), the input type, its fields and the enum are not."""
+    body = {"query": BY_NAME["RequestReturn"], "variables": RETURN_VARIABLES}
+    answer = post(locked, body, owner.token)
+    messages = [e["message"] for e in answer["errors"]]
+    assert messages == [
+        "Variable '$lines' has an invalid value for this operation.",
+        "Variable '$reason' has an invalid value for this operation.",
+    ], messages
+    assert codes_of(answer) == ["BAD_USER_INPUT", "BAD_USER_INPUT"]
+
+
+def test_open_mode_variable_errors_stay_ordinary(http: TestClient, owner: Account) -> None:
+    """The schema is public without the allow-list: GraphQL's own wording, which names the
+    input type and the missing fields (but suggests nothing)."""
+    body = {"query": BY_NAME["RequestReturn"], "variables": RETURN_VARIABLES}
+    text = " ".join(e["message"] for e in post(http, body, owner.token)["errors"])
+    assert "ReturnLineInput" in text and "'sku'" in text and "ReturnReason" in text, text
+    assert "Did you mean" not in text
+
+
 def test_an_unknown_setting_is_refused(settings: Settings) -> None:
     with pytest.raises(Exception, match="PERSISTED_QUERIES"):
         replace(settings, persisted_queries="closed").validate()

@@ -91,6 +91,7 @@ WORDS = (
     "search",
     "debug",
 )
+WORD_REASONS = frozenset(word.upper() for word in WORDS)
 TYPE_WORDS = ("Order", "User", "Product", "Shipment", "Payment", "Customer", "Admin")
 
 
@@ -178,6 +179,7 @@ class Probe:
         self.sent: set[str] = set()
         self.answers: list[Any] = []
         self.unlisted: list[tuple[int, str]] = []  # (status, body) of unlisted documents
+        self.word_shaped: list[str] = []  # answers to a listed document, a guess per variable
         self.client = httpx.Client(timeout=30.0)
         for text in ALLOWLIST.values():  # the deployment's own clients carry these
             self.sent |= document_names(text)
@@ -295,7 +297,10 @@ def run_probe(server: Server) -> Probe:
     for query in guessed_documents():
         probe.guess(query, token)
     for body in listed_with_wrong_variables():
-        probe.post(body, token)
+        answer = probe.post(body, token)
+        reason = body.get("variables", {}).get("reason")
+        if isinstance(reason, str) and reason in WORD_REASONS:
+            probe.word_shaped.append(json.dumps(answer, sort_keys=True))
     over_ws: list[tuple[str, dict[str, Any]]] = [
         (f"subscription {{ {word} }}", {}) for word in WORDS[:8]
     ]
@@ -349,6 +354,10 @@ def test_a_recovery_tool_learns_no_schema_name_from_an_allowlist_deployment(
     status, body = probe.unlisted[0]
     assert status == 200  # application/json (no Accept): GraphQL-over-HTTP legacy answer
     assert [e["extensions"]["code"] for e in json.loads(body)["errors"]] == ["FORBIDDEN"]
+    # A guessed input field answers like any other, real (sku) or not: neither the
+    # message nor the number of errors tells them apart.
+    assert len(probe.word_shaped) == len(WORDS)
+    assert len(set(probe.word_shaped)) == 1, set(probe.word_shaped)
     # No answer anywhere suggests a name.
     text = json.dumps(probe.answers)
     assert not re.search(r"did you mean|suggest|similar", text, re.IGNORECASE)
