@@ -24,9 +24,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from app.logging_setup import configure_logging
     from app.main import create_app
     from app.migrate import upgrade
+    from app.serving import raise_open_file_limit, slow_client_protocol
 
     settings = _settings()
     configure_logging(settings.log_level)
+    raise_open_file_limit()  # one descriptor per connection: 1,024 is a few hundred clients
     if not args.no_migrate:
         upgrade(settings.database_url)
     host = args.host or os.environ.get("HOST", "127.0.0.1")
@@ -50,6 +52,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         proxy_headers=False,  # client IPs are taken from TRUSTED_PROXIES by the app
         timeout_graceful_shutdown=10,
         ws_max_size=64 * 1024,  # the same cap as HTTP bodies
+        # headers and body read deadlines (uvicorn has none): app/serving.py
+        http=slow_client_protocol(
+            settings.http_header_timeout_seconds, settings.http_body_timeout_seconds
+        ),
     )
     return 0
 

@@ -243,6 +243,7 @@ def create_app(
                 GuardMiddleware,
                 ide_enabled=ide is not None,
                 timeout_seconds=settings.request_timeout_seconds,
+                body_timeout_seconds=settings.http_body_timeout_seconds,
             ),
             # Innermost: one database connection per HTTP request, inside the time cap.
             Middleware(DatabaseScope, db=services.db),

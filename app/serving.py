@@ -1,0 +1,111 @@
+"""The HTTP server's side of slow clients: deadlines that uvicorn does not have.
+
+uvicorn times out an idle kept-alive connection (`timeout_keep_alive`) and nothing else: a
+client that opens a connection and sends its headers a byte at a time, or declares
+`Content-Length: 100` and sends 2 bytes, holds a connection (and, once its headers are in,
+a running request) for as long as it likes. `SlowClientProtocol` is uvicorn's httptools
+protocol with two deadlines:
+
+- **headers**: from the connection opening (or the first byte of the next request on a
+  kept-alive one) until the headers are complete: `HTTP_HEADER_TIMEOUT_SECONDS`;
+- **body**: from the headers until the body is complete: `HTTP_BODY_TIMEOUT_SECONDS`.
+
+When one passes, a request that has no answer yet is answered 408 (a GraphQL error
+document, `BAD_USER_INPUT`) and the connection is closed; the request's task, if one runs,
+reads a disconnect. This runs before any application code, for every route. GuardMiddleware
+(app/http.py) keeps its own body deadline for deployments that serve the app another way.
+Measured in `tests/security_stage/test_slow_clients.py` (README "Security figures")."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+_MESSAGE = "The request did not arrive in time."
+
+
+def _timeout_response() -> bytes:
+    body = json.dumps(
+        {"errors": [{"message": _MESSAGE, "extensions": {"code": "BAD_USER_INPUT"}}]}
+    ).encode()
+    head = (
+        "HTTP/1.1 408 Request Timeout\r\n"
+        "content-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class SlowClientProtocol(HttpToolsProtocol):
+    header_timeout: float = 5.0
+    body_timeout: float = 10.0
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(self.header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._deadline is None:  # the next request on a kept-alive connection
+            self._arm(self.header_timeout)
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+        if not (self.parser.should_upgrade() and self._should_upgrade()):
+            self._arm(self.body_timeout)  # a WebSocket leaves this protocol instead
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or not cycle.response_started:
+            self.transport.write(_timeout_response())
+        if cycle is not None and not cycle.response_complete:
+            # The request's task reads a disconnect now, and whatever it still sends is
+            # dropped (uvicorn's own handling of a client gone), never written after this.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self.transport.close()
+
+
+def slow_client_protocol(header_timeout: float, body_timeout: float) -> type[HttpToolsProtocol]:
+    """The protocol class for uvicorn's `http=`, with these deadlines (seconds)."""
+    attributes: dict[str, Any] = {"header_timeout": header_timeout, "body_timeout": body_timeout}
+    return type("SlowClientProtocol", (SlowClientProtocol,), attributes)
+
+
+def raise_open_file_limit(wanted: int = 65_536) -> int:
+    """Raise this process's soft limit on open files towards `wanted` (as far as the hard
+    limit allows): every connection is a file descriptor, and the usual soft limit of 1,024
+    is reached by a few hundred slow clients plus the normal ones. Returns the new limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
