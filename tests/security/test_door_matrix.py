@@ -191,6 +191,11 @@ def world(
             "other customer": other_customer.token,
             **{name: account.token for name, account in staff.items()},
         },
+        "viewers": {
+            OWNER: owner.viewer,
+            "other customer": other_customer.viewer,
+            **{name: account.viewer for name, account in staff.items()},
+        },
     }
 
 
@@ -215,3 +220,54 @@ def test_only_the_entitled_get_through_and_nobody_else_learns_anything(
             unknown = gql(spec.document, {"s": codes.generate()}, token=token)
             assert _door_errors(theirs), (field, caller, theirs)
             assert _answer(theirs) == _answer(unknown), (field, caller)
+
+
+# Which budget a door spends (DESIGN §4, docs/security.md §3): staff at a staff door, with
+# the role, spend the staff budget of their own; support lookups the agent's; everyone else
+# the customer lookup budget, whatever their role. Public doors (the token is the
+# credential) have budgets per token and address of their own.
+STAFF_DOORS = {
+    name
+    for name, spec in DOORS.items()
+    if spec is not None and OWNER not in spec.entitled and ANYONE not in spec.entitled
+} | {"returnRequest"}
+BUDGETS = ("lookup:user", "staff:user", "support:agent")
+
+
+def expected_budget(field: str, caller: str) -> str | None:
+    spec = DOORS[field]
+    assert spec is not None
+    if caller == "anonymous" or ANYONE in spec.entitled:
+        return None
+    if field == "supportOrder":
+        return "support:agent" if caller in spec.entitled else None  # role first
+    if field in STAFF_DOORS and caller in spec.entitled and caller != OWNER:
+        return "staff:user"
+    return "lookup:user"
+
+
+@pytest.mark.parametrize("field", sorted(name for name, d in DOORS.items() if d is not None))
+def test_each_door_spends_its_callers_budget_once(
+    gql: GraphQLClient, services: Services, world: dict[str, Any], run: Run[Any], field: str
+) -> None:
+    spec = DOORS[field]
+    assert spec is not None
+    limiter = services.limiter
+    buckets = {
+        "lookup:user": limiter.lookups_per_user,
+        "staff:user": limiter.staff_lookups_per_user,
+        "support:agent": limiter.support_per_agent,
+    }
+    for caller, token in world["callers"].items():
+        viewer = world["viewers"].get(caller)
+        key = f"user:{viewer.public_id}" if viewer is not None else "user:-"
+
+        def left() -> dict[str, int]:
+            return {name: run(limiter.remaining(bucket, key)) for name, bucket in buckets.items()}  # noqa: B023
+
+        before = left()
+        gql(spec.document, {"s": world["subjects"][spec.subject]}, token=token)
+        spent = {name: before[name] - after for name, after in left().items()}
+        budget = expected_budget(field, caller)
+        expected = {name: int(name == budget) for name in BUDGETS}
+        assert spent == expected, (field, caller)

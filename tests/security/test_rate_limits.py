@@ -3,6 +3,7 @@ with a lockout after failed lookups, shared through Redis, failing closed withou
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -12,10 +13,12 @@ from sqlalchemy import event
 from starlette.testclient import TestClient
 
 from app.container import build_services
+from app.errors import RateLimited
 from app.main import create_app
 from app.redis_link import RedisLink
 from app.security import codes
 from app.security.ratelimit import Limiter
+from app.security.roles import Role
 from app.settings import RateLimits, Settings
 from tests.conftest import FAST_PASSWORDS, Account, GraphQLClient, error_codes
 
@@ -256,3 +259,187 @@ def test_a_request_refused_as_a_whole_is_http_429_with_retry_after(
     assert 0 < int(refused.headers["retry-after"]) <= 60
     assert refused.headers["ratelimit"] == f"remaining=0, reset={refused.headers['retry-after']}"
     assert {e["extensions"]["code"] for e in refused.json()["errors"]} == {"RATE_LIMITED"}
+
+
+# -- the rule of docs/security.md §3: address budgets refuse only what is not your own ------
+VOLATILE = {"date", "x-request-id"}
+
+
+def lookup(h: Harness, token: str, code: str) -> Any:
+    return h.http.post(
+        "/graphql",
+        json={"query": aliases(1), "variables": {"code": code}},
+        headers={"authorization": f"Bearer {token}"},
+    )
+
+
+def _answer(response: Any) -> tuple[int, str, list[tuple[str, str]]]:
+    headers = sorted((k, v) for k, v in response.headers.items() if k not in VOLATILE)
+    return response.status_code, response.text, headers
+
+
+def test_a_typo_is_a_lookup_not_a_failed_guess(
+    limited: Callable[..., Harness], owner: Account, place_order: Callable[..., Any]
+) -> None:
+    h = limited(failed_lookups_per_user="3/15 minutes", lookups_per_user="100/minute")
+    view = place_order(owner)
+    token = h.run(h.services.accounts.login(owner.email, "correct-horse-battery-9", "10.0.0.1"))
+    good = codes.display(view.order.code)
+    typo = good[:-1] + ("0" if good[-1] != "0" else "1")  # the check symbol fails
+    for _ in range(10):
+        assert error_codes(lookup(h, token.access_token, typo).json()) == ["INVALID_ORDER_CODE"]
+    assert not lookup(h, token.access_token, good).json().get("errors")
+    for _ in range(3):  # well-formed unknown codes are failed guesses
+        assert error_codes(lookup(h, token.access_token, codes.generate()).json()) == [
+            "ORDER_NOT_FOUND"
+        ]
+    assert error_codes(lookup(h, token.access_token, good).json()) == ["RATE_LIMITED"]
+
+
+def test_neighbours_failures_never_refuse_a_customers_own_order(
+    limited: Callable[..., Harness],
+    owner: Account,
+    other_customer: Account,
+    place_order: Callable[..., Any],
+) -> None:
+    # one address (10.0.0.1) for everyone: the owner and an attacker next to her
+    h = limited(failed_lookups_per_ip="3/15 minutes", lookups_per_ip="4/minute")
+    view = place_order(owner)
+    mine = h.run(h.services.accounts.login(owner.email, "correct-horse-battery-9", "10.0.0.1"))
+    attacker = h.run(
+        h.services.accounts.login(other_customer.email, "correct-horse-battery-9", "10.0.0.1")
+    )
+    guesses = [
+        error_codes(lookup(h, attacker.access_token, codes.generate()).json()) for _ in range(6)
+    ]
+    assert guesses == [["ORDER_NOT_FOUND"]] * 3 + [["RATE_LIMITED"]] * 3
+    # the address is locked and over its lookup budget: her own order still answers
+    for _ in range(5):
+        body = lookup(h, mine.access_token, view.order.code).json()
+        assert not body.get("errors"), body
+        assert body["data"]["a0"]["code"] == codes.display(view.order.code)
+    # what is not her own is refused like anybody's
+    assert error_codes(lookup(h, mine.access_token, codes.generate()).json()) == ["RATE_LIMITED"]
+    # and the attacker cannot tell her real code from an unknown one
+    real = lookup(h, attacker.access_token, view.order.code)
+    unknown = lookup(h, attacker.access_token, codes.generate())
+    assert real.status_code == 429
+    assert _answer(real) == _answer(unknown)
+
+
+def test_concurrent_misses_never_exceed_the_address_ceiling(
+    limited: Callable[..., Harness], make_account: Callable[..., Account]
+) -> None:
+    h = limited(failed_lookups_per_ip="3/15 minutes")
+    tested = 0
+    for _ in range(3):  # accounts of one address, 10 aliases at once each
+        account = make_account()
+        token = h.run(
+            h.services.accounts.login(account.email, "correct-horse-battery-9", "10.0.0.1")
+        )
+        fields = " ".join(f"a{i}: order(code: $c{i}) {{ code }}" for i in range(10))
+        variables = ", ".join(f"$c{i}: String!" for i in range(10))
+        body = h.gql(
+            f"query Q({variables}) {{ {fields} }}",
+            {f"c{i}": codes.generate() for i in range(10)},
+            token=token.access_token,
+        )
+        tested += error_codes(body).count("ORDER_NOT_FOUND")
+    assert tested == 3
+
+
+# -- staff and registrations ---------------------------------------------------------------
+def test_a_picker_spends_the_staff_budget_not_the_customers(
+    limited: Callable[..., Harness],
+    owner: Account,
+    make_account: Callable[..., Account],
+    place_order: Callable[..., Any],
+) -> None:
+    h = limited(lookups_per_user="5/minute", staff_lookups_per_user="30/minute")
+    view = place_order(owner)
+    picker = make_account(Role.WAREHOUSE)
+    token = h.run(h.services.accounts.login(picker.email, "correct-horse-battery-9", "10.0.0.1"))
+    pick = "query P($code: String!) { pickList(code: $code) { code } }"
+    answers = [h.gql(pick, {"code": view.order.code}, token=token.access_token) for _ in range(31)]
+    assert all(not body.get("errors") for body in answers[:30])  # 30 > 5: its own budget
+    assert error_codes(answers[30]) == ["RATE_LIMITED"]  # which is enforced
+    # the customer budget is untouched: as a customer, the picker still has all 5 lookups
+    mine = [error_codes(lookup(h, token.access_token, codes.generate()).json()) for _ in range(6)]
+    assert mine == [["ORDER_NOT_FOUND"]] * 5 + [["RATE_LIMITED"]]
+
+
+def test_registrations_have_a_budget_per_address(limited: Callable[..., Harness]) -> None:
+    h = limited(registrations_per_ip="3/hour")
+    document = (
+        "mutation R($input: RegisterInput!) { register(input: $input) "
+        "{ tokens { accessToken } userErrors { code } } }"
+    )
+    answers = []
+    for i in range(4):
+        variables = {
+            "input": {"email": f"new{i}@example.com", "password": "Fresh-password-1", "name": "N"}
+        }
+        answers.append(h.gql(document, variables))
+    assert all(body["data"]["register"]["tokens"] for body in answers[:3])
+    assert error_codes(answers[3]) == ["RATE_LIMITED"]
+    assert answers[3]["errors"][0]["extensions"]["retryAfter"] > 0
+    # another address still registers
+    h.run(h.services.accounts.register("new9@example.com", "Fresh-password-1", "N", "10.9.9.9"))
+
+
+# -- login: counted before the password is checked -----------------------------------------
+def test_parallel_logins_check_one_password_per_back_off_step(
+    limited: Callable[..., Harness], owner: Account
+) -> None:
+    from app import metrics
+
+    h = limited()
+    checks = metrics.PASSWORD_CHECKS._value.get()
+
+    async def burst() -> list[str]:
+        results = await asyncio.gather(
+            *(
+                h.services.accounts.login(owner.email, "wrong-password-123", "10.0.0.1")
+                for _ in range(20)
+            ),
+            return_exceptions=True,
+        )
+        return sorted(type(r).__name__ for r in results)
+
+    outcomes = h.run(burst())
+    assert outcomes == ["InvalidCredentials"] + ["RateLimited"] * 19
+    assert metrics.PASSWORD_CHECKS._value.get() - checks == 1
+
+
+@pytest.mark.redis
+async def test_login_admission_is_atomic_across_instances_through_redis(redis_url: str) -> None:
+    limits = replace(RateLimits(), login_ip_free_failures=3)
+    links = RedisLink(redis_url), RedisLink(redis_url)
+    a, b = Limiter(limits, links[0]), Limiter(limits, links[1])
+
+    async def admitted(limiter: Limiter, email: str, ip: str) -> bool:
+        try:
+            await limiter.admit_login(email, ip)
+        except RateLimited:
+            return False
+        return True
+
+    try:
+        same_email = await asyncio.gather(
+            *(admitted(a if i % 2 else b, "victim@example.com", f"192.0.2.{i}") for i in range(20))
+        )
+        spray = await asyncio.gather(
+            *(
+                admitted(a if i % 2 else b, f"user{i}@example.com", "198.51.100.1")
+                for i in range(20)
+            )
+        )
+        # a success gives the address its attempt back, and clears the email's back-off
+        await a.login_succeeded("victim@example.com", "192.0.2.0")
+        after_success = await admitted(b, "victim@example.com", "192.0.2.99")
+    finally:
+        for link in links:
+            await link.aclose()
+    assert sum(same_email) == 1  # one per back-off step, however many at once
+    assert sum(spray) == 4  # an address: its free failures, then its own back-off
+    assert after_success
