@@ -230,6 +230,9 @@ def production_env(workdir: Path, **overrides: str) -> dict[str, str]:
         "MAIL_DIR": str(workdir / "mail"),
         "OUTBOX_POLL_SECONDS": "0.5",
         "LOG_LEVEL": "INFO",
+        # The stage registers its attackers' accounts from one address; the registration
+        # budget itself is tested in tests/security/test_rate_limits.py.
+        "RATE_REGISTRATIONS_PER_IP": "100000/hour",
     }
     env.update(overrides)
     return env
