@@ -196,7 +196,9 @@ class GuardMiddleware:
                     request_refused()
                     await _reply(send, 400, "BAD_USER_INPUT", problem, request_id, None, media_type)
                     return
-                hostile = _hostile(document)
+                # JSON spells a surrogate or NUL only as a \u escape (raw ones are not
+                # UTF-8, or not JSON): a body without one has nothing to look for
+                hostile = _hostile(document) if b"\\u" in body else None
                 if hostile is not None:
                     request_refused("BAD_USER_INPUT")
                     await _reply_errors(send, [hostile], request_id, media_type)
@@ -392,6 +394,8 @@ class _WebSocketGuard:
         """True when the frame was an operation with hostile text, answered here."""
         if '"subscribe"' not in text and '"start"' not in text:
             return False  # connection_init, ping, pong, complete: nothing to vet
+        if "\\u" not in text and text.isascii():
+            return False  # a surrogate or NUL comes only as a \u escape (see __call__)
         try:
             frame = json.loads(text)
         except ValueError:
