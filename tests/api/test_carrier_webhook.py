@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from app.container import Services
@@ -20,7 +21,7 @@ from app.orders.service import OrderView
 from app.security.roles import Role
 from app.settings import DEV_CARRIER_SECRET, Settings, SettingsError
 from scripts.carrier_client import event_body, sign
-from tests.conftest import Account, Run, sql_count
+from tests.conftest import Account, Run, db_session, sql_count
 from tests.shipping_helpers import order_status, pack, ship
 
 URL = "/webhooks/carrier"
@@ -228,6 +229,9 @@ def test_unknown_tracking_numbers_get_the_same_answer_as_known_ones(
         (body_for("JD014600006281", occurred_at="2999-01-01T00:00:00Z"), "occurredAt"),
         (body_for("JD014600006281", estimated_delivery="soon"), "estimatedDelivery"),
         (body_for("JD014600006281", event_id="bad id with spaces"), "eventId"),
+        (body_for("JD014600006281", location={"city": 10115}), "location.city"),
+        (body_for("JD014600006281", location={"country": ["DE"]}), "location.country"),
+        (body_for("JD014600006281", location=["Berlin"]), "location"),
     ],
 )
 def test_a_signed_but_malformed_event_is_refused_with_400(
@@ -240,6 +244,22 @@ def test_a_signed_but_malformed_event_is_refused_with_400(
     assert response.json()["error"] == "BAD_USER_INPUT"
     assert response.json().get("field") == field
     assert events(services) == 0
+
+
+def test_a_structured_location_gives_the_town_and_the_owner_keeps_the_text(
+    http: TestClient, services: Services, shipped: Shipped
+) -> None:
+    place = {"city": "Berlin", "postalCode": "10115", "country": "DE", "street": "1 Demo St"}
+    assert post(http, body_for(shipped.tracking, location=place)).status_code == 202
+    older = body_for(shipped.tracking, event_id="evt-2", location="1 Demo Street, Berlin")
+    assert post(http, older).status_code == 202
+    with db_session(services) as session:
+        rows = session.execute(text("SELECT location, town FROM tracking_events ORDER BY id")).all()
+    # the street of the object is never stored; a string with a street gives no town
+    assert [tuple(row) for row in rows] == [
+        ("10115 Berlin, DE", "Berlin"),
+        ("1 Demo Street, Berlin", ""),
+    ]
 
 
 def test_an_event_moves_the_estimated_delivery(
