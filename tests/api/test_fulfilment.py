@@ -208,10 +208,11 @@ def test_staff_with_the_role_get_order_not_found_for_an_unknown_code(
 
 @pytest.fixture
 def tight_budget(settings: Settings) -> Iterator[tuple[Services, GraphQLClient, Run[Any]]]:
-    """Services with a lookup budget of their own, their app (which closes them when it
-    stops) and a `run` on that app's event loop."""
+    """Services with a staff lookup budget of their own (staff at their doors spend it, not
+    the customer budget), their app (which closes them when it stops) and a `run` on that
+    app's event loop."""
     limited = replace(
-        settings, rate_limits=replace(settings.rate_limits, lookups_per_user="3/minute")
+        settings, rate_limits=replace(settings.rate_limits, staff_lookups_per_user="3/minute")
     )
     built = build_services(limited, passwords=FAST_PASSWORDS)
     with TestClient(create_app(limited, run_sender=False, services=built)) as client:
@@ -231,7 +232,7 @@ def test_staff_code_doors_are_charged_to_the_limiter_once_per_resolution(
     tight_budget: tuple[Services, GraphQLClient, Run[Any]],
     make_account: Callable[..., Account],
 ) -> None:
-    # given a warehouse account with a budget of three code lookups a minute
+    # given a warehouse account with a staff budget of three code lookups a minute
     services, gql, run = tight_budget
     make_account(Role.WAREHOUSE, email="picker@example.com")
     token = run(services.accounts.login("picker@example.com", PASSWORD, "10.0.0.1")).access_token
