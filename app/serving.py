@@ -83,7 +83,12 @@ class SlowClientProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         cycle = self.cycle
-        if cycle is None or cycle.response_complete or not cycle.response_started:
+        answering_earlier = bool(self.pipeline)  # a pipelined request waits behind another
+        if (
+            cycle is None
+            or cycle.response_complete
+            or not (cycle.response_started or answering_earlier)
+        ):
             self.transport.write(_timeout_response())
         if cycle is not None and not cycle.response_complete:
             # The request's task reads a disconnect now, and whatever it still sends is

@@ -232,5 +232,31 @@ def test_a_thousand_slow_connections_do_not_stop_normal_requests(
     assert "Exception in ASGI application" not in after_errors, after_errors[-3000:]
 
 
+def test_a_kept_alive_connection_idle_longer_than_the_deadline_still_serves(
+    loaded_server: Server,
+) -> None:
+    # the header deadline runs from a request's first byte, not across the idle time of a
+    # kept-alive connection (uvicorn's own keep-alive timeout, 5 s, closes that)
+    async def run() -> list[bytes]:
+        host, port = _host_port(loaded_server)
+        reader, writer = await asyncio.open_connection(host, port)
+        request = (
+            "POST /graphql HTTP/1.1\r\nHost: stage\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(NORMAL)}\r\n\r\n{NORMAL}"
+        ).encode()
+        heads = []
+        for pause in (0.0, DEADLINE + 0.5):
+            await asyncio.sleep(pause)
+            writer.write(request)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            heads.append(head.split(b"\r\n", 1)[0])
+        writer.close()
+        return heads
+
+    assert asyncio.run(run()) == [b"HTTP/1.1 200 OK", b"HTTP/1.1 200 OK"]
+
+
 def test_record_figures() -> None:
     record("slow_clients.txt", FIGURES or ["(no figures: the tests above did not run)"])
