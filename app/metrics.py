@@ -135,8 +135,12 @@ def request_refused(outcome: str = BAD_REQUEST) -> None:
     REQUESTS.labels(operation="invalid", outcome=outcome).inc()
 
 
-def lookup_rate_limited() -> None:
+def lookup_rate_limited(*, after_read: bool = False) -> None:
+    """Refused by a budget; `after_read`: a lookup that began (and so is not `found`)."""
     LOOKUPS.labels(outcome="rate_limited").inc()
+    tally = _tally.get()
+    if after_read and tally is not None:
+        tally.failed += 1
 
 
 def rate_limit_rejected(bucket: str) -> None:

@@ -61,9 +61,9 @@ class CodeLookups:
         """A code refused by its check symbol: counted as such, never as a failed guess (the
         check symbol is public). Not the caller's order, so the address's lookup budget
         may still refuse it."""
-        metrics.lookup_failed("invalid")
         if not staff:
             await self._settled(self._limiter.settle_typo(client_ip))
+        metrics.lookup_failed("invalid")  # counted once: as this, or as rate_limited
 
     async def failed(
         self, viewer: Viewer, client_ip: str, *, outcome: str = "not_found", staff: bool = False
@@ -72,20 +72,22 @@ class CodeLookups:
         RATE_LIMITED instead of returning when it is one more than the budgets allow (the
         user's, or, for a customer, the address's); the door answers ORDER_NOT_FOUND when
         this returns. The same for a real code and an unknown one."""
-        metrics.lookup_failed(outcome)
         log.info("code lookup failed", extra={"outcome": outcome, "user": viewer.public_id})
         key = self.user_key(viewer)
-        if staff:
-            await self._settled(self._limiter.settle_failed_staff_lookup(key))
-        else:
-            await self._settled(self._limiter.settle_failed_lookup(key, client_ip))
+        settle = (
+            self._limiter.settle_failed_staff_lookup(key)
+            if staff
+            else self._limiter.settle_failed_lookup(key, client_ip)
+        )
+        await self._settled(settle, after_read=True)
+        metrics.lookup_failed(outcome)  # counted once: as this, or as rate_limited
 
     @staticmethod
-    async def _settled(settle: Awaitable[None]) -> None:
+    async def _settled(settle: Awaitable[None], *, after_read: bool = False) -> None:
         try:
             await settle
         except RateLimited:
-            metrics.lookup_rate_limited()
+            metrics.lookup_rate_limited(after_read=after_read)
             raise
 
     @staticmethod

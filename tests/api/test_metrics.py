@@ -98,6 +98,31 @@ def test_rate_limited_lookups_and_rejections_are_counted(
     assert sample("orders_api_rate_limit_rejections_total", bucket="lookup:user") - rejections == 3
 
 
+def test_a_lookup_refused_after_the_read_is_counted_once_as_rate_limited(
+    settings: Settings, services: object, owner: Account
+) -> None:
+    # given a ceiling of 2 failed lookups for the address (settled after the read: the
+    # address's budgets never refuse a caller's own order, so they are not checked before)
+    limited = with_limits(settings, failed_lookups_per_ip="2/minute")
+    app = create_app(limited, run_sender=False)
+    with TestClient(app, client=("10.0.0.9", 50000)) as http:
+        client = GraphQLClient(http)
+        login = client.data(
+            'mutation { login(email: "%s", password: "correct-horse-battery-9") '  # noqa: UP031
+            "{ tokens { accessToken } } }" % owner.email
+        )
+        token = login["login"]["tokens"]["accessToken"]
+        before = {o: lookups(o) for o in ("found", "not_found", "rate_limited")}
+        # when three unknown codes are looked up
+        answers = [
+            error_codes(client(ORDER, {"code": codes.generate()}, token=token)) for _ in "123"
+        ]
+    # then two were not found and the third refused, each counted once and none as found
+    assert answers == [["ORDER_NOT_FOUND"], ["ORDER_NOT_FOUND"], ["RATE_LIMITED"]]
+    moved = {o: lookups(o) - n for o, n in before.items()}
+    assert moved == {"found": 0, "not_found": 2, "rate_limited": 1}
+
+
 def test_outbox_depth_and_age_and_webhook_deliveries_are_exposed(
     http: TestClient, owner: Account, place_order: Callable[..., OrderView]
 ) -> None:
