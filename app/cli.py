@@ -136,6 +136,7 @@ def _write(text: str, output: str | None) -> int:
 def cmd_send_emails(_: argparse.Namespace) -> int:
     from app.db import Database
     from app.notifications.sender import OutboxSender, SendReport
+    from app.notifications.templates import Shop
     from app.notifications.transports import transport_from_settings
 
     settings = _settings()
@@ -148,6 +149,7 @@ def cmd_send_emails(_: argparse.Namespace) -> int:
                 transport_from_settings(settings),
                 settings.mail_from,
                 max_attempts=settings.outbox_max_attempts,
+                shop=Shop.from_settings(settings),
             )
             return await sender.send_pending()
         finally:

@@ -37,6 +37,7 @@ from app.http import JSON, DatabaseScope, GuardMiddleware, media_type_of, reques
 from app.metrics import counted_webhook, metrics_endpoint, request_refused
 from app.migrate import is_at_head
 from app.notifications.sender import OutboxSender
+from app.notifications.templates import Shop
 from app.notifications.transports import transport_from_settings
 from app.schema import build_schema
 from app.settings import Settings
@@ -177,6 +178,7 @@ def create_app(
                 transport_from_settings(settings),
                 settings.mail_from,
                 max_attempts=settings.outbox_max_attempts,
+                shop=Shop.from_settings(settings),
             )
             tasks.append(
                 asyncio.create_task(sender.run_forever(settings.outbox_poll_seconds, stop))

@@ -76,6 +76,11 @@ class Settings:
     smtp_starttls: bool = False
     mail_from: str = "Orders <orders@shop.example>"
     mail_dir: Path = Path("var/mail")
+    # What every email shows: the shop's name, where customers write to, and the front end
+    # the email links to (`{shop_url}/orders#<code>`: the code only in the fragment).
+    shop_name: str = "Orders Shop"
+    shop_support_email: str = "support@shop.example"
+    shop_url: str = "http://127.0.0.1:5173"
     outbox_poll_seconds: float = 2.0
     outbox_max_attempts: int = 12
     max_page_size: int = 50
@@ -176,6 +181,9 @@ class Settings:
             smtp_starttls=os.environ.get("SMTP_STARTTLS", "") in ("1", "true", "yes"),
             mail_from=_env_str("MAIL_FROM", cls.mail_from),
             mail_dir=Path(_env_str("MAIL_DIR", str(cls.mail_dir))),
+            shop_name=_env_str("SHOP_NAME", cls.shop_name),
+            shop_support_email=_env_str("SHOP_SUPPORT_EMAIL", cls.shop_support_email),
+            shop_url=_env_str("SHOP_URL", cls.shop_url).rstrip("/"),
             max_page_size=_env_int("MAX_PAGE_SIZE", cls.max_page_size),
             checkout_ttl_seconds=_env_int("CHECKOUT_TTL_SECONDS", cls.checkout_ttl_seconds),
             request_timeout_seconds=_env_float(

@@ -20,6 +20,11 @@ class OutboxEmail(SQLModel, table=True):
     recipient: str = Field(max_length=254)
     subject: str = Field(max_length=200)
     body_text: str = Field(sa_column=Column(Text, nullable=False))
+    # What the text was rendered from: the sender renders the HTML part (and the shop's
+    # frame around both parts) from the same template and data. None on rows queued before
+    # emails had an HTML part: their HTML part is the text, escaped.
+    template: str | None = Field(default=None, max_length=60)
+    template_data: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
     attempts: int = Field(default=0)
     next_attempt_at: datetime = Field(default_factory=utcnow)

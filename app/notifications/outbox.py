@@ -3,9 +3,12 @@ exactly when (and only when) the change it reports is committed."""
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.notifications.models import OutboxEmail
+from app.notifications.templates import RenderedText
 
 
 def enqueue_email(
@@ -21,13 +24,23 @@ def enqueue_email(
 
     `dedupe_key` is unique: it is the Message-ID, and a second enqueue with the same key
     inside a retried use case fails the transaction instead of queueing a duplicate.
+
+    `body_text` comes from `templates.render`: the row keeps the template and data it was
+    rendered from, and the sender renders the HTML part from them. A plain string (no
+    template) is sent with its text, escaped, as the HTML part.
     """
+    template = data = None
+    if isinstance(body_text, RenderedText):
+        template = body_text.template
+        data = json.dumps(body_text.data, sort_keys=True)
     email = OutboxEmail(
         dedupe_key=dedupe_key,
         kind=kind,
         recipient=recipient,
         subject=subject[:200],
-        body_text=body_text,
+        body_text=str(body_text),
+        template=template,
+        template_data=data,
     )
     session.add(email)
     return email

@@ -25,6 +25,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from app.db import Database, utcnow
 from app.notifications.models import OutboxEmail
+from app.notifications.templates import Shop
 from app.notifications.transports import MailTransport, build_message
 
 logger = logging.getLogger("app.notifications")
@@ -99,12 +100,14 @@ class OutboxSender:
         mail_from: str,
         max_attempts: int = 12,
         claim_seconds: int = 60,
+        shop: Shop | None = None,
     ) -> None:
         self.db = db
         self.transport = transport
         self.mail_from = mail_from
         self.max_attempts = max_attempts
         self.claim_seconds = claim_seconds
+        self.shop = shop or Shop()
 
     # -- the loop ---------------------------------------------------------------------------
     async def run_forever(self, poll_seconds: float, stop: asyncio.Event) -> None:
@@ -134,7 +137,7 @@ class OutboxSender:
     # -- one email --------------------------------------------------------------------------
     async def _deliver(self, row: OutboxEmail, report: SendReport) -> None:
         try:
-            await self.transport.send(build_message(row, self.mail_from))
+            await self.transport.send(build_message(row, self.mail_from, self.shop))
         except Exception as exc:
             dead = await self._record_failure(row, describe_error(exc))
             if dead:

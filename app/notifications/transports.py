@@ -21,6 +21,7 @@ import aiosmtplib
 import anyio.to_thread
 
 from app.notifications.models import OutboxEmail
+from app.notifications.templates import Shop, email_parts
 from app.settings import Settings
 
 MESSAGE_ID_DOMAIN = "orders-api"
@@ -50,17 +51,33 @@ def message_id(dedupe_key: str) -> str:
     return f"<{safe_kind}.{digest}@{MESSAGE_ID_DOMAIN}>"
 
 
-def build_message(row: OutboxEmail, mail_from: str) -> EmailMessage:
-    """The email for an outbox row. Deterministic: the same row gives the same bytes."""
+def build_message(row: OutboxEmail, mail_from: str, shop: Shop | None = None) -> EmailMessage:
+    """The email for an outbox row: `multipart/alternative`, a plain-text part then an HTML
+    part, both from the row's template data, in `shop`'s frame. Deterministic: the same row
+    and shop give the same bytes."""
+    shop = shop or Shop()
+    text, html = email_parts(
+        subject=row.subject,
+        body_text=row.body_text,
+        template=row.template,
+        template_data=row.template_data,
+        shop=shop,
+    )
     message = EmailMessage()
     message["From"] = mail_from
     message["To"] = row.recipient
+    message["Reply-To"] = shop.support_email
     message["Subject"] = row.subject
     # The time the email was queued (the event it reports), not the time of this attempt.
     message["Date"] = format_datetime(row.created_at.replace(tzinfo=UTC))
     message["Message-ID"] = message_id(row.dedupe_key)
     # Quoted-printable keeps the body 7-bit clean, so relays without 8BITMIME accept it too.
-    message.set_content(row.body_text, cte="quoted-printable")
+    message.set_content(text, cte="quoted-printable")
+    message.add_alternative(html, subtype="html", cte="quoted-printable")
+    # A fixed boundary keeps the bytes the same on a resend. It cannot occur in the parts:
+    # quoted-printable writes every "=" of the content as "=3D".
+    digest = hashlib.sha256(row.dedupe_key.encode()).hexdigest()[:32]
+    message.set_boundary(f"=_alt_{digest}")
     return message
 
 

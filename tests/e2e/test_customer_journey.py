@@ -100,7 +100,9 @@ def money(amount: int, currency: str) -> str:
 
 def text_of(mail: EmailMessage) -> str:
     """The decoded body with plain newlines (SMTP delivers it with CRLF)."""
-    content: str = mail.get_content()
+    plain = mail.get_body(preferencelist=("plain",))
+    assert plain is not None
+    content: str = plain.get_content()
     return content.replace("\r\n", "\n")
 
 

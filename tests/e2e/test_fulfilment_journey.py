@@ -167,7 +167,9 @@ def test_ship_an_order_and_deliver_it_with_a_signed_carrier_event(
     # Then alice receives the shipping email over SMTP with carrier, number and date
     mail = wait_for_subject(live_server, f"Your order {code} has shipped")
     assert str(mail["To"]) == "alice@example.com"
-    body = mail.get_content().replace("\r\n", "\n")
+    plain = mail.get_body(preferencelist=("plain",))
+    assert plain is not None
+    body = plain.get_content().replace("\r\n", "\n")
     assert "Carrier:          DHL" in body
     assert f"Tracking number:  {tracking}" in body
     assert f"({estimate})" in body

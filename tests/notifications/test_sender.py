@@ -46,7 +46,13 @@ async def test_queued_email_is_delivered_over_smtp(db: Database, running_smtp: S
     [message] = running_smtp.mailbox.messages
     assert message["Message-ID"] == message_id(KEY)
     assert message["Subject"] == "Your order ABCD-2345-EFGH-6789 is confirmed"
-    assert message.get_content().replace("\r\n", "\n") == "Hello Ada,\nyour order is confirmed.\n"
+    plain = message.get_body(preferencelist=("plain",))
+    assert plain is not None
+    assert (
+        plain.get_content()
+        .replace("\r\n", "\n")
+        .startswith("Hello Ada,\nyour order is confirmed.\n")
+    )
     row = await get_row(db, row_id)
     assert row.sent_at is not None
     assert row.claimed_until is None

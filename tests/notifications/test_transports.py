@@ -43,7 +43,11 @@ def test_message_has_headers_and_a_stable_message_id() -> None:
     assert "ABCD2345EFGH6789" not in message["Message-ID"]
     assert message["Message-ID"].startswith("<order-confirmation.")
     assert message["Date"] == "Sun, 01 Jun 2025 12:30:00 +0000"
-    assert message.get_content() == "Hello Ada,\nPaid with VISA •••• 4242\n"
+    # The stored text, then the shop's footer; an HTML part beside it (test_email_parts.py).
+    assert message.get_content_type() == "multipart/alternative"
+    plain = message.get_body(preferencelist=("plain",))
+    assert plain is not None
+    assert plain.get_content().startswith("Hello Ada,\nPaid with VISA •••• 4242\n")
     # Built twice (a resend), the email is byte for byte the same.
     assert bytes(message) == bytes(build_message(outbox_row(), MAIL_FROM))
 
@@ -107,7 +111,10 @@ async def test_smtp_transport_delivers_to_a_real_server(running_smtp: SmtpServer
     assert envelope.rcpt_tos == ["ada@example.com"]
     [received] = running_smtp.mailbox.messages
     # SMTP carries CRLF line ends; the text is otherwise unchanged (non-ASCII included).
-    assert received.get_content().replace("\r\n", "\n") == "Hello Ada,\nPaid with VISA •••• 4242\n"
+    plain = received.get_body(preferencelist=("plain",))
+    assert plain is not None
+    text = plain.get_content().replace("\r\n", "\n")
+    assert text.startswith("Hello Ada,\nPaid with VISA •••• 4242\n")
 
 
 def test_settings_choose_smtp_when_a_host_is_set(tmp_path: Path) -> None:
