@@ -116,6 +116,7 @@ async def seed_demo(services: Services) -> int:
                         placed_at=placed,
                         updated_at=placed,
                         estimated_delivery=order.estimated_delivery,
+                        promised_delivery=order.estimated_delivery,
                     )
                 )
                 await session.commit()

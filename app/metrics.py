@@ -84,6 +84,32 @@ RECONCILED = Counter(
     ["action"],
 )
 
+# Carriers the app knows by name; any other carrier (staff type the name at shipping) is
+# counted as `other`, so a label never takes free input.
+KNOWN_CARRIERS = frozenset({"DHL", "DPD", "FEDEX", "GLS", "HERMES", "UPS", "USPS"})
+DELIVERIES = Counter(
+    "orders_api_deliveries",
+    "Parcels delivered, by carrier (a known carrier or `other`) and outcome: on_time (on or "
+    "before the date promised at checkout) or late",
+    ["carrier", "outcome"],
+)
+for _carrier in (*sorted(KNOWN_CARRIERS), "other"):
+    for _outcome in ("on_time", "late"):
+        DELIVERIES.labels(carrier=_carrier, outcome=_outcome)
+
+
+def carrier_label(carrier: str) -> str:
+    """The label for a carrier's name: itself if the app knows it, else `other`."""
+    name = carrier.strip().upper()
+    return name if name in KNOWN_CARRIERS else "other"
+
+
+def delivery_counted(carrier: str, *, on_time: bool) -> None:
+    """A parcel was delivered (counted once, after the change was committed)."""
+    DELIVERIES.labels(
+        carrier=carrier_label(carrier), outcome="on_time" if on_time else "late"
+    ).inc()
+
 
 # -- code lookups: `found` is known only once the operation ended without a failure -------
 @dataclass

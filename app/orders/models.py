@@ -54,10 +54,15 @@ class Order(SQLModel, table=True):
     payment_reference: str = Field(max_length=64)
     idempotency_key: str = Field(max_length=100)
     request_fingerprint: str = Field(max_length=64)
-    estimated_delivery: date
+    estimated_delivery: date  # moves with the carriers' estimates
+    # The estimate promised at placement: set once, never moved (the promise to compare the
+    # delivery with). None only for orders placed before it was recorded.
+    promised_delivery: date | None = Field(default=None)
     placed_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     cancelled_at: datetime | None = Field(default=None)
+    # When the order became DELIVERED: the carrier's time of its last parcel's delivery.
+    delivered_at: datetime | None = Field(default=None)
 
 
 class OrderLine(SQLModel, table=True):

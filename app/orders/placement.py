@@ -363,6 +363,8 @@ class OrderPlacement:
             idempotency_key=reservation.idempotency_key,
             request_fingerprint=reservation.request_fingerprint,
             estimated_delivery=datetime.fromisoformat(payload["estimated_delivery"]).date(),
+            # the promise made at checkout: never moved afterwards
+            promised_delivery=datetime.fromisoformat(payload["estimated_delivery"]).date(),
             placed_at=reservation.created_at,
             updated_at=utcnow(),
         )

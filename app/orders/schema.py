@@ -262,6 +262,10 @@ class OrdersSubscription:
         order = await orders.get_order(viewer, code, ctx.client_ip)
         assert viewer is not None and order.id is not None
         topics = [order_topic(order.id), session_topic(viewer.session_id)]
+        # The one place where a status change becomes STATUS_CHANGED, whatever published
+        # the event (a carrier's delivery, a return step, a refund): the status this
+        # subscriber last saw is compared with the order as re-read.
+        seen_status = order.status
         async with ctx.services.events.subscribe(topics) as events:
             async for topic, event in events:
                 if topic.startswith("session:"):
@@ -270,10 +274,18 @@ class OrdersSubscription:
                 if fresh is None:
                     return
                 kind = str(event.get("type", "CHANGED"))
-                yield OrderUpdate(
-                    type=OrderUpdateType[kind]
+                update_type = (
+                    OrderUpdateType[kind]
                     if kind in OrderUpdateType.__members__
-                    else OrderUpdateType.CHANGED,
-                    occurred_at=datetime.now(UTC),
-                    order=OrderType(row=fresh),
+                    else OrderUpdateType.CHANGED
                 )
+                changed = fresh.status != seen_status
+                seen_status = fresh.status
+                now = datetime.now(UTC)
+                yield OrderUpdate(type=update_type, occurred_at=now, order=OrderType(row=fresh))
+                if changed and update_type is not OrderUpdateType.STATUS_CHANGED:
+                    yield OrderUpdate(
+                        type=OrderUpdateType.STATUS_CHANGED,
+                        occurred_at=now,
+                        order=OrderType(row=fresh),
+                    )

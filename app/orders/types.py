@@ -90,9 +90,38 @@ class OrderType:
     def cancelled_at(self) -> datetime | None:
         return utc(self.row.cancelled_at)
 
-    @strawberry.field
+    @strawberry.field(
+        description="When the order is expected now: moves with the carriers' estimates."
+    )
     def estimated_delivery(self) -> date:
         return self.row.estimated_delivery
+
+    @strawberry.field(
+        description=(
+            "The delivery date promised when the order was placed; never moves afterwards "
+            "(compare with deliveredAt)."
+        )
+    )
+    def promised_delivery(self) -> date:
+        return self.row.promised_delivery or self.row.estimated_delivery
+
+    @strawberry.field(
+        description="When the order was delivered (its last parcel, as the carrier reported)."
+    )
+    def delivered_at(self) -> datetime | None:
+        return utc(self.row.delivered_at)
+
+    @strawberry.field(
+        description=(
+            "Whether it arrived on or before promisedDelivery (UTC date); null until delivered."
+        )
+    )
+    def delivered_on_time(self) -> bool | None:
+        delivered = self.row.delivered_at
+        if delivered is None:
+            return None
+        promise = self.row.promised_delivery or self.row.estimated_delivery
+        return utc(delivered).date() <= promise  # type: ignore[union-attr]
 
     @strawberry.field
     def subtotal(self) -> Money:

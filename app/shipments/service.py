@@ -23,7 +23,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
@@ -38,6 +38,7 @@ from app.catalog.models import Product
 from app.db import Database, as_models, utcnow
 from app.errors import BadUserInput, Conflict, Forbidden, OrderNotFound
 from app.events.broker import Broker, order_topic
+from app.metrics import delivery_counted
 from app.notifications import templates
 from app.notifications.outbox import enqueue_email
 from app.orders.models import Order, OrderLine, OrderStatus
@@ -186,6 +187,15 @@ class EventResult:
     order: Order
     shipment: Shipment
     recorded: bool  # False: this event id was recorded before (idempotent repeat)
+
+
+@dataclass(frozen=True)
+class _Applied:
+    """What one tracking event did: recorded (not a repeat), and whether it delivered the
+    parcel on time (True), late (False) or did not deliver it (None)."""
+
+    recorded: bool
+    delivered_on_time: bool | None = None
 
 
 class CarrierOutcome(StrEnum):
@@ -765,9 +775,10 @@ class ShipmentService:
                     "This order has no shipment with this carrier and tracking number.",
                     field="trackingNumber",
                 )
-            recorded = await self._apply_event(
+            applied = await self._apply_event(
                 session, order, shipment, clean, EventSource.STAFF, who
             )
+            recorded = applied.recorded
             await self._audit.record(
                 actor=who,
                 action="add_tracking_event",
@@ -780,7 +791,7 @@ class ShipmentService:
             )
             await session.commit()
         if recorded:
-            self._publish(order, "TRACKING_EVENT")
+            self._after_event(order, shipment, applied)
         return EventResult(order, shipment, recorded)
 
     async def record_carrier_event(
@@ -817,16 +828,23 @@ class ShipmentService:
                     )
                 ).scalar_one()
                 await session.refresh(shipment)  # as of the lock
-                recorded = await self._apply_event(
+                applied = await self._apply_event(
                     session, order, shipment, clean, EventSource.CARRIER, None
                 )
                 await session.commit()
         except IntegrityError:
             return CarrierOutcome.DUPLICATE  # the same event delivered twice at once
-        if not recorded:
+        if not applied.recorded:
             return CarrierOutcome.DUPLICATE
-        self._publish(order, "TRACKING_EVENT")
+        self._after_event(order, shipment, applied)
         return CarrierOutcome.RECORDED
+
+    def _after_event(self, order: Order, shipment: Shipment, applied: _Applied) -> None:
+        """After the commit: count a delivery against the promise, tell live subscribers
+        (the subscription adds STATUS_CHANGED when the order's status moved)."""
+        if applied.delivered_on_time is not None:
+            delivery_counted(shipment.carrier, on_time=applied.delivered_on_time)
+        self._publish(order, "TRACKING_EVENT")
 
     async def _apply_event(
         self,
@@ -836,7 +854,7 @@ class ShipmentService:
         event: CleanEvent,
         source: EventSource,
         by: Viewer | None,
-    ) -> bool:
+    ) -> _Applied:
         """Record the event once (per carrier event id) and move shipment and order on."""
         seen = (
             await session.execute(
@@ -847,7 +865,7 @@ class ShipmentService:
             )
         ).first()
         if seen is not None:
-            return False
+            return _Applied(recorded=False)
         now = utcnow()
         session.add(
             TrackingEvent(
@@ -873,8 +891,12 @@ class ShipmentService:
             shipment.last_event_at = event.occurred_at
         if event.estimated_delivery is not None and after is not ShipmentStatus.DELIVERED:
             shipment.estimated_delivery = event.estimated_delivery
+        delivered_on_time: bool | None = None
         if after is ShipmentStatus.DELIVERED and shipment.delivered_at is None:
+            # The carrier's time of the delivery, compared with the date promised at checkout
             shipment.delivered_at = event.occurred_at
+            promise = order.promised_delivery or order.estimated_delivery
+            delivered_on_time = event.occurred_at.astimezone(UTC).date() <= promise
         shipment.updated_at = now
         session.add(shipment)
         await session.flush()
@@ -883,9 +905,15 @@ class ShipmentService:
         progress = counts.progress()
         current = OrderStatus(order.status)
         new_status = current
+        delivered_at: dict[str, datetime] = {}
         if before is not ShipmentStatus.DELIVERED and after is ShipmentStatus.DELIVERED:
             try:
                 new_status = order_status_after(current, Step.DELIVER, progress)
+                if new_status is OrderStatus.DELIVERED and order.delivered_at is None:
+                    # every parcel is delivered: the order arrived with its last one
+                    delivered_at["delivered_at"] = max(
+                        s.delivered_at for s in counts.shipments if s.delivered_at is not None
+                    )
                 # Units returned from parcels that arrived earlier keep counting.
                 returned = await returned_units(session, order.id or 0)
                 new_status = order_status_with_returns(new_status, progress.ordered, returned)
@@ -907,5 +935,6 @@ class ShipmentService:
             estimated_delivery=order_estimate(
                 order.estimated_delivery, pending, progress.shipped >= progress.ordered
             ),
+            **delivered_at,
         )
-        return True
+        return _Applied(recorded=True, delivered_on_time=delivered_on_time)

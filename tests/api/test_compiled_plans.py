@@ -51,6 +51,9 @@ ORDER_FIELDS = [
     "updatedAt",
     "cancelledAt",
     "estimatedDelivery",
+    "promisedDelivery",
+    "deliveredAt",
+    "deliveredOnTime",
     "subtotal { amount currency }",
     "shipping { amount currency }",
     "tax { amount }",
@@ -104,7 +107,8 @@ PAGE_FIELDS = [
 ]
 HISTORY_SELECTION = (
     "edges { cursor node { code status placedAt total { amount currency }"
-    " lines { sku name quantity } shipments { carrier status estimatedDelivery"
+    " promisedDelivery deliveredAt lines { sku name quantity }"
+    " shipments { carrier status estimatedDelivery deliveredAt"
     " events { status } } returns { rma lines { sku } } } }"
     " pageInfo { hasNextPage endCursor }"
 )
