@@ -407,11 +407,40 @@ let ordersCursor = null;
 let follower = null;
 let current = null; // { code, eventKeys }
 
+// -- the order named in the URL fragment ---------------------------------------------------
+// An email links to {SHOP_URL}/orders#<order code> (orders/index.html brings it here): the
+// code travels only in the fragment, which the browser never sends to a server, and the
+// order opens once the customer has signed in (the API decides whether it is theirs).
+
+const FRAGMENT_CODE = /^[0-9A-Za-z][0-9A-Za-z -]{14,22}[0-9A-Za-z]$/;
+
+function codeInFragment() {
+  let value = "";
+  try {
+    value = decodeURIComponent(location.hash.slice(1)).trim();
+  } catch {
+    return null; // malformed %-escapes: not a code
+  }
+  return FRAGMENT_CODE.test(value) ? value : null;
+}
+
+let wantedCode = codeInFragment();
+
+async function openWantedOrder() {
+  const code = wantedCode;
+  wantedCode = null;
+  if (!code) return;
+  // Out of the address bar (and so out of a bookmark or a shared screen) once it is used.
+  history.replaceState(null, "", location.pathname + location.search);
+  await openOrder(code);
+}
+
 function showLogin() {
   $("#account").hidden = true;
   $("#orders").hidden = true;
   $("#order").hidden = true;
   $("#login-form").hidden = false;
+  if (wantedCode) showNotice("Log in to see your order.");
 }
 
 async function showApp() {
@@ -422,6 +451,7 @@ async function showApp() {
   $("#order-list").replaceChildren();
   ordersCursor = null;
   await loadOrders();
+  await openWantedOrder();
 }
 
 function endSession() {
@@ -785,6 +815,11 @@ async function main() {
   $("#login-form").addEventListener("submit", login);
   $("#logout").addEventListener("click", logout);
   $("#more").addEventListener("click", () => action(loadOrders));
+  window.addEventListener("hashchange", () => {
+    wantedCode = codeInFragment();
+    if (session && wantedCode) action(openWantedOrder);
+    else if (wantedCode) showLogin();
+  });
   if (sessionStorage.getItem(REFRESH_KEY)) {
     // A reload: the access token is gone with the page, the refresh token is not.
     await action(async () => {
