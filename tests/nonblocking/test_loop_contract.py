@@ -39,8 +39,9 @@ from tests.scale.proxy import TcpProxy
 APP = Path(__file__).resolve().parents[2] / "app"
 # Where the server never runs (start-up, the command line, migrations).
 OFF_THE_LOOP = {"cli.py", "migrate.py", "migrations"}
-# The owned thread boundaries: CPU-heavy hashing, and writing .eml files.
-THREAD_OWNERS = {"security/passwords.py", "notifications/transports.py"}
+# The owned thread boundaries: CPU-heavy hashing, writing .eml files, and reading the
+# tracking gazetteer once per process (`serve` loads it before the loop runs).
+THREAD_OWNERS = {"security/passwords.py", "notifications/transports.py", "tracking/places.py"}
 # Synchronous engines: the database module (for tools) and the test provider's start-up.
 SYNC_ENGINE_OWNERS = {"db.py", "payments/provider.py"}
 
