@@ -98,6 +98,62 @@ async def test_a_signed_carrier_event_reaches_the_owner_within_a_second(
     assert latency < 1.0
 
 
+async def updates_after(
+    client: Client, code: str, trigger: Callable[[], None], count: int
+) -> list[Any]:
+    """The first `count` updates after `trigger` fires."""
+    async with client as session:
+        updates = session.subscribe(GraphQLRequest(SUBSCRIBE, variable_values={"code": code}))
+        loop = asyncio.get_running_loop()
+
+        async def fire() -> None:
+            await asyncio.sleep(0.3)
+            await loop.run_in_executor(None, trigger)
+
+        task = asyncio.create_task(fire())
+        got = [await asyncio.wait_for(updates.__anext__(), timeout=10) for _ in range(count)]
+        await task
+        return got
+
+
+def deliveries_total(server: LiveServer, carrier: str) -> float:
+    text = httpx.get(f"{server.base_url}/metrics", timeout=10).text
+    prefix = f'orders_api_deliveries_total{{carrier="{carrier}",'
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
+    )
+
+
+async def test_a_delivery_reaches_the_owner_as_a_status_change_with_its_date_and_promise(
+    live_server: LiveServer, api: Callable[..., Api], login: Callable[[str], str]
+) -> None:
+    # given alice follows her shipped order on the real server
+    token = login("alice@example.com")
+    code = api(token).data(SHIPPED)["myOrders"]["edges"][0]["node"]["code"]
+    counted = deliveries_total(live_server, "DHL")
+    # when the carrier's signed DELIVERED event moves it SHIPPED -> DELIVERED
+    got = await updates_after(
+        ws_client(live_server, token),
+        code,
+        lambda: post_event(live_server, "DEMO-ALICE-2", "DELIVERED"),
+        2,
+    )
+    # then she hears of the tracking event and of the status change
+    assert [u["orderUpdates"]["type"] for u in got] == ["TRACKING_EVENT", "STATUS_CHANGED"]
+    assert {u["orderUpdates"]["order"]["status"] for u in got} == {"DELIVERED"}
+    # and the order shows the promise beside the actual delivery; the parcel its date
+    order = api(token).data(
+        "query($c: String!) { order(code: $c) { promisedDelivery deliveredAt deliveredOnTime"
+        " shipments { deliveredAt } } }",
+        c=code,
+    )["order"]
+    assert order["promisedDelivery"] and order["deliveredAt"]
+    assert order["deliveredOnTime"] in (True, False)
+    assert order["shipments"][0]["deliveredAt"] == order["deliveredAt"]
+    # and /metrics counted one more DHL delivery
+    assert deliveries_total(live_server, "DHL") == counted + 1
+
+
 async def refusal(client: Client, code: str) -> list[dict[str, Any]]:
     async with client as session:
         with pytest.raises(TransportQueryError) as caught:
