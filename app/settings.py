@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-0123456789"
 DEV_CARRIER_SECRET = "dev-only-carrier-secret-change-me-0123456789"
@@ -242,6 +244,13 @@ class Settings:
             raise SettingsError("PERSISTED_QUERIES must be `open` or `allowlist`")
         if self.db_pool_size is not None and self.db_pool_size < 1:
             raise SettingsError("DB_POOL_SIZE must be at least 1")
+        shop = urlsplit(self.shop_url)
+        # Emails link to {SHOP_URL}/orders#<code>: a query or a fragment of its own would
+        # put the code somewhere else, and a relative URL goes nowhere in a mail client.
+        if shop.scheme not in ("http", "https") or not shop.netloc or shop.query or shop.fragment:
+            raise SettingsError("SHOP_URL must be an absolute http(s) URL without ? or #")
+        if not re.fullmatch(r"[^@\s<>,;]+@[^@\s<>,;]+", self.shop_support_email):
+            raise SettingsError("SHOP_SUPPORT_EMAIL must be one plain email address")
         if self.reconcile_after_seconds <= max(
             self.request_timeout_seconds, self.payment_timeout_seconds
         ):

@@ -6,6 +6,7 @@ fragment."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from app.notifications.outbox import enqueue_email
 from app.notifications.sender import OutboxSender
 from app.notifications.templates import Shop
 from app.notifications.transports import SmtpTransport
+from app.settings import Settings, SettingsError
 from tests.email_checks import (
     assert_order_link,
     assert_same_facts,
@@ -213,3 +215,21 @@ def test_the_order_link_carries_the_code_only_in_the_fragment() -> None:
     assert shop.order_link(CODE) == f"https://shop.example/orders#{CODE}"
     assert shop.order_link(None) == "https://shop.example/orders"
     assert Path(templates.TEMPLATE_DIR / "_layout.html").read_text().count("order_link") == 1
+
+
+def test_the_shop_settings_are_read_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHOP_NAME", "Kettle & Co")
+    monkeypatch.setenv("SHOP_SUPPORT_EMAIL", "help@kettle.example")
+    monkeypatch.setenv("SHOP_URL", "https://kettle.example/shop/")
+    settings = Settings.from_env()
+    settings.validate()
+    shop = Shop.from_settings(settings)
+    assert shop == Shop("Kettle & Co", "help@kettle.example", "https://kettle.example/shop")
+    assert shop.order_link(CODE) == f"https://kettle.example/shop/orders#{CODE}"
+    # A query or fragment of its own would move the code; a relative URL goes nowhere.
+    for url in ("https://kettle.example/?ref=mail", "https://kettle.example/#x", "/shop"):
+        with pytest.raises(SettingsError, match="SHOP_URL"):
+            replace(settings, shop_url=url).validate()
+    for address in ("help", "a@b.example, c@d.example", "help@kettle.example\nBcc: x@y"):
+        with pytest.raises(SettingsError, match="SHOP_SUPPORT_EMAIL"):
+            replace(settings, shop_support_email=address).validate()
