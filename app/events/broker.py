@@ -3,7 +3,10 @@
 `InProcessBroker` is the embedded default (one process). The `Broker` protocol is what a
 Redis pub/sub implementation plugs into for several instances. Events are small dicts
 that say *what* changed; subscribers re-read the data through the same owner-scoped query,
-so an event never carries anything a subscriber could not otherwise see.
+so an event never carries anything a subscriber could not otherwise see. A subscription
+that finds the order's status moved since its last update adds STATUS_CHANGED after the
+event's own update (`orderUpdates`, app/orders/schema.py): a publisher need not know
+whether its change moved the status.
 """
 
 from __future__ import annotations
