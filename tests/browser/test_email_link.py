@@ -8,6 +8,7 @@ from __future__ import annotations
 import email
 import email.policy
 import functools
+import json
 import threading
 import time
 import uuid
@@ -20,9 +21,14 @@ from urllib.parse import quote
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from app.notifications import templates
+from app.notifications.models import OutboxEmail
+from app.notifications.templates import Shop
+from app.notifications.transports import build_message
 from tests.browser.test_web_example import ALICE, TIMEOUT_MS, WEB_DIR, start_api
 from tests.e2e.conftest import DEMO_PASSWORD
 from tests.email_checks import assert_order_link, assert_shop_frame, parse_email
+from tests.notifications.test_email_parts import KINDS, SHOP
 from tests.security_stage.conftest import Server
 
 __all__ = ["start_api"]  # the example's API fixture, used here with our web origin
@@ -175,3 +181,38 @@ def test_the_link_shows_nothing_to_another_customer(
 
 def urlsplit_fragment(url: str) -> str:
     return url.partition("#")[2]
+
+
+def test_every_email_reads_in_a_narrow_mail_client_and_loads_nothing(
+    browser: Browser, output_dir: Path
+) -> None:
+    """The HTML part of every kind in a 360 px wide window (a phone's mail app): no
+    sideways scrolling, and opening it makes no request at all (no images, no trackers)."""
+    shop = Shop(name="Kettle & Co", support_email="help@kettle.example", url=SHOP.url)
+    context = browser.new_context(viewport={"width": 360, "height": 740})
+    page = context.new_page()
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    try:
+        for kind, (data, facts) in KINDS.items():
+            subject, body = templates.render(kind, data)
+            row = OutboxEmail(
+                dedupe_key=f"{kind}.narrow",
+                kind=kind,
+                recipient="ada@example.com",
+                subject=subject,
+                body_text=body,
+                template=body.template,
+                template_data=json.dumps(body.data),
+            )
+            parsed = parse_email(build_message(row, "Orders <orders@shop.example>", shop))
+            page.set_content(parsed.html)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 360, f"{kind}: {width} px wide"
+            visible = page.locator("body").inner_text()
+            for fact in facts[:2]:
+                assert " ".join(fact.split()) in " ".join(visible.split()), (kind, fact)
+            page.screenshot(path=str(output_dir / f"email-{kind}-360px.png"), full_page=True)
+    finally:
+        context.close()
+    assert requests == [], requests
