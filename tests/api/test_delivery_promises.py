@@ -11,6 +11,7 @@ subscription over graphql-transport-ws, /metrics as scraped."""
 from __future__ import annotations
 
 import queue
+import sqlite3
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -23,6 +24,7 @@ from starlette.testclient import TestClient
 
 from app.container import Services
 from app.metrics import carrier_label
+from app.migrate import upgrade
 from app.orders.service import OrderView
 from app.security import codes
 from app.security.roles import Role
@@ -400,3 +402,75 @@ def test_an_unexpected_delivery_report_does_not_claim_a_status_change(
         carrier_event(http, tracking, "DELIVERED")
         assert updates_until(stream, 1) == [("TRACKING_EVENT", "PARTIALLY_SHIPPED")]
         no_more_updates(stream)
+
+
+# -- migration 0010 on existing data ------------------------------------------------------
+def _insert(conn: sqlite3.Connection, table: str, values: dict[str, Any]) -> int:
+    """A row with `values`, and a placeholder for every other required column."""
+    row = dict(values)
+    for _, name, kind, notnull, default, pk in conn.execute(f"PRAGMA table_info({table})"):
+        if notnull and default is None and not pk and name not in row:
+            kind = kind.upper()
+            row[name] = (
+                0
+                if "INT" in kind or "BOOL" in kind
+                else "2026-11-20 10:00:00.000000"
+                if "DATE" in kind
+                else f"{name}-{uuid.uuid4().hex[:8]}"[:3]
+                if name.endswith(("currency", "country"))
+                else f"{name}-{uuid.uuid4().hex[:8]}"
+            )
+    names = ", ".join(row)
+    marks = ", ".join("?" for _ in row)
+    cursor = conn.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})", list(row.values()))
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+def test_migration_0010_keeps_the_estimate_as_the_promise_and_dates_delivered_orders(
+    tmp_path: Any,
+) -> None:
+    # given a database at 0009 with a delivered order (estimate moved to 28 Nov, parcels
+    # delivered on the 27th and 29th) and an order still on its way
+    path = tmp_path / "old.db"
+    url = f"sqlite:///{path}"
+    upgrade(url, "0009")
+    with sqlite3.connect(path) as conn:
+        user = _insert(conn, "users", {})
+        delivered = _insert(
+            conn,
+            "orders",
+            {"user_id": user, "status": "DELIVERED", "estimated_delivery": "2026-11-28"},
+        )
+        on_its_way = _insert(
+            conn,
+            "orders",
+            {"user_id": user, "status": "SHIPPED", "estimated_delivery": "2026-12-02"},
+        )
+        for order_id, when in (
+            (delivered, "2026-11-27 09:00:00.000000"),
+            (delivered, "2026-11-29 15:30:00.000000"),
+            (on_its_way, None),
+        ):
+            _insert(
+                conn,
+                "shipments",
+                {
+                    "order_id": order_id,
+                    "status": "DELIVERED" if when else "IN_TRANSIT",
+                    "delivered_at": when,
+                },
+            )
+    # when it is migrated to head
+    upgrade(url)
+    with sqlite3.connect(path) as conn:
+        rows = dict(
+            (order_id, (promised, delivered_at))
+            for order_id, promised, delivered_at in conn.execute(
+                "SELECT id, promised_delivery, delivered_at FROM orders"
+            )
+        )
+    # then the promise is the estimate they had, and the delivered order has its last
+    # parcel's delivery time
+    assert rows[delivered] == ("2026-11-28", "2026-11-29 15:30:00.000000")
+    assert rows[on_its_way] == ("2026-12-02", None)
