@@ -93,7 +93,9 @@ class ShipmentType:
     def shipped_at(self) -> datetime:
         return utc(self.row.shipped_at)  # type: ignore[return-value]
 
-    @strawberry.field
+    @strawberry.field(
+        description="When the carrier delivered this parcel (its DELIVERED event's time)."
+    )
     def delivered_at(self) -> datetime | None:
         return utc(self.row.delivered_at)
 
