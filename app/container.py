@@ -11,6 +11,7 @@ from app.catalog.service import CatalogService
 from app.db import Database
 from app.events.broker import Broker, InProcessBroker
 from app.events.redis_broker import RedisBroker
+from app.notifications.preferences import PreferenceService, UnsubscribeLinks
 from app.orders.checkout import CheckoutService
 from app.orders.placement import OrderPlacement
 from app.orders.service import OrderService
@@ -52,6 +53,7 @@ class Services:
     support: SupportService
     returns: ReturnService
     tracking: TrackingLinkService
+    preferences: PreferenceService
     redis: RedisLink | None = None
     closed: bool = False
 
@@ -99,8 +101,15 @@ def build_services(
     orders = OrderService(db, refunds, lookups, cursors, settings, events)
     placement = OrderPlacement(db, payments, orders, settings)
     orders.placement = placement
+    unsubscribe_links = UnsubscribeLinks.from_secret(settings.jwt_secret, settings.public_api_url)
     shipments = ShipmentService(
-        db, lookups, cursors, events, max_page_size=settings.max_page_size, audit=audit
+        db,
+        lookups,
+        cursors,
+        events,
+        max_page_size=settings.max_page_size,
+        audit=audit,
+        return_window_days=settings.return_window_days,
     )
     return Services(
         settings=settings,
@@ -123,6 +132,7 @@ def build_services(
         lookups=lookups,
         events=events,
         shipments=shipments,
+        preferences=PreferenceService(db, unsubscribe_links),
         audit=audit,
         support=SupportService(db, limiter, lookups, audit),
         returns=ReturnService(db, refunds, lookups, audit, events, settings),

@@ -39,6 +39,7 @@ from app.migrate import is_at_head
 from app.notifications.sender import OutboxSender
 from app.notifications.templates import Shop
 from app.notifications.transports import transport_from_settings
+from app.notifications.unsubscribe import unsubscribe_endpoint
 from app.schema import build_schema
 from app.settings import Settings
 from app.shipments.webhook import carrier_webhook
@@ -179,6 +180,7 @@ def create_app(
                 settings.mail_from,
                 max_attempts=settings.outbox_max_attempts,
                 shop=Shop.from_settings(settings),
+                unsubscribe=services.preferences.links,
             )
             tasks.append(
                 asyncio.create_task(sender.run_forever(settings.outbox_poll_seconds, stop))
@@ -213,6 +215,11 @@ def create_app(
                     carrier_webhook(services.shipments, settings.carrier_webhook_secret)
                 ),
                 methods=["POST"],
+            ),
+            Route(
+                "/unsubscribe",
+                unsubscribe_endpoint(services.preferences),  # type: ignore[arg-type]
+                methods=["GET", "POST"],
             ),
             Route(
                 "/metrics",

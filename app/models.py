@@ -3,7 +3,7 @@
 from app.accounts.models import AuthSession, RefreshToken, User
 from app.audit.models import AuditEntry
 from app.catalog.models import Product
-from app.notifications.models import OutboxEmail
+from app.notifications.models import NotificationPreference, OutboxEmail, UsedUnsubscribeToken
 from app.orders.models import Order, OrderLine, OrderReservation
 from app.payments.models import PaymentRefund
 from app.returns.models import ReturnLine, ReturnRequest
@@ -13,6 +13,7 @@ from app.tracking.models import TrackingLink
 __all__ = [
     "AuditEntry",
     "AuthSession",
+    "NotificationPreference",
     "Order",
     "OrderLine",
     "OrderReservation",
@@ -28,5 +29,6 @@ __all__ = [
     "ShipmentLine",
     "TrackingEvent",
     "TrackingLink",
+    "UsedUnsubscribeToken",
     "User",
 ]

@@ -45,6 +45,7 @@ from app.audit.schema import AuditQuery
 from app.catalog.schema import CatalogQuery
 from app.graphql.errors import DomainErrorMasking
 from app.graphql.metrics import MetricsExtension
+from app.notifications.schema import NotificationsMutation, NotificationsQuery
 from app.orders.schema import OrdersMutation, OrdersQuery, OrdersSubscription
 from app.returns.schema import ReturnsMutation, ReturnsQuery
 from app.shipments.schema import ShipmentsMutation, ShipmentsQuery
@@ -62,13 +63,19 @@ class Query(
     ShipmentsQuery,
     TrackingQuery,
     ReturnsQuery,
+    NotificationsQuery,
 ):
     pass
 
 
 @strawberry.type
 class Mutation(
-    AccountsMutation, OrdersMutation, ShipmentsMutation, TrackingMutation, ReturnsMutation
+    AccountsMutation,
+    OrdersMutation,
+    ShipmentsMutation,
+    TrackingMutation,
+    ReturnsMutation,
+    NotificationsMutation,
 ):
     pass
 

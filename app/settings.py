@@ -83,6 +83,9 @@ class Settings:
     shop_name: str = "Orders Shop"
     shop_support_email: str = "support@shop.example"
     shop_url: str = "http://127.0.0.1:5173"
+    # Where this API is reached from outside: the one-click unsubscribe link of milestone
+    # emails points to `{public_api_url}/unsubscribe?token=…`.
+    public_api_url: str = "http://127.0.0.1:8000"
     outbox_poll_seconds: float = 2.0
     outbox_max_attempts: int = 12
     max_page_size: int = 50
@@ -186,6 +189,7 @@ class Settings:
             shop_name=_env_str("SHOP_NAME", cls.shop_name),
             shop_support_email=_env_str("SHOP_SUPPORT_EMAIL", cls.shop_support_email),
             shop_url=_env_str("SHOP_URL", cls.shop_url).rstrip("/"),
+            public_api_url=_env_str("PUBLIC_API_URL", cls.public_api_url).rstrip("/"),
             max_page_size=_env_int("MAX_PAGE_SIZE", cls.max_page_size),
             checkout_ttl_seconds=_env_int("CHECKOUT_TTL_SECONDS", cls.checkout_ttl_seconds),
             request_timeout_seconds=_env_float(
@@ -251,6 +255,9 @@ class Settings:
             raise SettingsError("SHOP_URL must be an absolute http(s) URL without ? or #")
         if not re.fullmatch(r"[^@\s<>,;]+@[^@\s<>,;]+", self.shop_support_email):
             raise SettingsError("SHOP_SUPPORT_EMAIL must be one plain email address")
+        api = urlsplit(self.public_api_url)
+        if api.scheme not in ("http", "https") or not api.netloc or api.query or api.fragment:
+            raise SettingsError("PUBLIC_API_URL must be an absolute http(s) URL without ? or #")
         if self.reconcile_after_seconds <= max(
             self.request_timeout_seconds, self.payment_timeout_seconds
         ):

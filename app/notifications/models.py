@@ -32,3 +32,22 @@ class OutboxEmail(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None)
     failed_at: datetime | None = Field(default=None)
     last_error: str | None = Field(default=None, max_length=500)
+
+
+class NotificationPreference(SQLModel, table=True):
+    """A customer's choice about the optional emails. No row: the defaults (all on)."""
+
+    __tablename__ = "notification_preferences"
+
+    user_id: int = Field(foreign_key="users.id", primary_key=True)
+    milestone_emails: bool = Field(default=True)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class UsedUnsubscribeToken(SQLModel, table=True):
+    """An unsubscribe token that has been used (its SHA-256): each works once."""
+
+    __tablename__ = "used_unsubscribe_tokens"
+
+    token_hash: str = Field(max_length=64, primary_key=True)
+    used_at: datetime = Field(default_factory=utcnow)

@@ -25,6 +25,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from app.db import Database, utcnow
 from app.notifications.models import OutboxEmail
+from app.notifications.preferences import UnsubscribeLinks
 from app.notifications.templates import Shop
 from app.notifications.transports import MailTransport, build_message
 
@@ -101,6 +102,7 @@ class OutboxSender:
         max_attempts: int = 12,
         claim_seconds: int = 60,
         shop: Shop | None = None,
+        unsubscribe: UnsubscribeLinks | None = None,
     ) -> None:
         self.db = db
         self.transport = transport
@@ -108,6 +110,7 @@ class OutboxSender:
         self.max_attempts = max_attempts
         self.claim_seconds = claim_seconds
         self.shop = shop or Shop()
+        self.unsubscribe = unsubscribe
 
     # -- the loop ---------------------------------------------------------------------------
     async def run_forever(self, poll_seconds: float, stop: asyncio.Event) -> None:
@@ -137,7 +140,9 @@ class OutboxSender:
     # -- one email --------------------------------------------------------------------------
     async def _deliver(self, row: OutboxEmail, report: SendReport) -> None:
         try:
-            await self.transport.send(build_message(row, self.mail_from, self.shop))
+            await self.transport.send(
+                build_message(row, self.mail_from, self.shop, self.unsubscribe)
+            )
         except Exception as exc:
             dead = await self._record_failure(row, describe_error(exc))
             if dead:

@@ -120,7 +120,14 @@ def render(template_name: str, data: dict[str, Any]) -> tuple[str, RenderedText]
     return " ".join(subject.split()), RenderedText(body, template_name, data)
 
 
-def render_html(template_name: str, data: dict[str, Any], *, subject: str, shop: Shop) -> str:
+def render_html(
+    template_name: str,
+    data: dict[str, Any],
+    *,
+    subject: str,
+    shop: Shop,
+    unsubscribe_url: str | None = None,
+) -> str:
     """`<template_name>.body.html` with `data`, inside the shop's layout."""
     code = data.get("code")
     return _HTML_ENV.get_template(f"{template_name}.body.html").render(
@@ -128,6 +135,7 @@ def render_html(template_name: str, data: dict[str, Any], *, subject: str, shop:
         subject=subject,
         shop=shop,
         order_link=shop.order_link(str(code) if code else None),
+        unsubscribe_url=unsubscribe_url,
     )
 
 
@@ -138,6 +146,7 @@ def email_parts(
     template: str | None,
     template_data: str | None,
     shop: Shop,
+    unsubscribe_url: str | None = None,
 ) -> tuple[str, str]:
     """(plain text, HTML) of an outbox row: the stored text with the shop's footer, and the
     HTML rendered from the same template data. A row without a template (queued before
@@ -145,13 +154,21 @@ def email_parts(
     data: dict[str, Any] = json.loads(template_data) if template_data else {}
     code = data.get("code")
     link = shop.order_link(str(code) if code else None)
-    footer = _ENV.get_template("_footer.txt").render(shop=shop, order_link=link)
+    footer = _ENV.get_template("_footer.txt").render(
+        shop=shop, order_link=link, unsubscribe_url=unsubscribe_url
+    )
     text = body_text.rstrip("\n") + "\n" + footer
     if template:
-        html = render_html(template, data, subject=subject, shop=shop)
+        html = render_html(
+            template, data, subject=subject, shop=shop, unsubscribe_url=unsubscribe_url
+        )
     else:
         html = _HTML_ENV.get_template("_plain.body.html").render(
-            text=body_text.strip("\n"), subject=subject, shop=shop, order_link=link
+            text=body_text.strip("\n"),
+            subject=subject,
+            shop=shop,
+            order_link=link,
+            unsubscribe_url=unsubscribe_url,
         )
     return text, html
 

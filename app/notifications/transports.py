@@ -7,6 +7,7 @@ SMTP when SMTP_HOST is set and the local folder otherwise (the embedded default)
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import string
 import tempfile
@@ -21,6 +22,7 @@ import aiosmtplib
 import anyio.to_thread
 
 from app.notifications.models import OutboxEmail
+from app.notifications.preferences import MILESTONE_KINDS, UnsubscribeLinks
 from app.notifications.templates import Shop, email_parts
 from app.settings import Settings
 
@@ -51,17 +53,36 @@ def message_id(dedupe_key: str) -> str:
     return f"<{safe_kind}.{digest}@{MESSAGE_ID_DOMAIN}>"
 
 
-def build_message(row: OutboxEmail, mail_from: str, shop: Shop | None = None) -> EmailMessage:
+def unsubscribe_url(row: OutboxEmail, unsubscribe: UnsubscribeLinks | None) -> str | None:
+    """The one-click unsubscribe link of a milestone email (None for every other kind):
+    its token expires a fixed time after the email was queued, so a resend is the same."""
+    if unsubscribe is None or row.kind not in MILESTONE_KINDS or not row.template_data:
+        return None
+    user = json.loads(row.template_data).get("unsubscribe_user")
+    if not user:
+        return None
+    return unsubscribe.url(str(user), row.created_at)
+
+
+def build_message(
+    row: OutboxEmail,
+    mail_from: str,
+    shop: Shop | None = None,
+    unsubscribe: UnsubscribeLinks | None = None,
+) -> EmailMessage:
     """The email for an outbox row: `multipart/alternative`, a plain-text part then an HTML
     part, both from the row's template data, in `shop`'s frame. Deterministic: the same row
-    and shop give the same bytes."""
+    and shop give the same bytes. A milestone email also carries its one-click unsubscribe
+    link (RFC 8058), in both parts and in the `List-Unsubscribe` headers."""
     shop = shop or Shop()
+    leave = unsubscribe_url(row, unsubscribe)
     text, html = email_parts(
         subject=row.subject,
         body_text=row.body_text,
         template=row.template,
         template_data=row.template_data,
         shop=shop,
+        unsubscribe_url=leave,
     )
     message = EmailMessage()
     message["From"] = mail_from
@@ -71,6 +92,9 @@ def build_message(row: OutboxEmail, mail_from: str, shop: Shop | None = None) ->
     # The time the email was queued (the event it reports), not the time of this attempt.
     message["Date"] = format_datetime(row.created_at.replace(tzinfo=UTC))
     message["Message-ID"] = message_id(row.dedupe_key)
+    if leave is not None:
+        message["List-Unsubscribe"] = f"<{leave}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     # Quoted-printable keeps the body 7-bit clean, so relays without 8BITMIME accept it too.
     message.set_content(text, cte="quoted-printable")
     message.add_alternative(html, subtype="html", cte="quoted-printable")

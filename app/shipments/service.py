@@ -23,7 +23,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
@@ -40,7 +40,9 @@ from app.errors import BadUserInput, Conflict, Forbidden, OrderNotFound
 from app.events.broker import Broker, order_topic
 from app.metrics import delivery_counted
 from app.notifications import templates
+from app.notifications.models import OutboxEmail
 from app.notifications.outbox import enqueue_email
+from app.notifications.preferences import milestone_emails_wanted
 from app.orders.models import Order, OrderLine, OrderStatus
 from app.orders.pricing import add_business_days
 from app.orders.service import address_lines
@@ -111,6 +113,15 @@ _LINES_OF_SHIPMENTS = (
     .where(ShipmentLine.__table__.c.shipment_id.in_(bindparam("ids", expanding=True)))
     .order_by(ShipmentLine.__table__.c.id)
 )
+
+# The email each milestone of a parcel sends (app/notifications/templates/<kind>.*).
+MILESTONE_EMAILS: dict[ShipmentStatus, str] = {
+    ShipmentStatus.OUT_FOR_DELIVERY: "shipment_out_for_delivery",
+    ShipmentStatus.DELAYED: "shipment_delayed",
+    ShipmentStatus.ATTEMPTED_DELIVERY: "shipment_attempted",
+    ShipmentStatus.EXCEPTION: "shipment_exception",
+    ShipmentStatus.DELIVERED: "shipment_delivered",
+}
 
 # DESIGN §3 "fulfilment": support may read (queue, pick list), not act.
 FULFILMENT_READ_ROLES = (Role.WAREHOUSE, Role.SUPPORT, Role.ADMIN)
@@ -255,8 +266,10 @@ class ShipmentService:
         *,
         max_page_size: int,
         audit: AuditLog | None = None,
+        return_window_days: int = 30,
     ) -> None:
         self._db = db
+        self._return_window_days = return_window_days
         self._lookups = lookups
         self._cursors = cursors
         self._events = events
@@ -738,6 +751,56 @@ class ShipmentService:
             dedupe_key=f"order-shipped.{shipment.id}",
         )
 
+    async def _queue_milestone_email(
+        self, session: AsyncSession, order: Order, shipment: Shipment, event: CleanEvent
+    ) -> None:
+        """The milestone email of this event, at most one per milestone and parcel, and only
+        for a customer who has not switched milestone emails off. Called before the event
+        moves the shipment on (so the estimate it had is still the old one)."""
+        kind = MILESTONE_EMAILS.get(event.status)
+        if kind is None:
+            return
+        dedupe_key = f"{kind.replace('_', '-')}.{shipment.id}"
+        sent = (
+            await session.execute(
+                select(OutboxEmail.id).where(col(OutboxEmail.dedupe_key) == dedupe_key)
+            )
+        ).first()
+        if sent is not None or not await milestone_emails_wanted(session, order.user_id):
+            return
+        email, public_id = (
+            await session.execute(
+                select(User.email, User.public_id).where(col(User.id) == order.user_id)
+            )
+        ).one()
+        occurred = event.occurred_at.astimezone(UTC).date()
+        old_estimate = shipment.estimated_delivery or order.estimated_delivery
+        data: dict[str, object] = {
+            "code": codes.display(order.code),
+            "name": order.ship_name,
+            "carrier": shipment.carrier,
+            "tracking_number": shipment.tracking_number,
+            "town": event.town,
+            "unsubscribe_user": public_id,
+        }
+        if event.status is ShipmentStatus.DELAYED:
+            data["old_estimate"] = old_estimate.isoformat()
+            new = event.estimated_delivery
+            data["new_estimate"] = new.isoformat() if new is not None else None
+        elif event.status is ShipmentStatus.DELIVERED:
+            data["delivered_on"] = occurred.isoformat()
+            data["return_until"] = (occurred + timedelta(days=self._return_window_days)).isoformat()
+            data["address_lines"] = address_lines(order)
+        subject, body = templates.render(kind, data)
+        enqueue_email(
+            session,
+            kind=kind,
+            recipient=email,
+            subject=subject,
+            body_text=body,
+            dedupe_key=dedupe_key,
+        )
+
     # -- tracking events ----------------------------------------------------------------
     async def add_tracking_event(
         self,
@@ -886,6 +949,14 @@ class ShipmentService:
         after = shipment_status_after(
             before, shipment.last_event_at, event.status, event.occurred_at
         )
+        newest = shipment.last_event_at is None or event.occurred_at >= shipment.last_event_at
+        if (
+            before is not ShipmentStatus.DELIVERED
+            and after is event.status
+            and (newest or after is ShipmentStatus.DELIVERED)
+        ):
+            # The event is the shipment's state now (not an older one arriving late).
+            await self._queue_milestone_email(session, order, shipment, event)
         shipment.status = after.value
         if shipment.last_event_at is None or event.occurred_at > shipment.last_event_at:
             shipment.last_event_at = event.occurred_at

@@ -49,6 +49,14 @@ RETURN_DATA = {
     "refund_minor": 2598,
     "currency": "EUR",
 }
+PARCEL = {
+    "code": CODE,
+    "name": NAME,
+    "carrier": "DHL",
+    "tracking_number": "JJD0001234",
+    "town": "",
+    "unsubscribe_user": "u_0123456789abcdef",
+}
 ITEM_FACTS = ["2 x Enamel camping mug (MUG-001)", "1 x T-shirt <black>, M (TEE-BLK-M)"]
 
 # kind -> (template data as the use case builds it, facts both parts must carry)
@@ -120,6 +128,40 @@ KINDS: dict[str, tuple[dict[str, Any], list[str]]] = {
             "Friday 4 December 2026",
             "2026-12-04",
             "separate parcel",
+            "1 Demo Street",
+        ],
+    ),
+    "shipment_out_for_delivery": (
+        {**PARCEL, "town": "Berlin"},
+        ["is out for delivery in Berlin", "DHL", "JJD0001234"],
+    ),
+    "shipment_delayed": (
+        {**PARCEL, "old_estimate": "2026-12-02", "new_estimate": "2026-12-04"},
+        [
+            "is delayed",
+            "Wednesday 2 December 2026 (2026-12-02)",
+            "Friday 4 December 2026 (2026-12-04)",
+            "JJD0001234",
+        ],
+    ),
+    "shipment_attempted": (
+        {**PARCEL, "town": ""},
+        ["tried to deliver", "What happens next", "tries again", "JJD0001234"],
+    ),
+    "shipment_exception": (
+        PARCEL,
+        ["reports a problem", "What happens next", "send it again or refund you", "JJD0001234"],
+    ),
+    "shipment_delivered": (
+        {
+            **PARCEL,
+            "delivered_on": "2026-11-29",
+            "return_until": "2026-12-29",
+            "address_lines": ADDRESS,
+        },
+        [
+            "was delivered on Sunday 29 November 2026 (2026-11-29)",
+            "until Tuesday 29 December 2026 (2026-12-29)",
             "1 Demo Street",
         ],
     ),
