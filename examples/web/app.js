@@ -54,6 +54,8 @@ fragment OrderDetail on Order {
   code status placedAt updatedAt estimatedDelivery
   subtotal { amount currency } shipping { amount currency } tax { amount currency }
   total { amount currency } refunded { amount currency }
+  shippingAddress { name line1 line2 city postalCode country }
+  payment { brand last4 }
   lines { sku name quantity unitPrice { amount currency } lineTotal { amount currency } }
   shipments {
     carrier trackingNumber status estimatedDelivery shippedAt deliveredAt
@@ -68,6 +70,8 @@ fragment OrderDetail on Order {
   code status placedAt updatedAt estimatedDelivery
   subtotal { amount currency } shipping { amount currency } tax { amount currency }
   total { amount currency } refunded { amount currency }
+  shippingAddress { name line1 line2 city postalCode country }
+  payment { brand last4 }
   lines { sku name quantity unitPrice { amount currency } lineTotal { amount currency } }
   shipments {
     carrier trackingNumber status estimatedDelivery shippedAt deliveredAt
@@ -90,6 +94,25 @@ const REQUEST_RETURN = `mutation RequestReturn(
     userErrors { field message code }
   }
 }`;
+
+// Share tracking: a link anyone may open, showing carrier, status, towns and the estimate
+// (no items, address, payment or order code); its token is shown once, at creation.
+const CREATE_TRACKING_LINK = `mutation CreateTrackingLink($code: String!, $expiresInHours: Int!) {
+  createTrackingLink(code: $code, expiresInHours: $expiresInHours) {
+    link { token expiresAt }
+    userErrors { field message code }
+  }
+}`;
+const REVOKE_TRACKING_LINK = `mutation RevokeTrackingLink($token: String!) {
+  revokeTrackingLink(token: $token) { ok userErrors { field message code } }
+}`;
+const TRACKING_LINK = `query TrackingLink($token: String!) {
+  trackingLink(token: $token) {
+    estimatedDelivery
+    shipments { carrier status estimatedDelivery events { status location occurredAt } }
+  }
+}`;
+const SHARE_HOURS = 72;
 
 // -- configuration ------------------------------------------------------------------------
 
@@ -366,6 +389,46 @@ const day = (iso) => (iso ? new Date(`${iso.slice(0, 10)}T12:00:00Z`).toLocaleDa
 /** IN_TRANSIT → "In transit" */
 const words = (constant) =>
   constant.charAt(0) + constant.slice(1).toLowerCase().replaceAll("_", " ");
+/** 2026-12-04 → "4 Dec" (the date the carrier gave, whatever the reader's time zone) */
+const shortDay = (iso) =>
+  new Date(`${iso.slice(0, 10)}T12:00:00Z`).toLocaleDateString("en-GB", {
+    day: "numeric",
+    month: "short",
+    timeZone: "UTC",
+  });
+
+/** The town in a carrier's location: "10115 Berlin, DE" → "Berlin", "Leipzig" as it is.
+ * (A shared link's events already carry just a recognised town.) */
+function townOf(location) {
+  const first = (location ?? "").split(",")[0].trim();
+  return first.replace(/^(?:[A-Z]*[0-9][0-9A-Z-]*\s+)+/, "").trim();
+}
+
+/** A tracking event in words for people: "Out for delivery in Berlin", "Delivered",
+ * "Delayed: now expected 4 Dec". `estimate` is the parcel's current estimate (given for
+ * its newest event only: an old delay's date has moved on since). */
+function eventSentence(event, estimate = null) {
+  const town = townOf(event.location);
+  const inTown = town ? ` in ${town}` : "";
+  switch (event.status) {
+    case "LABEL_CREATED":
+      return "Label created: waiting for the carrier";
+    case "IN_TRANSIT":
+      return town ? `On its way, now in ${town}` : "On its way";
+    case "OUT_FOR_DELIVERY":
+      return `Out for delivery${inTown}`;
+    case "ATTEMPTED_DELIVERY":
+      return `Delivery attempted${inTown}`;
+    case "DELAYED":
+      return estimate ? `Delayed: now expected ${shortDay(estimate)}` : "Delayed";
+    case "DELIVERED":
+      return "Delivered";
+    case "EXCEPTION":
+      return `A problem with the delivery${inTown}`;
+    default:
+      return words(event.status);
+  }
+}
 
 function showErrors(errors, { append = false } = {}) {
   const area = $("#messages");
@@ -525,6 +588,7 @@ function closeOrder() {
   $("#order").hidden = true;
   $("#order-detail").replaceChildren();
   $("#return-panel").replaceChildren();
+  $("#share-panel").replaceChildren();
   $("#updates").replaceChildren();
   setLive("off", "off");
 }
@@ -542,22 +606,56 @@ async function openOrder(code) {
   const data = await graphql(ORDER, { code });
   if (ticket !== opening) return;
   closeOrder();
-  current = { code, eventKeys: null, returnOffered: false };
+  current = { code, eventKeys: null, returnOffered: false, share: null };
   $("#order").hidden = false;
   for (const button of document.querySelectorAll(".order-link")) {
     button.classList.toggle("selected", button.dataset.code === code);
   }
   renderOrder(data.order);
+  renderShare(code);
   follower = new OrderFollower(code, {
     onState: setLive,
     onUpdate: (update) => {
       if (current?.code !== code) return;
       $("#updates").prepend(
-        h("li", { dataset: { type: update.type } }, `${when(update.occurredAt)} ${update.type}`),
+        h(
+          "li",
+          { dataset: { type: update.type } },
+          h("time", { datetime: update.occurredAt }, when(update.occurredAt)),
+          " ",
+          h("span", { class: "said" }, describeUpdate(update, current.eventKeys)),
+        ),
       );
       renderOrder(update.order);
     },
   }).start();
+}
+
+/** A live update in words; `known`: the events the page showed before it. */
+function describeUpdate(update, known) {
+  const { order } = update;
+  switch (update.type) {
+    case "TRACKING_EVENT": {
+      const newestFirst = (a, b) => Date.parse(b.e.occurredAt) - Date.parse(a.e.occurredAt);
+      const all = order.shipments
+        .flatMap((s) => s.events.map((e, index) => ({ s, e, index })))
+        .sort(newestFirst);
+      // the event that arrived (an old one too: history), else the newest there is
+      const fresh = all.filter(({ s, e }) => !known?.has(eventKey(s, e)));
+      const said = fresh[0] ?? all[0];
+      if (!said) return "Tracking updated";
+      const { s, e, index } = said;
+      return eventSentence(e, index === 0 ? s.estimatedDelivery : null);
+    }
+    case "STATUS_CHANGED":
+      return `Order ${words(order.status).toLowerCase()}`;
+    case "RETURN_UPDATED": {
+      const latest = order.returns.at(-1);
+      return latest ? `Return ${latest.rma}: ${words(latest.status).toLowerCase()}` : "Return updated";
+    }
+    default:
+      return "Order updated";
+  }
 }
 
 const eventKey = (shipment, e) =>
@@ -608,6 +706,40 @@ function renderOrder(order) {
       "p",
       { class: "meta" },
       `Placed ${when(order.placedAt)} · estimated delivery ${day(order.estimatedDelivery)}`,
+    ),
+    h(
+      "div",
+      { class: "facts" },
+      h(
+        "section",
+        { id: "shipping-address" },
+        h("h3", {}, "Shipping address"),
+        h(
+          "address",
+          {},
+          [
+            order.shippingAddress.name,
+            order.shippingAddress.line1,
+            order.shippingAddress.line2,
+            `${order.shippingAddress.postalCode} ${order.shippingAddress.city}`.trim(),
+            order.shippingAddress.country,
+          ]
+            .filter(Boolean)
+            .map((line) => h("span", { class: "line" }, line)),
+        ),
+      ),
+      h(
+        "section",
+        { id: "payment" },
+        h("h3", {}, "Payment"),
+        h(
+          "p",
+          {},
+          h("span", { class: "brand" }, order.payment.brand),
+          " ending in ",
+          h("span", { class: "last4" }, order.payment.last4),
+        ),
+      ),
     ),
     h(
       "table",
@@ -669,7 +801,7 @@ function renderOrder(order) {
               h(
                 "ol",
                 { class: "events" },
-                s.events.map((e) =>
+                s.events.map((e, index) =>
                   h(
                     "li",
                     {
@@ -678,7 +810,7 @@ function renderOrder(order) {
                     },
                     h("time", { datetime: e.occurredAt }, when(e.occurredAt)),
                     " ",
-                    h("strong", {}, words(e.status)),
+                    h("strong", {}, eventSentence(e, index === 0 ? s.estimatedDelivery : null)),
                     e.location ? ` · ${e.location}` : "",
                     e.description ? ` · ${e.description}` : "",
                   ),
@@ -808,9 +940,185 @@ async function requestReturn(code, form) {
   if (current?.code === code) renderOrder((await graphql(ORDER, { code })).order);
 }
 
+// -- share tracking -----------------------------------------------------------------------
+// The link is the public tracking page with the token in the fragment (track/#<token>): a
+// browser never sends a fragment, so no web server's log holds it. The token is shown once,
+// at creation: this page keeps it only while the order stays open.
+
+function trackingUrl(token) {
+  const url = new URL("track/", new URL(".", location.href));
+  const api = new URLSearchParams(location.search).get("api");
+  if (api) url.searchParams.set("api", api);
+  url.hash = token;
+  return url.href;
+}
+
+function renderShare(code) {
+  const panel = $("#share-panel");
+  const share = current?.code === code ? current.share : null;
+  const create = h(
+    "button",
+    { type: "button", id: "share-create", onclick: () => action(() => createShare(code)) },
+    share ? "Share again" : "Share tracking",
+  );
+  const title = h("h3", {}, "Share tracking");
+  if (!share) {
+    panel.replaceChildren(
+      title,
+      h(
+        "p",
+        { class: "hint" },
+        "A link anyone can open to follow the parcels: carrier, status and towns. " +
+          "No items, address, payment or order code.",
+      ),
+      create,
+    );
+    return;
+  }
+  if (share.revoked) {
+    panel.replaceChildren(
+      title,
+      h("p", { id: "share-revoked", class: "notice" }, "Link revoked: it no longer works."),
+      create,
+    );
+    return;
+  }
+  panel.replaceChildren(
+    title,
+    h(
+      "label",
+      { class: "share-link" },
+      "Tracking link ",
+      h("input", { id: "share-url", type: "url", readonly: true, value: share.url }),
+    ),
+    h(
+      "div",
+      { class: "buttons" },
+      h("button", { type: "button", id: "share-copy", onclick: () => copyShare() }, "Copy link"),
+      h("a", { id: "share-open", href: share.url, target: "_blank", rel: "noopener" }, "Open"),
+      h(
+        "button",
+        {
+          type: "button",
+          id: "share-revoke",
+          class: "secondary",
+          onclick: () => action(() => revokeShare(code)),
+        },
+        "Revoke",
+      ),
+    ),
+    h("p", { class: "meta" }, `Works until ${when(share.expiresAt)}, unless you revoke it.`),
+    h("p", { id: "share-copied", role: "status" }),
+  );
+}
+
+async function createShare(code) {
+  const data = await graphql(CREATE_TRACKING_LINK, { code, expiresInHours: SHARE_HOURS });
+  const { link } = payloadOf(data, "createTrackingLink");
+  if (current?.code !== code) return;
+  current.share = { token: link.token, url: trackingUrl(link.token), expiresAt: link.expiresAt };
+  renderShare(code);
+}
+
+async function copyShare() {
+  const input = $("#share-url");
+  const said = $("#share-copied");
+  try {
+    await navigator.clipboard.writeText(input.value);
+    said.textContent = "Copied to the clipboard.";
+    said.dataset.copied = "yes";
+  } catch {
+    // No clipboard access (permission refused, an old browser): select it for Ctrl+C.
+    input.focus();
+    input.select();
+    said.textContent = "Press Ctrl+C (⌘C) to copy the selected link.";
+    said.dataset.copied = "no";
+  }
+}
+
+async function revokeShare(code) {
+  const share = current?.share;
+  if (!share) return;
+  payloadOf(await graphql(REVOKE_TRACKING_LINK, { token: share.token }), "revokeTrackingLink");
+  if (current?.code !== code) return;
+  current.share = { ...share, revoked: true };
+  renderShare(code);
+}
+
+// -- the public tracking page (track/#<token>): no login, nothing personal ---------------
+
+async function showTracking() {
+  const area = $("#tracking");
+  let token = "";
+  try {
+    token = decodeURIComponent(location.hash.slice(1)).trim();
+  } catch {
+    token = "";
+  }
+  const gone = (text) => area.replaceChildren(h("p", { id: "tracking-gone", class: "empty" }, text));
+  if (!token) {
+    gone("This tracking link is incomplete: copy the whole link.");
+    return;
+  }
+  let view = null;
+  try {
+    view = (await graphql(TRACKING_LINK, { token }, { auth: false })).trackingLink;
+  } catch (error) {
+    // unknown, expired and revoked links all give ORDER_NOT_FOUND (one answer for all)
+    if (!(error instanceof ApiError && error.codes.includes("ORDER_NOT_FOUND"))) throw error;
+  }
+  if (!view) {
+    gone("This tracking link does not work: it has expired or was revoked.");
+    return;
+  }
+  area.replaceChildren(
+    h(
+      "p",
+      { class: "meta", id: "tracking-estimate" },
+      view.estimatedDelivery ? `Expected ${day(view.estimatedDelivery)}` : "",
+    ),
+    h(
+      "div",
+      { id: "tracking-shipments" },
+      view.shipments.length === 0 ? h("p", { class: "empty" }, "Not shipped yet.") : null,
+      view.shipments.map((s) =>
+          h(
+            "article",
+            { class: "shipment public-shipment", dataset: { status: s.status } },
+            h(
+              "h3",
+              {},
+              h("span", { class: "carrier" }, s.carrier),
+              " ",
+              h("span", { class: `status status-${s.status}` }, words(s.status)),
+            ),
+            h(
+              "ol",
+              { class: "events" },
+              s.events.map((e, index) =>
+                h(
+                  "li",
+                  { class: "event", dataset: { status: e.status } },
+                  h("time", { datetime: e.occurredAt }, when(e.occurredAt)),
+                  " ",
+                  h("strong", {}, eventSentence(e, index === 0 ? s.estimatedDelivery : null)),
+                ),
+              ),
+            ),
+          ),
+        ),
+    ),
+  );
+}
+
 // -- start --------------------------------------------------------------------------------
 
 async function main() {
+  if (document.body.dataset.page === "tracking") {
+    await action(showTracking);
+    window.addEventListener("hashchange", () => action(showTracking));
+    return;
+  }
   $("#api-url").textContent = API;
   $("#login-form").addEventListener("submit", login);
   $("#logout").addEventListener("click", logout);
