@@ -139,6 +139,7 @@ def _write(text: str, output: str | None) -> int:
 
 def cmd_send_emails(_: argparse.Namespace) -> int:
     from app.db import Database
+    from app.notifications.preferences import UnsubscribeLinks
     from app.notifications.sender import OutboxSender, SendReport
     from app.notifications.templates import Shop
     from app.notifications.transports import transport_from_settings
@@ -154,6 +155,9 @@ def cmd_send_emails(_: argparse.Namespace) -> int:
                 settings.mail_from,
                 max_attempts=settings.outbox_max_attempts,
                 shop=Shop.from_settings(settings),
+                unsubscribe=UnsubscribeLinks.from_secret(
+                    settings.jwt_secret, settings.public_api_url
+                ),
             )
             return await sender.send_pending()
         finally:
