@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC
 from email.message import EmailMessage
+from email.policy import Policy
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Protocol
@@ -51,6 +52,23 @@ def message_id(dedupe_key: str) -> str:
     safe_kind = "".join(ch for ch in kind if ch in _ID_SAFE and ch != ".")[:40] or "msg"
     digest = hashlib.sha256(dedupe_key.encode()).hexdigest()[:32]
     return f"<{safe_kind}.{digest}@{MESSAGE_ID_DOMAIN}>"
+
+
+@dataclass(frozen=True)
+class OneLineHeader:
+    """A header written exactly as given, on one line (well under the 998 characters a line
+    may have). The email package folds a long unbreakable value into RFC 2047 encoded words,
+    and a `List-Unsubscribe` URI written that way is no link to a mail client. A value with a
+    `name` is passed through by the policies as a header object (`header_store_parse`)."""
+
+    name: str
+    value: str
+
+    def fold(self, *, policy: Policy) -> str:
+        return f"{self.name}: {self.value}{policy.linesep}"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 def unsubscribe_url(row: OutboxEmail, unsubscribe: UnsubscribeLinks | None) -> str | None:
@@ -93,7 +111,7 @@ def build_message(
     message["Date"] = format_datetime(row.created_at.replace(tzinfo=UTC))
     message["Message-ID"] = message_id(row.dedupe_key)
     if leave is not None:
-        message["List-Unsubscribe"] = f"<{leave}>"
+        message["List-Unsubscribe"] = OneLineHeader("List-Unsubscribe", f"<{leave}>")
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     # Quoted-printable keeps the body 7-bit clean, so relays without 8BITMIME accept it too.
     message.set_content(text, cte="quoted-printable")

@@ -7,6 +7,7 @@ back with the standard library's `email` package."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -167,6 +168,7 @@ def test_each_milestone_from_the_signed_webhook_sends_exactly_one_email(
     warehouse: Account,
     place_order: Callable[..., OrderView],
     deliver_mail: Callable[[], list[EmailMessage]],
+    smtp: SmtpServer,
 ) -> None:
     # given a shipped order
     view = place_order(owner, [("MUG-001", 1)])
@@ -207,8 +209,14 @@ def test_each_milestone_from_the_signed_webhook_sends_exactly_one_email(
             *expected_facts(status, settings, parcel["estimatedDelivery"], moment),
         ],
     )
-    # with a one-click unsubscribe link (RFC 8058) that says nothing about the order
+    # with a one-click unsubscribe link (RFC 8058) that says nothing about the order, its
+    # header on one line as written (not folded into RFC 2047 encoded words: no mail client
+    # would find the link in those)
     link = unsubscribe_link(email)
+    raw = [e.content for e in smtp.mailbox.envelopes if b"List-Unsubscribe:" in e.content]
+    assert len(raw) == 1
+    assert re.search(rb"\nList-Unsubscribe: <" + re.escape(link.encode()) + rb">\r?\n", raw[0])
+    assert re.search(rb"\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r?\n", raw[0])
     assert email["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert link.startswith(f"{settings.public_api_url}/unsubscribe?token=")
     assert link in parsed.text_links and link in parsed.html_links
