@@ -80,10 +80,13 @@ def test_the_allowlist_holds_the_operations_of_both_example_clients() -> None:
     # Client adds __typename to every selection, so it never sends them as written)
     node = (ROOT / "examples/node/live.mjs").read_text(encoding="utf-8")
     for name in ("Login", "Refresh", "Logout", "MyOrders", "Order", "FollowOrder",
-                 "ReturnEligibility", "RequestReturn"):  # fmt: skip
+                 "ReturnEligibility", "RequestReturn", "CreateTrackingLink",
+                 "RevokeTrackingLink", "TrackingLink"):  # fmt: skip
         assert f" {name}" in web
     assert {"Login", "Refresh", "MyOrders", "FollowOrder"} <= set(BY_NAME)
     assert {"Order", "ReturnEligibility", "RequestReturn", "Logout"} <= set(BY_NAME)
+    # the web example's share tracking and its public tracking page
+    assert {"CreateTrackingLink", "RevokeTrackingLink", "TrackingLink"} <= set(BY_NAME)
     for text in ALLOWLIST.values():
         assert text in web or text in node or text in mobile or repr(text)[1:-1] in mobile
 

@@ -280,8 +280,9 @@ def test_the_pages_fit_a_390_px_phone_with_no_word_broken(
     web_origin: str,
     output_dir: Path,
 ) -> None:
-    api = start_api()
-    code, _ = shipped_order(api)
+    """Against an allow-list-only API (PERSISTED_QUERIES=allowlist), so that sharing and the
+    public page also prove their documents are in app/graphql/persisted_queries.json."""
+    api = start_api(PERSISTED_QUERIES="allowlist")
     post_event(api, "OUT_FOR_DELIVERY", location=BERLIN, description="With the courier")
     context = browser.new_context(viewport=PHONE)
     try:
@@ -295,7 +296,12 @@ def test_the_pages_fit_a_390_px_phone_with_no_word_broken(
         page.screenshot(path=str(output_dir / "web-phone-1-login.png"), full_page=True)
 
         # The order page with its share panel open: the code, "Log out", the buttons whole.
-        log_in_and_open(web, code)
+        web.login(ALICE, DEMO_PASSWORD)
+        expect(page.locator("#order-list .order-link")).to_have_count(3)
+        page.locator("#more").click()
+        expect(page.locator("#order-list .order-link")).to_have_count(4)
+        code = next(code for code, status in web.order_buttons() if status == "SHIPPED")
+        web.open_order(code)
         page.locator("#share-create").click()
         expect(page.locator("#share-url")).to_be_visible()
         whole = ("#order-code", "#logout", "#order-detail h2", "#share-panel button")
@@ -308,7 +314,16 @@ def test_the_pages_fit_a_390_px_phone_with_no_word_broken(
         expect(public.locator(".public-shipment")).to_have_count(1, timeout=TIMEOUT_MS)
         assert_phone_layout(public, "tracking", (".public-shipment h3",))
         public.screenshot(path=str(output_dir / "web-phone-3-tracking.png"), full_page=True)
+        expect(public.locator(".public-shipment .event").first).to_contain_text(
+            "Out for delivery in Berlin"
+        )
+
+        page.locator("#share-revoke").click()
+        expect(page.locator("#share-revoked")).to_be_visible()
+        public.reload()
+        expect(public.locator("#tracking-gone")).to_be_visible(timeout=TIMEOUT_MS)
         assert web.error_codes() == []
+        assert {"CreateTrackingLink", "RevokeTrackingLink"} <= set(web.operations())
         web.assert_clean()
     finally:
         context.close()
