@@ -7,6 +7,9 @@ back with the standard library's `email` package."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -121,6 +124,10 @@ def shipped(
         ).shipment.tracking_number
         for sku in lines[:parcels]
     ]
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def unsubscribe_link(message: EmailMessage) -> str:
@@ -421,7 +428,13 @@ def test_a_forged_or_expired_unsubscribe_token_is_refused_and_changes_nothing(
     foreign = UnsubscribeLinks.from_secret("some-other-secret-" + "y" * 40, "http://x").token(
         victim, NOW
     )
-    for forged in (swapped, foreign, payload, "", "not-a-token", token[:-2] + "AA"):
+    # the server's own key, but for another purpose
+    other = f"v1|{victim}|delete-account|{int((NOW + timedelta(days=1)).timestamp())}".encode()
+    mac_other = hmac.new(links.key, other, hashlib.sha256).digest()
+    purpose = f"{_b64(other)}.{_b64(mac_other)}"
+    # the customer's access token (a JWT signed with JWT_SECRET) is no unsubscribe token
+    forgeries = (swapped, foreign, purpose, owner.token, payload, "", "x.y", token[:-2] + "AA")
+    for forged in forgeries:
         response = http.post("/unsubscribe", params={"token": forged})
         assert response.status_code == 400, (forged, response.text)
         assert "not valid" in response.text
