@@ -4,6 +4,9 @@
 // Serve this folder from an origin listed in the API's CORS_ORIGINS and open
 // index.html?api=http://127.0.0.1:8000/graphql (that URL is the default).
 //
+// The same module runs track/index.html, the public page of a shared tracking link
+// (track/#<token>): no login, only what the API's trackingLink shows.
+//
 // Tokens: the access token lives in memory only; the refresh token in sessionStorage (this
 // tab only, gone when the tab closes), so a reload resumes the session without the password.
 // When the API answers UNAUTHENTICATED (the short-lived access token expired), the refresh
