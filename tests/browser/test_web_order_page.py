@@ -6,6 +6,7 @@ which nothing overflows sideways and no word is broken in the middle."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -304,6 +305,17 @@ def test_the_pages_fit_a_390_px_phone_with_no_word_broken(
         web.open_order(code)
         page.locator("#share-create").click()
         expect(page.locator("#share-url")).to_be_visible()
+        # No clipboard permission in this context: the link is copied, or else selected in
+        # its visible field for Ctrl+C, and the page says which.
+        page.locator("#share-copy").click()
+        said = page.locator("#share-copied")
+        expect(said).to_have_attribute("data-copied", re.compile("^(yes|no)$"))
+        if said.get_attribute("data-copied") == "no":
+            selected = page.locator("#share-url").evaluate(
+                "e => document.activeElement === e"
+                " && e.selectionStart === 0 && e.selectionEnd === e.value.length"
+            )
+            assert selected is True
         whole = ("#order-code", "#logout", "#order-detail h2", "#share-panel button")
         assert_phone_layout(page, "order", whole)
         page.screenshot(path=str(output_dir / "web-phone-2-order.png"), full_page=True)
