@@ -86,6 +86,10 @@ class _Execution:
 _Complete = Callable[[Any, _Execution, _Path], Any]
 # a completer and whether it may return an awaitable
 _Compiled = tuple[_Complete, bool]
+# (error, execution, path of the field or item) -> None, or raises to null the parent
+_Failed = Callable[[Exception, _Execution, _Path], None]
+# (index among the awaited, error) -> None, or raises to null the parent
+_Fail = Callable[[int, Exception], None]
 
 
 def _as_list(path: _Path) -> list[str | int]:
@@ -121,9 +125,7 @@ class _Wait:
         yield self
 
 
-async def _lockstep(
-    coroutines: list[Coroutine[Any, Any, Any]], fail: Callable[[int, Exception], Any]
-) -> list[Any]:
+async def _lockstep(coroutines: list[Coroutine[Any, Any, Any]], fail: _Fail) -> list[Any]:
     """Runs `coroutines` a step each in turn until every one waits, then hands everything
     they wait for up as one `_Wait`, and so on until all are done. A coroutine that raises
     gets `fail(index, error)` as its result (which records the error, or raises it on to
@@ -142,7 +144,7 @@ async def _lockstep(
                     results[index] = done.value
                     continue
                 except Exception as raw:
-                    results[index] = fail(index, raw)
+                    fail(index, raw)  # recorded (the result stays None), or raised on
                     continue
                 still.append(index)
                 if type(waits_for) is _Wait:
@@ -183,63 +185,26 @@ async def _drive(coroutine: Coroutine[Any, Any, Any]) -> Any:
         raise
 
 
-# (error, execution, path of the field or item) -> None, or raises to null the parent
-_Failed = Callable[[Exception, _Execution, _Path], None]
-
-
-async def _fill_object(
-    out: dict[str, Any],
-    keys: list[str],
-    pending: list[Coroutine[Any, Any, Any]],
-    failed: list[_Failed],
-    execution: _Execution,
-    path: _Path,
-) -> dict[str, Any]:
-    """Puts the async fields' values into `out`; each field is its own error boundary."""
+async def _fill(
+    out: Any, slots: list[Any], pending: list[Coroutine[Any, Any, Any]], fail: _Fail
+) -> Any:
+    """Puts each awaited value into `out[slot]` (an object's keys, a list's indices); each
+    is its own error boundary: `fail(index, error)` records the error or raises it on."""
     if len(pending) == 1:
         try:
-            out[keys[0]] = await pending[0]
+            out[slots[0]] = await pending[0]
         except Exception as raw:
-            failed[0](raw, execution, (path, keys[0]))
-            out[keys[0]] = None
+            fail(0, raw)
+            out[slots[0]] = None
         return out
-
-    def fail(index: int, raw: Exception) -> None:
-        failed[index](raw, execution, (path, keys[index]))
-
-    for key, value in zip(keys, await _lockstep(pending, fail), strict=True):
-        out[key] = value
-    return out
-
-
-async def _fill_list(
-    out: list[Any],
-    at: list[int],
-    pending: list[Coroutine[Any, Any, Any]],
-    failed: _Failed,
-    execution: _Execution,
-    path: _Path,
-) -> list[Any]:
-    """Puts the async items' values into `out`; each item is its own error boundary."""
-    if len(pending) == 1:
-        try:
-            out[at[0]] = await pending[0]
-        except Exception as raw:
-            failed(raw, execution, (path, at[0]))
-            out[at[0]] = None
-        return out
-
-    def fail(index: int, raw: Exception) -> None:
-        failed(raw, execution, (path, at[index]))
-
-    for index, value in zip(at, await _lockstep(pending, fail), strict=True):
-        out[index] = value
+    for slot, value in zip(slots, await _lockstep(pending, fail), strict=True):
+        out[slot] = value
     return out
 
 
 def _close(pending: list[Coroutine[Any, Any, Any]]) -> None:
     """Closes coroutines that will not be run (a sibling nulled their parent). One not
-    started yet may hold others as its arguments (the `_fill_*` lists): closing it runs
+    started yet may hold others as its arguments (`_fill`'s list): closing it runs
     none of its code, so those are closed here too."""
     for coroutine in pending:
         if getcoroutinestate(coroutine) == CORO_CREATED:
@@ -473,7 +438,7 @@ def _non_null_completer(
     def non_null(value: Any, execution: _Execution, path: _Path) -> Any:
         completed = inner(value, execution, path)
         if inner_async and isawaitable(completed):
-            return completed  # `_fill_object` / `_fill_list`: they never answer None
+            return completed  # `_fill`: it never answers None
         if completed is None:
             raise TypeError(message)
         return completed
@@ -540,7 +505,11 @@ def _list_completer(
             raise
         if not pending:
             return out
-        return _fill_list(out, at, pending, item_failed, execution, path)
+
+        def fail(index: int, raw: Exception) -> None:
+            item_failed(raw, execution, (path, at[index]))
+
+        return _fill(out, at, pending, fail)
 
     return complete_list, item_async
 
@@ -605,18 +574,24 @@ def _object_completer(
         pending: list[Coroutine[Any, Any, Any]] = []
         failed: list[_Failed] = []
         try:
-            for key, run, is_async, fail in runners:
+            for key, run, is_async, field_failed in runners:
                 completed = run(value, execution, path)
                 if is_async and isawaitable(completed):
                     keys.append(key)
                     pending.append(cast(Coroutine[Any, Any, Any], completed))
-                    failed.append(fail)
+                    failed.append(field_failed)
                     completed = None
                 out[key] = completed
         except BaseException:
             _close(pending)
             raise
-        return _fill_object(out, keys, pending, failed, execution, path) if pending else out
+        if not pending:
+            return out
+
+        def fail(index: int, raw: Exception) -> None:
+            failed[index](raw, execution, (path, keys[index]))
+
+        return _fill(out, keys, pending, fail)
 
     return complete_object, True
 
@@ -633,7 +608,7 @@ def _field_runner(
 ) -> tuple[Callable[[Any, _Execution, _Path], Any], bool, _Failed] | None:
     """(run, may return an awaitable, failed): one field of an object. `run` handles the
     errors it raises itself; an awaitable it returns leaves them to `failed`, called by
-    `_fill_object` (the field's error boundary)."""
+    `_fill` (the field's error boundary)."""
     name = nodes[0].name.value
     if any(node.arguments for node in nodes):
         return None
