@@ -127,6 +127,7 @@ class Settings:
     # "open": any document, and clients may register documents by hash (APQ);
     # "allowlist": only the documents of app/graphql/persisted_queries.json (from examples/)
     persisted_queries: str = "open"
+    staff_console: bool = True  # STAFF_CONSOLE=false: no /console/ (app/console/)
 
     @property
     def is_production(self) -> bool:
@@ -232,6 +233,8 @@ class Settings:
             debug=os.environ.get("DEBUG", "") in ("1", "true", "yes"),
             metrics_token=os.environ.get("METRICS_TOKEN") or None,
             persisted_queries=_env_str("PERSISTED_QUERIES", cls.persisted_queries).lower(),
+            staff_console=os.environ.get("STAFF_CONSOLE", "true").lower()
+            not in ("0", "off", "false", "no"),
         )
         if overrides:
             settings = replace(settings, **overrides)
