@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import app.models  # noqa: F401  (every table registered before the first query)
 from app.accounts.service import AccountService
+from app.accounts.staff_admin import StaffAdmin
 from app.audit.service import AuditLog
 from app.catalog.service import CatalogService
 from app.db import Database
@@ -20,6 +21,8 @@ from app.payments.provider import PaymentProvider, TestPaymentProvider, provider
 from app.payments.reconciler import Reconciler
 from app.payments.refunds import Refunds
 from app.redis_link import RedisLink
+from app.returns.on_behalf import ReturnsOnBehalf
+from app.returns.queue import ReturnsQueue
 from app.returns.service import ReturnService
 from app.security.lookups import CodeLookups
 from app.security.passwords import Passwords
@@ -27,6 +30,7 @@ from app.security.ratelimit import Limiter
 from app.security.tokens import AccessTokens
 from app.settings import Settings
 from app.shipments.service import ShipmentService
+from app.support.search import SupportSearch
 from app.support.service import SupportService
 from app.tracking.service import TrackingLinkService
 
@@ -54,6 +58,11 @@ class Services:
     returns: ReturnService
     tracking: TrackingLinkService
     preferences: PreferenceService
+    # the staff console's API (issue 16)
+    support_search: SupportSearch
+    staff_returns: ReturnsOnBehalf
+    returns_queue: ReturnsQueue
+    staff_admin: StaffAdmin
     redis: RedisLink | None = None
     closed: bool = False
 
@@ -111,6 +120,7 @@ def build_services(
         audit=audit,
         return_window_days=settings.return_window_days,
     )
+    returns = ReturnService(db, refunds, lookups, audit, events, settings)
     return Services(
         settings=settings,
         db=db,
@@ -135,7 +145,11 @@ def build_services(
         preferences=PreferenceService(db, unsubscribe_links),
         audit=audit,
         support=SupportService(db, limiter, lookups, audit),
-        returns=ReturnService(db, refunds, lookups, audit, events, settings),
+        returns=returns,
+        support_search=SupportSearch(db, limiter, lookups, audit),
+        staff_returns=ReturnsOnBehalf(db, limiter, lookups, audit, returns),
+        returns_queue=ReturnsQueue(db, audit, cursors, settings.max_page_size),
+        staff_admin=StaffAdmin(db, passwords, audit, events, cursors, settings.max_page_size),
         tracking=TrackingLinkService(db, lookups, limiter, shipments),
         redis=redis,
     )

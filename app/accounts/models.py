@@ -19,6 +19,8 @@ class User(SQLModel, table=True):
     name: str = Field(default="", max_length=120)
     role: str = Field(default="CUSTOMER", max_length=16)
     created_at: datetime = Field(default_factory=utcnow)
+    # False once an admin deactivates the account: no login, refresh or access token works.
+    active: bool = Field(default=True)
 
 
 class AuthSession(SQLModel, table=True):

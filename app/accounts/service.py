@@ -39,6 +39,7 @@ _LIVE_SESSION = (
         AuthSession.public_id == bindparam("sid"),
         AuthSession.revoked_at.is_(None),  # type: ignore[union-attr]
         User.public_id == bindparam("uid"),
+        User.active.is_(True),  # type: ignore[attr-defined]
     )
 )
 
@@ -142,7 +143,8 @@ class AccountService:
             ).scalar_one_or_none()
         # Unknown email: verify against a dummy hash, the same argon2 work as a wrong password.
         ok = await self._passwords.verify(user.password_hash if user else None, password)
-        if user is None or not ok:
+        # A deactivated account fails like a wrong password (the same hash work was done).
+        if user is None or not ok or not user.active:
             await self._audit_staff_login(user, "failed", client_ip)
             raise InvalidCredentials()
         await self._audit_staff_login(user, "success", client_ip)
@@ -218,7 +220,7 @@ class AccountService:
             if row is None:
                 raise InvalidRefreshToken()
             token, auth_session, user = row
-            if auth_session.revoked_at is not None:
+            if auth_session.revoked_at is not None or not user.active:
                 raise InvalidRefreshToken()
             if token.expires_at <= now and token.rotated_at is None:
                 raise InvalidRefreshToken()

@@ -25,3 +25,6 @@ class AuditEntry(SQLModel, table=True):
     outcome: str = Field(max_length=32)
     reason: str | None = Field(default=None, max_length=500)
     client_ip: str | None = Field(default=None, max_length=64)
+    # Who the entry is about when that is not an order: a staff account an admin changed,
+    # or a searched customer email, masked (app/support/search.py).
+    subject: str | None = Field(default=None, max_length=254)

@@ -61,6 +61,7 @@ class AuditLog:
         session: AsyncSession | None = None,
         actor_user_id: int | None = None,
         actor_role: str | None = None,
+        subject: str | None = None,
     ) -> None:
         """Append one entry. Inside `session` it commits with the change it records;
         without one it commits on its own (lookups that found nothing are audited too) —
@@ -76,6 +77,7 @@ class AuditLog:
             outcome=outcome,
             reason=(reason or None) and reason[:500],
             client_ip=client_ip,
+            subject=subject,
         )
         if session is not None:
             session.add(entry)

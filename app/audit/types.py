@@ -34,6 +34,15 @@ class AuditEntryType:
     def code(self) -> str | None:
         return self.record.entry.masked_code
 
+    @strawberry.field(
+        description=(
+            "Who the entry is about when it is not an order: the staff account an admin "
+            "changed, or the customer email a support agent searched for (masked)."
+        )
+    )
+    def subject(self) -> str | None:
+        return self.record.entry.subject
+
     @strawberry.field
     def outcome(self) -> str:
         return self.record.entry.outcome

@@ -68,7 +68,9 @@ class ReturnsMutation:
         description=(
             "Ask to return delivered items of your order, within the return window, no more "
             "than were delivered minus what is returned or being returned. Creates a return "
-            "(REQUESTED) with its own RMA code and emails the return instructions."
+            "(REQUESTED) with its own RMA code and emails the return instructions. "
+            "SUPPORT and ADMIN may ask for the customer, giving `supportReason` (the "
+            "ticket): audited, rate-limited like supportOrder, the same rules and emails."
         )
     )
     async def request_return(
@@ -80,13 +82,26 @@ class ReturnsMutation:
         comment: Annotated[
             str | None, strawberry.argument(description="Anything we should know (optional).")
         ] = None,
+        support_reason: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Staff acting for the customer (SUPPORT, ADMIN): the ticket. "
+                "Required from them, refused from customers."
+            ),
+        ] = None,
     ) -> ReturnRequestPayload:
         ctx = info.context
 
         async def work() -> ReturnRequestPayload:
             return _payload(
-                await ctx.services.returns.request_return(
-                    await ctx.viewer(), code, ctx.client_ip, _lines(lines), reason.value, comment
+                await ctx.services.staff_returns.request_return(
+                    await ctx.viewer(),
+                    code,
+                    ctx.client_ip,
+                    _lines(lines),
+                    reason.value,
+                    comment,
+                    support_reason,
                 )
             )
 
