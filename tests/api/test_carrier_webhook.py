@@ -22,7 +22,7 @@ from app.security.roles import Role
 from app.settings import DEV_CARRIER_SECRET, Settings, SettingsError
 from scripts.carrier_client import event_body, sign
 from tests.conftest import Account, Run, db_session, sql_count
-from tests.shipping_helpers import order_status, pack, ship
+from tests.support.carriers import order_status, pack, ship
 
 URL = "/webhooks/carrier"
 SECRET = DEV_CARRIER_SECRET  # the test settings keep the default (development) secret

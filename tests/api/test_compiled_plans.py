@@ -42,7 +42,8 @@ from app.security.codes import display, generate
 from app.security.roles import Role
 from app.settings import Settings
 from tests.conftest import ADDRESS, FAST_PASSWORDS, Account, Run, db_session
-from tests.returns_helpers import IP, Cast, approve, deliver, receive, request
+from tests.support.actors import Cast
+from tests.support.returns import IP, approve, deliver, receive, request
 
 ORDER_FIELDS = [
     "code",

@@ -32,8 +32,9 @@ from app.settings import DEV_CARRIER_SECRET
 from scripts.carrier_client import event_body, signed_headers
 from tests.api.test_order_updates import _wait_for_subscriber, connect, subscribe
 from tests.conftest import Account, GraphQLClient, Run, db_session
-from tests.returns_helpers import make_cast, receive, request
-from tests.shipping_helpers import pack, ship
+from tests.support.actors import make_cast
+from tests.support.carriers import pack, ship
+from tests.support.returns import receive, request
 
 ORDER = """
 query Order($code: String!) {

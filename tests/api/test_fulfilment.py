@@ -5,7 +5,7 @@ the shipping email, and the order status moving only along legal transitions."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -28,7 +28,8 @@ from tests.conftest import (
     error_codes,
     sql_count,
 )
-from tests.shipping_helpers import (
+from tests.support.actors import Cast, make_cast
+from tests.support.carriers import (
     ADD_EVENT,
     PACK,
     PICK_LIST,
@@ -42,36 +43,9 @@ from tests.shipping_helpers import (
 )
 
 
-@dataclass
-class Cast:
-    """One caller per row of the access table (DESIGN §3)."""
-
-    owner: Account
-    other_customer: Account
-    support: Account
-    warehouse: Account
-    admin: Account
-
-    def tokens(self) -> dict[str, str | None]:
-        return {
-            "anonymous": None,
-            "owner": self.owner.token,
-            "other customer": self.other_customer.token,
-            "SUPPORT": self.support.token,
-            "WAREHOUSE": self.warehouse.token,
-            "ADMIN": self.admin.token,
-        }
-
-
 @pytest.fixture
 def cast(owner: Account, other_customer: Account, make_account: Callable[..., Account]) -> Cast:
-    return Cast(
-        owner=owner,
-        other_customer=other_customer,
-        support=make_account(Role.SUPPORT),
-        warehouse=make_account(Role.WAREHOUSE),
-        admin=make_account(Role.ADMIN),
-    )
+    return make_cast(owner, other_customer, make_account)
 
 
 def count(services: Services, table: str) -> int:

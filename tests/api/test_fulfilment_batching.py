@@ -17,7 +17,7 @@ from app.orders.service import OrderView
 from app.security.roles import Role
 from app.settings import Settings
 from tests.conftest import Account, GraphQLClient, Run, with_limits
-from tests.shipping_helpers import ORDER_TRACKING, event, pack, ship
+from tests.support.carriers import ORDER_TRACKING, event, pack, ship
 
 QUEUE_DEEP = """
 query Queue($first: Int) {

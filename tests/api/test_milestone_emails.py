@@ -33,8 +33,9 @@ from app.settings import DEV_CARRIER_SECRET, Settings
 from scripts.carrier_client import event_body, signed_headers
 from tests.conftest import Account, GraphQLClient, Run
 from tests.email_checks import assert_same_facts, parse_email
-from tests.notifications.conftest import MAIL_FROM, SmtpServer, free_port
-from tests.shipping_helpers import pack, ship
+from tests.notifications.conftest import MAIL_FROM, SmtpServer
+from tests.support.carriers import pack, ship
+from tests.support.processes import free_port
 
 PREFERENCES = "query { notificationPreferences { milestoneEmails } }"
 UPDATE = """

@@ -33,7 +33,7 @@ from app.payments.models import PaymentRefund
 from app.payments.provider import Charge, provider_ledger_url
 from app.settings import Settings
 from tests.conftest import ADDRESS, FAST_PASSWORDS, Account, Run, db_session, sql_count
-from tests.returns_helpers import FlakyRefunds
+from tests.support.returns import FlakyRefunds
 
 IP = "10.0.0.1"
 

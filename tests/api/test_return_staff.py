@@ -34,7 +34,9 @@ from tests.conftest import (
     error_codes,
     sql_count,
 )
-from tests.returns_helpers import (
+from tests.support.actors import Cast, make_cast
+from tests.support.carriers import event, order_status, pack, ship, strip
+from tests.support.returns import (
     APPROVE,
     ELIGIBILITY,
     IP,
@@ -43,18 +45,15 @@ from tests.returns_helpers import (
     REFUND,
     REJECT,
     RETURN,
-    Cast,
     FlakyRefunds,
     approve,
     deliver,
     email_body,
     emails,
-    make_cast,
     receive,
     refunds,
     request,
 )
-from tests.shipping_helpers import event, order_status, pack, ship, strip
 
 AUDIT = """
 query Audit($filter: AuditFilterInput) {

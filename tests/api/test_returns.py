@@ -31,18 +31,9 @@ from tests.conftest import (
     error_codes,
     sql_count,
 )
-from tests.returns_helpers import (
-    ELIGIBILITY,
-    REQUEST,
-    RETURN,
-    Cast,
-    deliver,
-    email_body,
-    emails,
-    make_cast,
-    request,
-)
-from tests.shipping_helpers import pack, ship, strip
+from tests.support.actors import Cast, make_cast
+from tests.support.carriers import pack, ship, strip
+from tests.support.returns import ELIGIBILITY, REQUEST, RETURN, deliver, email_body, emails, request
 
 STAFF = {"SUPPORT", "WAREHOUSE", "ADMIN"}
 

@@ -15,8 +15,9 @@ from app.orders.service import OrderView
 from app.security import codes
 from tests.api.test_fulfilment_batching import counting
 from tests.conftest import Account, GraphQLClient, Run, error_codes
-from tests.returns_helpers import IP, Cast, approve, deliver, make_cast, receive, request
-from tests.shipping_helpers import strip
+from tests.support.actors import Cast, make_cast
+from tests.support.carriers import strip
+from tests.support.returns import IP, approve, deliver, receive, request
 
 TIMELINE = """
 query Timeline($code: String!) {

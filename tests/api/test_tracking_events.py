@@ -19,7 +19,7 @@ from app.orders.service import OrderView
 from app.security import codes
 from app.security.roles import Role
 from tests.conftest import Account, GraphQLClient, Run, error_codes
-from tests.shipping_helpers import ADD_EVENT, ORDER_TRACKING, event, order_status, pack, ship
+from tests.support.carriers import ADD_EVENT, ORDER_TRACKING, event, order_status, pack, ship
 
 
 def at(minutes_ago: int) -> datetime:

@@ -32,7 +32,7 @@ from tests.conftest import (
     db_session,
     error_codes,
 )
-from tests.shipping_helpers import event, pack, ship
+from tests.support.carriers import event, pack, ship
 
 CREATE = """
 mutation C($code: String!, $hours: Int!) {

@@ -2,7 +2,8 @@
 (`python -m app.cli serve`) on a free port, and real GraphQL clients (gql + httpx).
 
 Nothing here builds the app in-process: every request crosses a socket, every email
-crosses SMTP. Self-sufficient: nothing here relies on tests/conftest.py.
+crosses SMTP. Nothing here relies on tests/conftest.py; the process plumbing is
+tests/support/processes.py.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import email
 import email.policy
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,17 +22,16 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.httpx import HTTPXTransport
 
+from tests.support.processes import free_port, run_cli, stop_process, wait_until_healthy
+
 DEMO_PASSWORD = "orders-demo-2026"
 SERVER_START_TIMEOUT = 20.0
-SERVER_STOP_TIMEOUT = 10.0
-CLI_TIMEOUT = 60.0
 # The server sends queued emails every `outbox_poll_seconds` (2 s by default), which
 # OUTBOX_POLL_SECONDS shortens; a server that ignores the variable still delivers in time.
 OUTBOX_POLL_SECONDS = "0.5"
@@ -55,14 +53,6 @@ def pytest_runtest_makereport(
 def _test_failed(request: pytest.FixtureRequest) -> bool:
     reports = request.node.stash.get(_REPORTS, {})
     return any(report.failed for report in reports.values())
-
-
-def free_port() -> int:
-    """A port nothing listens on (the OS picked it and we let it go)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # -- SMTP ---------------------------------------------------------------------------------
@@ -157,34 +147,6 @@ class LiveServer:
         return self.stderr_text()[-chars:]
 
 
-def _run_cli(args: list[str], env: dict[str, str], cwd: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.fail(
-            f"`orders-api {' '.join(args)}` exited with {result.returncode}:\n"
-            f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
-        )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=SERVER_STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=SERVER_STOP_TIMEOUT)
-
-
 @pytest.fixture
 def live_server(
     smtp_server: SmtpSink, tmp_path: Path, request: pytest.FixtureRequest
@@ -205,8 +167,8 @@ def live_server(
     marker = request.node.get_closest_marker("server_env")
     env.update(marker.kwargs if marker else {})
     # seed-demo needs the tables; serve would migrate by itself, but only later.
-    _run_cli(["migrate"], env, workdir)
-    _run_cli(["seed-demo"], env, workdir)
+    run_cli(["migrate"], env, workdir)
+    run_cli(["seed-demo"], env, workdir)
 
     stderr_path = workdir / "server.stderr"
     with (workdir / "server.stdout").open("wb") as out, stderr_path.open("wb") as err:
@@ -219,34 +181,12 @@ def live_server(
         )
     server = LiveServer(f"http://127.0.0.1:{port}", process, smtp_server, stderr_path, env)
     try:
-        _wait_until_healthy(server)
+        wait_until_healthy(server, SERVER_START_TIMEOUT)
         yield server
     finally:
-        _stop(process)
+        stop_process(process)
         if _test_failed(request):
             print(f"--- server stderr (tail) ---\n{server.stderr_tail()}")
-
-
-def _wait_until_healthy(server: LiveServer) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    last_problem = "no answer yet"
-    while time.monotonic() < deadline:
-        code = server.process.poll()
-        if code is not None:
-            pytest.fail(f"server exited with {code} while starting:\n{server.stderr_tail()}")
-        try:
-            response = httpx.get(f"{server.base_url}/healthz", timeout=1.0)
-        except httpx.TransportError as exc:
-            last_problem = repr(exc)
-        else:
-            if response.status_code == 200:
-                return
-            last_problem = f"HTTP {response.status_code}"
-        time.sleep(0.1)
-    pytest.fail(
-        f"server not healthy after {SERVER_START_TIMEOUT} s ({last_problem}):\n"
-        f"{server.stderr_tail()}"
-    )
 
 
 # -- GraphQL clients ----------------------------------------------------------------------

@@ -27,7 +27,8 @@ import httpx
 import pytest
 
 from app.security import codes
-from tests.e2e.conftest import LiveServer, _stop, _wait_until_healthy, free_port
+from tests.e2e.conftest import SERVER_START_TIMEOUT, LiveServer
+from tests.support.processes import free_port, stop_process, wait_until_healthy
 
 pytestmark = pytest.mark.e2e
 
@@ -193,7 +194,7 @@ def test_sigkill_mid_place_order_leaves_nothing_half_written(live_server: LiveSe
     # when the server comes back and the client retries with the same key
     restarted = _restart(live_server)
     try:
-        _wait_until_healthy(live_server)
+        wait_until_healthy(live_server, SERVER_START_TIMEOUT)
         body = httpx.post(
             live_server.graphql_url,
             json={"query": PLACE, "variables": {"key": key, "token": "tok_slow"}},
@@ -201,7 +202,7 @@ def test_sigkill_mid_place_order_leaves_nothing_half_written(live_server: LiveSe
             timeout=15,
         ).json()
     finally:
-        _stop(restarted)
+        stop_process(restarted)
 
     # then the order exists completely, once, and no second charge was made
     order = body["data"]["placeOrder"]["order"]
@@ -235,7 +236,7 @@ def test_killed_after_the_charge_the_reconciler_confirms_the_order_without_a_ret
     # and the server comes back, with no client retrying
     restarted = _restart(live_server)
     try:
-        _wait_until_healthy(live_server)
+        wait_until_healthy(live_server, SERVER_START_TIMEOUT)
         # then the reconciler confirms the order, and its email reaches the customer
         _wait(
             lambda: _confirmations(live_server, code) >= 1,
@@ -247,7 +248,7 @@ def test_killed_after_the_charge_the_reconciler_confirms_the_order_without_a_ret
         time.sleep(3)
         assert _confirmations(live_server, code) == 1
     finally:
-        _stop(restarted)
+        stop_process(restarted)
 
     print(f"\nkilled after the charge: order confirmed and mailed {confirmed_after:.1f} s later")
     assert _count(db, "SELECT count(*) FROM orders WHERE idempotency_key = ?", key) == 1
@@ -302,7 +303,7 @@ def test_killed_before_the_charge_the_reconciler_releases_the_stock_once_expired
     # when the server comes back (no client retrying)
     restarted = _restart(live_server)
     try:
-        _wait_until_healthy(live_server)
+        wait_until_healthy(live_server, SERVER_START_TIMEOUT)
         # then once the reservation expired, the reconciler gives the stock back
         _wait(lambda: _count(db, STOCK) == stock_before, RECOVERY_TIMEOUT, "no release")
         released_after = time.monotonic() - killed
@@ -335,7 +336,7 @@ def test_killed_before_the_charge_the_reconciler_releases_the_stock_once_expired
             timeout=15,
         ).json()
     finally:
-        _stop(restarted)
+        stop_process(restarted)
     assert body["data"]["placeOrder"]["userErrors"] == [], body
     assert body["data"]["placeOrder"]["order"]["lines"] == [{"sku": "LAMP-DESK", "quantity": 1}]
     assert _count(db, "SELECT count(*) FROM orders WHERE idempotency_key = ?", key) == 1

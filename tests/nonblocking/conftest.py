@@ -30,14 +30,12 @@ from tests.conftest import scratch_postgres_url
 from tests.e2e.conftest import (
     DEMO_PASSWORD,
     OUTBOX_POLL_SECONDS,
+    SERVER_START_TIMEOUT,
     LiveServer,
     SmtpSink,
-    _run_cli,
-    _stop,
-    _wait_until_healthy,
-    free_port,
 )
 from tests.e2e.conftest import smtp_server as smtp_server  # the fixture, for this directory
+from tests.support.processes import free_port, run_cli, stop_process, wait_until_healthy
 
 SERVE = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1"]
 LOGIN = (
@@ -142,8 +140,8 @@ def start_server(
         }
         if not started:
             setup_env = {**env, **(setup or {})}
-            _run_cli(["migrate"], setup_env, workdir)
-            _run_cli(["seed-demo"], setup_env, workdir)
+            run_cli(["migrate"], setup_env, workdir)
+            run_cli(["seed-demo"], setup_env, workdir)
         port = free_port()
         stderr_path = workdir / "server.stderr"
         with stderr_path.open("wb") as err:
@@ -157,12 +155,12 @@ def start_server(
             )
         server = LiveServer(f"http://127.0.0.1:{port}", process, smtp_server, stderr_path, env)
         started.append(server)
-        _wait_until_healthy(server)
+        wait_until_healthy(server, SERVER_START_TIMEOUT)
         return server
 
     yield start
     for server in started:
-        _stop(server.process)
+        stop_process(server.process)
 
 
 class Client:

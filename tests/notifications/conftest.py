@@ -10,7 +10,6 @@ import asyncio
 import email
 import email.policy
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -26,18 +25,11 @@ from sqlmodel import SQLModel
 from app.db import Database, make_engine, utcnow
 from app.notifications.models import OutboxEmail
 from app.notifications.outbox import enqueue_email
+from tests.support.processes import free_port
 
 MAIL_FROM = "Orders <orders@shop.example>"
 # Same convention as the rest of the suite: skipped locally when absent, required under CI.
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def free_port() -> int:
-    """A port nothing listens on (the OS picked it and we let it go)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Mailbox:

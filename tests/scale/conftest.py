@@ -22,14 +22,12 @@ from aiosmtpd.controller import Controller
 from tests.conftest import IN_CI, scratch_postgres_url
 from tests.e2e.conftest import (
     OUTBOX_POLL_SECONDS,
+    SERVER_START_TIMEOUT,
     LiveServer,
     SmtpSink,
     _Collector,
-    _run_cli,
-    _stop,
-    _wait_until_healthy,
-    free_port,
 )
+from tests.support.processes import free_port, run_cli, stop_process, wait_until_healthy
 
 SCALE_REDIS_URL = os.environ.get("TEST_SCALE_REDIS_URL", "redis://127.0.0.1:6379/14")
 # Budgets of the cluster: the per-user lookup budget is the one test (a) measures; the
@@ -138,18 +136,18 @@ def running_cluster(
     }
     # Seeding looks codes up as the warehouse; it must not spend the cluster's budgets.
     setup_env = {k: v for k, v in env.items() if k != "REDIS_URL" and not k.startswith("RATE_")}
-    _run_cli(["migrate"], setup_env, workdir)
-    _run_cli(["seed-demo"], setup_env, workdir)
+    run_cli(["migrate"], setup_env, workdir)
+    run_cli(["seed-demo"], setup_env, workdir)
     servers: list[LiveServer] = []
     try:
         for name in ("a", "b"):
             servers.append(_start(name, env, workdir, smtp))
         for server in servers:
-            _wait_until_healthy(server)
+            wait_until_healthy(server, SERVER_START_TIMEOUT)
         yield Cluster(servers[0], servers[1], database_url, smtp)
     finally:
         for server in servers:
-            _stop(server.process)
+            stop_process(server.process)
         for name, server in zip("ab", servers, strict=False):
             # uvicorn re-raises SIGTERM after a clean shutdown: -SIGTERM is a normal stop.
             if server.process.returncode not in (0, -signal.SIGTERM):

@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 
-from tests.e2e.conftest import free_port
+from tests.support.processes import free_port
 
 
 class TcpProxy:

@@ -17,9 +17,10 @@ import httpx
 import psycopg
 import pytest
 
-from tests.e2e.conftest import SmtpSink, _run_cli, _stop, _wait_until_healthy
+from tests.e2e.conftest import SERVER_START_TIMEOUT, SmtpSink
 from tests.scale.conftest import _start
 from tests.scale.proxy import TcpProxy
+from tests.support.processes import run_cli, stop_process, wait_until_healthy
 
 pytestmark = pytest.mark.e2e
 
@@ -45,12 +46,12 @@ mutation Place($key: String!) {
 def outage_server(
     scratch_database: str, scale_smtp: SmtpSink, tmp_path: Path
 ) -> Iterator[tuple[Any, TcpProxy]]:
-    _run_cli(
+    run_cli(
         ["migrate"],
         {"PATH": os.environ.get("PATH", ""), "DATABASE_URL": scratch_database},
         tmp_path,
     )
-    _run_cli(
+    run_cli(
         ["seed-demo"],
         {"PATH": os.environ.get("PATH", ""), "DATABASE_URL": scratch_database},
         tmp_path,
@@ -68,10 +69,10 @@ def outage_server(
     }
     server = _start("outage", env, tmp_path, scale_smtp)
     try:
-        _wait_until_healthy(server)
+        wait_until_healthy(server, SERVER_START_TIMEOUT)
         yield server, proxy
     finally:
-        _stop(server.process)
+        stop_process(server.process)
         proxy.cut()
 
 

@@ -25,16 +25,10 @@ import httpx
 import psycopg
 import pytest
 
-from tests.e2e.conftest import (
-    DEMO_PASSWORD,
-    LiveServer,
-    SmtpSink,
-    _run_cli,
-    _stop,
-    _wait_until_healthy,
-)
+from tests.e2e.conftest import DEMO_PASSWORD, SERVER_START_TIMEOUT, LiveServer, SmtpSink
 from tests.scale.conftest import _start
 from tests.scale.proxy import TcpProxy
+from tests.support.processes import run_cli, stop_process, wait_until_healthy
 
 pytestmark = pytest.mark.e2e
 
@@ -178,8 +172,8 @@ def restart_cluster(
     scratch_database: str, scale_smtp: SmtpSink, tmp_path: Path
 ) -> Iterator[tuple[tuple[LiveServer, LiveServer], TcpProxy]]:
     setup_env = {"PATH": os.environ.get("PATH", ""), "DATABASE_URL": scratch_database}
-    _run_cli(["migrate"], setup_env, tmp_path)
-    _run_cli(["seed-demo"], setup_env, tmp_path)
+    run_cli(["migrate"], setup_env, tmp_path)
+    run_cli(["seed-demo"], setup_env, tmp_path)
     with psycopg.connect(scratch_database, autocommit=True) as conn:
         conn.execute("UPDATE products SET stock = %s WHERE sku = %s", (INITIAL_STOCK, SKU))
     proxy = TcpProxy(("127.0.0.1", 5432))
@@ -200,11 +194,11 @@ def restart_cluster(
     servers = [_start(name, env, tmp_path, scale_smtp) for name in ("restart-a", "restart-b")]
     try:
         for server in servers:
-            _wait_until_healthy(server)
+            wait_until_healthy(server, SERVER_START_TIMEOUT)
         yield (servers[0], servers[1]), proxy
     finally:
         for server in servers:
-            _stop(server.process)
+            stop_process(server.process)
         proxy.cut()
 
 

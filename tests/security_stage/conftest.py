@@ -3,7 +3,7 @@ free loopback port, with demo data, attacked over real sockets (httpx, websocket
 
 Each test module gets its own server (module-scoped fixture), so one module's lockouts and
 logouts never leak into another. Self-sufficient: nothing here relies on tests/conftest.py
-or tests/e2e/conftest.py.
+or tests/e2e/conftest.py; the process plumbing is tests/support/processes.py.
 """
 
 from __future__ import annotations
@@ -15,11 +15,8 @@ import json
 import os
 import re
 import secrets
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,12 +25,18 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.processes import (
+    free_port,
+    run_cli,
+    stop_process,
+    wait_until_healthy,
+)
+
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT_DIR = ROOT / "test-output"
 DEMO_PASSWORD = "orders-demo-2026"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
-CLI_TIMEOUT = 120.0
 
 # Every code the API may answer with (app/errors.py ErrorCode, DESIGN §6).
 ERROR_CODES = frozenset(
@@ -75,13 +78,6 @@ LEAK_PATTERNS = [
 def leaks(text: str) -> list[str]:
     """The leak patterns found in `text` (an empty list is a clean answer)."""
     return [p.pattern for p in LEAK_PATTERNS if p.search(text)]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def record(name: str, lines: list[str]) -> Path:
@@ -202,23 +198,6 @@ mutation Register($input: RegisterInput!) {
 """
 
 
-def _run_cli(args: list[str], env: dict[str, str], cwd: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.fail(
-            f"`orders-api {' '.join(args)}` exited with {result.returncode}:\n"
-            f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
-        )
-
-
 def production_env(workdir: Path, **overrides: str) -> dict[str, str]:
     """Production mode with fresh random secrets: what the stage attacks."""
     env = {
@@ -240,8 +219,8 @@ def production_env(workdir: Path, **overrides: str) -> dict[str, str]:
 
 def start_server(workdir: Path, env: dict[str, str]) -> Server:
     workdir.mkdir(parents=True, exist_ok=True)
-    _run_cli(["migrate"], env, workdir)
-    _run_cli(["seed-demo"], env, workdir)
+    run_cli(["migrate"], env, workdir)
+    run_cli(["seed-demo"], env, workdir)
     port = free_port()
     with (
         (workdir / "server.stdout").open("wb") as out,
@@ -255,31 +234,16 @@ def start_server(workdir: Path, env: dict[str, str]) -> Server:
             stderr=err,
         )
     server = Server(f"http://127.0.0.1:{port}", process, workdir, env)
-    deadline = time.monotonic() + START_TIMEOUT
-    problem = "no answer yet"
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"server exited with {process.returncode}:\n{server.stderr_tail()}")
-        try:
-            if httpx.get(f"{server.base_url}/healthz", timeout=1.0).status_code == 200:
-                return server
-        except httpx.TransportError as exc:
-            problem = repr(exc)
-        time.sleep(0.1)
-    stop_server(server)
-    pytest.fail(f"server not healthy after {START_TIMEOUT} s ({problem}):\n{server.stderr_tail()}")
+    try:
+        wait_until_healthy(server, START_TIMEOUT)
+    except BaseException:  # pytest.fail raises an outcome, not an Exception
+        stop_server(server)
+        raise
+    return server
 
 
 def stop_server(server: Server) -> None:
-    process = server.process
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT)
+    stop_process(server.process, STOP_TIMEOUT)
 
 
 @pytest.fixture(scope="module")

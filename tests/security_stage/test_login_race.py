@@ -18,7 +18,6 @@ import json
 import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -34,15 +33,14 @@ from websockets.typing import Subprotocol
 from tests.security_stage.conftest import (
     ROOT,
     START_TIMEOUT,
-    STOP_TIMEOUT,
     Server,
-    free_port,
     production_env,
     record,
     start_server,
     stop_server,
 )
 from tests.security_stage.crowd import PASSWORD
+from tests.support.processes import free_port, wait_until_healthy
 
 pytestmark = pytest.mark.e2e
 
@@ -133,18 +131,13 @@ def start_second_instance(first: Server) -> Server:
             stderr=err,
         )
     second = Server(f"http://127.0.0.1:{port}", process, first.workdir, first.env)
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        assert process.poll() is None, (first.workdir / "b.stderr").read_text()[-3000:]
-        try:
-            if httpx.get(f"{second.base_url}/healthz", timeout=1.0).status_code == 200:
-                return second
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=STOP_TIMEOUT)
-    pytest.fail("second instance not healthy")
+    try:
+        wait_until_healthy(second, START_TIMEOUT)
+    except BaseException:  # pytest.fail raises an outcome, not an Exception
+        print("--- second instance stderr ---\n" + (first.workdir / "b.stderr").read_text()[-3000:])
+        stop_server(second)
+        raise
+    return second
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,10 @@
-"""Shared by the returns tests: GraphQL documents, the cast of callers (DESIGN §3), a
-payment provider whose refunds can fail, and short-cuts that take an order to delivery
-and a return through its steps with the real services. The short-cuts that call a service
-take the `run` fixture first (services are async, bound to the app's event loop)."""
+"""Shared by the returns tests: GraphQL documents, a payment provider whose refunds can
+fail, and short-cuts that take an order to delivery and a return through its steps with the
+real services. The short-cuts that call a service take the `run` fixture first (services
+are async, bound to the app's event loop)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,9 +16,9 @@ from app.orders.service import OrderView
 from app.payments.provider import Refund, TestPaymentProvider
 from app.returns.inputs import ReturnLineRequest
 from app.returns.service import ReturnView
-from app.security.roles import Role
 from tests.conftest import Account, Run, db_session, sql_count
-from tests.shipping_helpers import event, pack, ship
+from tests.support.actors import Cast
+from tests.support.carriers import event, pack, ship
 
 IP = "10.0.0.9"
 
@@ -110,37 +108,6 @@ query OrderReturns($code: String!) {
   }
 }
 """
-
-
-@dataclass
-class Cast:
-    """One caller per row of the access table (DESIGN §3)."""
-
-    owner: Account
-    other_customer: Account
-    support: Account
-    warehouse: Account
-    admin: Account
-
-    def tokens(self) -> dict[str, str | None]:
-        return {
-            "anonymous": None,
-            "owner": self.owner.token,
-            "other customer": self.other_customer.token,
-            "SUPPORT": self.support.token,
-            "WAREHOUSE": self.warehouse.token,
-            "ADMIN": self.admin.token,
-        }
-
-
-def make_cast(owner: Account, other: Account, make_account: Callable[..., Account]) -> Cast:
-    return Cast(
-        owner=owner,
-        other_customer=other,
-        support=make_account(Role.SUPPORT),
-        warehouse=make_account(Role.WAREHOUSE),
-        admin=make_account(Role.ADMIN),
-    )
 
 
 class FlakyRefunds(TestPaymentProvider):

@@ -40,9 +40,23 @@ def test_the_page_loads_only_vendored_assets() -> None:
     for source in sources:
         assert (ASSETS_DIR / source.removeprefix(f"{ASSETS_URL}/")).is_file(), source
     assert "unpkg.com" not in html and "cdn" not in html.lower()
-    # nothing in the embedded settings can end the <script> element early
-    script = html.split("<script>", 1)[1].split("</script>", 1)[0]
-    assert "</" not in script
+
+
+def test_the_page_has_no_inline_script_or_style() -> None:
+    """The page runs under `script-src 'self'; style-src 'self'` (app/console/headers.py):
+    every script is a file, the only inline block is JSON data, which is never run."""
+    html = graphiql_html()
+    assert "<style" not in html and " style=" not in html
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", html, re.S)
+    inline = [(attrs, body) for attrs, body in scripts if "src=" not in attrs]
+    assert len(inline) == 1
+    attrs, body = inline[0]
+    assert 'type="application/json"' in attrs
+    settings = json.loads(body)
+    assert settings["query"] == DEFAULT_DOCUMENT
+    # nothing in the embedded settings can end the data block early
+    assert "</" not in body
+    assert re.search(r" on[a-z]+=", html) is None
 
 
 def test_the_vendored_assets_stay_small() -> None:
