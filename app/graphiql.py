@@ -71,55 +71,24 @@ subscription FollowOrder($code: String!) {
 
 DEFAULT_VARIABLES = json.dumps({"code": "paste an order code from MyOrders"}, indent=2)
 
+# No inline script or style (the page is served under a strict Content-Security-Policy,
+# app/console/headers.py): the start-up code is graphiql-start.js, the layout
+# graphiql-page.css, and the settings travel in a JSON data block, which is never run.
 _TEMPLATE = """<!doctype html>
 <html lang="en">
   <head>
     <meta charset="utf-8" />
     <title>Orders API · GraphiQL</title>
-    <style>
-      body { height: 100%; margin: 0; width: 100%; overflow: hidden; }
-      #graphiql { height: 100vh; display: flex; }
-    </style>
     <link rel="stylesheet" href="__ASSETS__/graphiql.min.css" />
+    <link rel="stylesheet" href="__ASSETS__/graphiql-page.css" />
     <script src="__ASSETS__/react.production.min.js"></script>
     <script src="__ASSETS__/react-dom.production.min.js"></script>
     <script src="__ASSETS__/graphiql.min.js"></script>
+    <script type="application/json" id="graphiql-settings">__SETTINGS__</script>
+    <script src="__ASSETS__/graphiql-start.js" defer></script>
   </head>
   <body>
     <div id="graphiql">Loading…</div>
-    <script>
-      const settings = __SETTINGS__;
-      const url = window.location.href.split("?")[0].split("#")[0];
-      const subscriptionUrl = url.replace(/^http/, "ws");
-      const fetcher = GraphiQL.createFetcher({ url, subscriptionUrl });
-
-      // The prefilled placeholder is not a token: leave it out rather than have the
-      // server refuse a malformed Authorization header.
-      function withoutPlaceholder(opts) {
-        const headers = Object.assign({}, (opts && opts.headers) || {});
-        for (const name of Object.keys(headers)) {
-          if (String(headers[name]).includes(settings.placeholder)) delete headers[name];
-        }
-        return Object.assign({}, opts || {}, { headers });
-      }
-
-      function ordersFetcher(params, opts) {
-        return fetcher(params, withoutPlaceholder(opts));
-      }
-
-      ReactDOM.createRoot(document.getElementById("graphiql")).render(
-        React.createElement(GraphiQL, {
-          fetcher: ordersFetcher,
-          defaultQuery: settings.query,
-          defaultHeaders: settings.headers,
-          defaultVariables: settings.variables,
-          defaultEditorToolsVisibility: "headers",
-          isHeadersEditorEnabled: true,
-          shouldPersistHeaders: false,
-          inputValueDeprecation: true,
-        }),
-      );
-    </script>
   </body>
 </html>
 """
@@ -132,6 +101,6 @@ def graphiql_html() -> str:
         "variables": DEFAULT_VARIABLES,
         "placeholder": TOKEN_PLACEHOLDER,
     }
-    # "<" escaped so that nothing in the settings can close the <script> element
+    # "<" escaped so that nothing in the settings can close the data block
     settings_js = json.dumps(settings).replace("<", "\\u003c")
     return _TEMPLATE.replace("__ASSETS__", ASSETS_URL).replace("__SETTINGS__", settings_js)

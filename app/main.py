@@ -24,6 +24,8 @@ from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
 from app.access_log import AccessLogMiddleware
+from app.console.headers import PageHeadersMiddleware
+from app.console.routes import CONSOLE_URL, console_routes
 from app.container import Services, build_services
 from app.errors import DomainError, ErrorCode
 from app.graphiql import ASSETS_DIR, ASSETS_URL, graphiql_html
@@ -230,12 +232,15 @@ def create_app(
                 ),
             ),
             *ide_assets,
+            *console_routes(settings.staff_console),
         ],
         lifespan=lifespan,
         middleware=[
             # Outermost: one access-log line per request and WebSocket operation, whoever
             # answers it (CORS preflights and the guard's refusals included).
             Middleware(AccessLogMiddleware),
+            # CSP, no framing, nosniff, no referrer: on the pages this API serves itself
+            Middleware(PageHeadersMiddleware, prefixes=(CONSOLE_URL, ASSETS_URL)),
             # Outside the guard, so preflights are answered here and refusals by the guard (415,
             # 429…) still carry the CORS headers a browser needs to read them.
             Middleware(
