@@ -30,11 +30,11 @@ from app.security import codes
 from app.security.roles import Role
 from app.settings import DEV_CARRIER_SECRET
 from scripts.carrier_client import event_body, signed_headers
-from tests.api.test_order_updates import _wait_for_subscriber, connect, subscribe
 from tests.conftest import Account, GraphQLClient, Run, db_session
 from tests.support.actors import make_cast
 from tests.support.carriers import pack, ship
 from tests.support.returns import receive, request
+from tests.support.subscriptions import connect, subscribe, wait_for_subscriber
 
 ORDER = """
 query Order($code: String!) {
@@ -313,7 +313,7 @@ def test_a_delivery_through_the_webhook_reaches_subscribers_as_status_changed(
     with connect(http, owner.token) as stream:
         assert stream.next()["type"] == "connection_ack"
         subscribe(stream, codes.display(view.order.code))
-        _wait_for_subscriber(services, view.order.id)
+        wait_for_subscriber(services, view.order.id)
         # an event that does not change the order's status: TRACKING_EVENT only
         carrier_event(http, tracking, "OUT_FOR_DELIVERY")
         assert updates_until(stream, 1) == [("TRACKING_EVENT", "SHIPPED")]
@@ -338,7 +338,7 @@ def test_cancelling_gives_one_status_changed(
     with connect(http, owner.token) as stream:
         assert stream.next()["type"] == "connection_ack"
         subscribe(stream, view.order.code)
-        _wait_for_subscriber(services, view.order.id)
+        wait_for_subscriber(services, view.order.id)
         gql.data(CANCEL, {"code": view.order.code}, token=owner.token)
         assert updates_until(stream, 1) == [("STATUS_CHANGED", "CANCELLED")]
         no_more_updates(stream)
@@ -360,7 +360,7 @@ def test_a_received_return_that_moves_the_order_gives_status_changed(
     with connect(http, owner.token) as stream:
         assert stream.next()["type"] == "connection_ack"
         subscribe(stream, view.order.code)
-        _wait_for_subscriber(services, view.order.id)
+        wait_for_subscriber(services, view.order.id)
         # asking for a return does not change the order's status: RETURN_UPDATED only
         asked = request(run, services, owner, view, [("MUG-001", 1)])
         assert updates_until(stream, 1) == [("RETURN_UPDATED", "DELIVERED")]
@@ -399,7 +399,7 @@ def test_an_unexpected_delivery_report_does_not_claim_a_status_change(
     with connect(http, owner.token) as stream:
         assert stream.next()["type"] == "connection_ack"
         subscribe(stream, view.order.code)
-        _wait_for_subscriber(services, view.order.id)
+        wait_for_subscriber(services, view.order.id)
         carrier_event(http, tracking, "DELIVERED")
         assert updates_until(stream, 1) == [("TRACKING_EVENT", "PARTIALLY_SHIPPED")]
         no_more_updates(stream)

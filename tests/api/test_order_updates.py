@@ -3,60 +3,18 @@ connection_init, charged to the limiter, and closed by logout."""
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from app.container import Services
 from app.security import codes
 from tests.conftest import Account, GraphQLClient, Run
+from tests.support.subscriptions import Stream, connect, subscribe, wait_for_subscriber
 
-SUBSCRIBE = (
-    "subscription S($code: String!) { orderUpdates(code: $code) { type order { code status } } }"
-)
 CANCEL = "mutation C($code: String!) { cancelOrder(code: $code) { order { status } } }"
-
-
-class Stream:
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        self.inbox: queue.Queue[Any] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        try:
-            while True:
-                self.inbox.put(self.ws.receive_json())
-        except (WebSocketDisconnect, Exception) as exc:  # the socket closed
-            self.inbox.put(exc)
-
-    def next(self, timeout: float = 5.0) -> Any:
-        return self.inbox.get(timeout=timeout)
-
-
-@contextmanager
-def connect(http: TestClient, token: str | None) -> Iterator[Stream]:
-    with http.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
-        payload = {"Authorization": f"Bearer {token}"} if token else {}
-        ws.send_json({"type": "connection_init", "payload": payload})
-        stream = Stream(ws)
-        yield stream
-
-
-def subscribe(stream: Stream, code: str, op_id: str = "1") -> None:
-    stream.ws.send_json(
-        {
-            "id": op_id,
-            "type": "subscribe",
-            "payload": {"query": SUBSCRIBE, "variables": {"code": code}},
-        }
-    )
 
 
 def test_owner_receives_a_status_change_live(
@@ -70,7 +28,7 @@ def test_owner_receives_a_status_change_live(
     with connect(http, owner.token) as stream:
         assert stream.next()["type"] == "connection_ack"
         subscribe(stream, codes.display(view.order.code))
-        _wait_for_subscriber(services, view.order.id)
+        wait_for_subscriber(services, view.order.id)
         gql.data(CANCEL, {"code": view.order.code}, token=owner.token)
         message = stream.next()
         assert message["type"] == "next"
@@ -132,7 +90,7 @@ def test_logout_ends_the_stream(
     with connect(http, owner.token) as stream:
         assert stream.next()["type"] == "connection_ack"
         subscribe(stream, view.order.code)
-        _wait_for_subscriber(services, view.order.id)
+        wait_for_subscriber(services, view.order.id)
         gql.data("mutation { logout { ok } }", token=owner.token)
         assert stream.next() == {"id": "1", "type": "complete"}
 
@@ -151,18 +109,6 @@ def test_starting_a_subscription_is_charged_as_a_lookup(
         assert stream.next()["type"] == "connection_ack"
         for i in range(3):
             subscribe(stream, view.order.code, str(i))
-        _wait_for_subscriber(services, view.order.id, count=3)
+        wait_for_subscriber(services, view.order.id, count=3)
     after = run(services.limiter.remaining(services.limiter.lookups_per_user, key))
     assert before - after == 3
-
-
-def _wait_for_subscriber(services: Services, order_id: int | None, count: int = 1) -> None:
-    import time
-
-    assert order_id is not None
-    deadline = time.monotonic() + 5
-    broker = services.events
-    while broker.subscriber_count(f"order:{order_id}") < count:  # type: ignore[attr-defined]
-        if time.monotonic() > deadline:
-            pytest.fail("the subscription never started")
-        time.sleep(0.01)

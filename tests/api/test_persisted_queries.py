@@ -30,8 +30,8 @@ from app.orders.service import OrderView
 from app.schema import schema
 from app.security.codes import display
 from app.settings import Settings
-from tests.api.test_order_updates import _wait_for_subscriber
 from tests.conftest import FAST_PASSWORDS, PASSWORD, Account, db_session
+from tests.support.subscriptions import wait_for_subscriber
 
 ROOT = Path(__file__).resolve().parents[2]
 ALLOWLIST = load_allowlist()
@@ -236,7 +236,7 @@ def test_allowlist_mode_holds_for_websocket_subscriptions_too(
         assert [e["extensions"]["code"] for e in refused["payload"]] == ["FORBIDDEN"]
         listed = {"query": BY_NAME["FollowOrder"], "variables": {"code": code}}
         ws.send_json({"id": "2", "type": "subscribe", "payload": listed})
-        _wait_for_subscriber(locked_services, view.order.id)
+        wait_for_subscriber(locked_services, view.order.id)
         cancel = locked_services.orders.cancel_order(owner.viewer, view.order.code, "10.0.0.2")
         assert locked.portal is not None
         locked.portal.call(lambda: cancel)

@@ -24,7 +24,6 @@ from app.payments.provider import provider_ledger_url
 from app.returns.service import ReturnView
 from app.security import codes
 from app.settings import Settings
-from tests.api.test_order_updates import _wait_for_subscriber, connect, subscribe
 from tests.conftest import (
     FAST_PASSWORDS,
     Account,
@@ -54,6 +53,7 @@ from tests.support.returns import (
     refunds,
     request,
 )
+from tests.support.subscriptions import connect, subscribe, wait_for_subscriber
 
 AUDIT = """
 query Audit($filter: AuditFilterInput) {
@@ -582,7 +582,7 @@ def test_subscribers_see_the_staff_steps(
     with connect(http, cast.owner.token) as stream:
         assert stream.next()["type"] == "connection_ack"
         subscribe(stream, mug_and_tee.order.code)
-        _wait_for_subscriber(services, mug_and_tee.order.id)
+        wait_for_subscriber(services, mug_and_tee.order.id)
         # when support approves and the warehouse receives
         approve(run, services, cast, ret)
         receive(run, services, cast, ret)

@@ -21,7 +21,6 @@ from app.errors import BadUserInput
 from app.orders.service import OrderView
 from app.security import codes
 from app.settings import Settings
-from tests.api.test_order_updates import _wait_for_subscriber, connect, subscribe
 from tests.conftest import (
     FAST_PASSWORDS,
     Account,
@@ -34,6 +33,7 @@ from tests.conftest import (
 from tests.support.actors import Cast, make_cast
 from tests.support.carriers import pack, ship, strip
 from tests.support.returns import ELIGIBILITY, REQUEST, RETURN, deliver, email_body, emails, request
+from tests.support.subscriptions import connect, subscribe, wait_for_subscriber
 
 STAFF = {"SUPPORT", "WAREHOUSE", "ADMIN"}
 
@@ -450,7 +450,7 @@ def test_subscribers_are_told_about_the_return(
     with connect(http, cast.owner.token) as stream:
         assert stream.next()["type"] == "connection_ack"
         subscribe(stream, delivered.order.code)
-        _wait_for_subscriber(services, delivered.order.id)
+        wait_for_subscriber(services, delivered.order.id)
         # when the owner asks for a return
         request(run, services, cast.owner, delivered)
         # then the stream says a return was updated

@@ -1,0 +1,70 @@
+"""Live updates over graphql-transport-ws against the in-process app (TestClient): a stream
+that collects what the server sends, `orderUpdates` subscriptions, and a wait until the
+broker has registered them (never a fixed sleep)."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from app.container import Services
+
+SUBSCRIBE = (
+    "subscription S($code: String!) { orderUpdates(code: $code) { type order { code status } } }"
+)
+
+
+class Stream:
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.inbox: queue.Queue[Any] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        try:
+            while True:
+                self.inbox.put(self.ws.receive_json())
+        except (WebSocketDisconnect, Exception) as exc:  # the socket closed
+            self.inbox.put(exc)
+
+    def next(self, timeout: float = 5.0) -> Any:
+        return self.inbox.get(timeout=timeout)
+
+
+@contextmanager
+def connect(http: TestClient, token: str | None) -> Iterator[Stream]:
+    with http.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+        payload = {"Authorization": f"Bearer {token}"} if token else {}
+        ws.send_json({"type": "connection_init", "payload": payload})
+        stream = Stream(ws)
+        yield stream
+
+
+def subscribe(stream: Stream, code: str, op_id: str = "1") -> None:
+    stream.ws.send_json(
+        {
+            "id": op_id,
+            "type": "subscribe",
+            "payload": {"query": SUBSCRIBE, "variables": {"code": code}},
+        }
+    )
+
+
+def wait_for_subscriber(services: Services, order_id: int | None, count: int = 1) -> None:
+    """Until the app's broker holds `count` subscribers of the order (the subscription is
+    registered: an event published from now on reaches it)."""
+    assert order_id is not None
+    deadline = time.monotonic() + 5
+    broker = services.events
+    while broker.subscriber_count(f"order:{order_id}") < count:  # type: ignore[attr-defined]
+        if time.monotonic() > deadline:
+            pytest.fail("the subscription never started")
+        time.sleep(0.01)
