@@ -178,3 +178,6 @@ export function render(main, ctx) {
     load(true);
   }
 }
+
+// Every document this screen sends (validated against schema.graphql by the tests)
+export const DOCUMENTS = { STAFF, CREATE, SET_ROLE, DEACTIVATE, AUDIT };

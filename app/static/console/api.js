@@ -144,9 +144,12 @@ export async function login(email, password) {
   return payload;
 }
 
+const LOGOUT = "mutation ConsoleLogout { logout { ok } }";
+export const ME = "query ConsoleMe { me { email name role } }";
+
 export async function logout() {
   try {
-    if (hasSession()) await gql("mutation ConsoleLogout { logout { ok } }");
+    if (hasSession()) await gql(LOGOUT);
   } catch {
     // the session may have ended already; forget it here either way
   }
@@ -182,3 +185,6 @@ export function explain(error) {
       return `Something went wrong (${code || "unknown"}). Try again; if it keeps happening, tell your supervisor.`;
   }
 }
+
+// Every document the session code sends (validated against schema.graphql by the tests)
+export const DOCUMENTS = { LOGIN, REFRESH, LOGOUT, ME };

@@ -1,7 +1,7 @@
 // The staff console: login, then the screens this account's role may use. Each screen
 // asks the API only for what that role is given; the API is the security boundary, the
 // console only leaves out what would be refused anyway.
-import { explain, gql, hasSession, login, logout, onSessionEnded } from "./api.js";
+import { ME, explain, gql, hasSession, login, logout, onSessionEnded } from "./api.js";
 import { clear, field, h, showUserErrors } from "./dom.js";
 import * as admin from "./admin.js";
 import * as returns from "./returns.js";
@@ -134,7 +134,7 @@ window.addEventListener("hashchange", () => {
 async function boot() {
   if (!hasSession()) return showLogin();
   try {
-    const data = await gql("query ConsoleMe { me { email name role } }");
+    const data = await gql(ME);
     user = data.me;
   } catch {
     user = null;

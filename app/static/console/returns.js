@@ -200,3 +200,6 @@ export function render(main, ctx) {
     return form;
   }
 }
+
+// Every document this screen sends (validated against schema.graphql by the tests)
+export const DOCUMENTS = { QUEUE, GET, APPROVE, REJECT, RECEIVE, REFUND };

@@ -149,3 +149,6 @@ export function render(main, ctx) {
   clear(main, h("div", { class: "columns" }, byCode, byEmail), result);
   byCode.querySelector("input").focus();
 }
+
+// Every document this screen sends (validated against schema.graphql by the tests)
+export const DOCUMENTS = { SUPPORT_ORDER, SUPPORT_SEARCH, REQUEST_RETURN };

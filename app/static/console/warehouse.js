@@ -231,3 +231,6 @@ function packingSlip(order, lines) {
     h("p", { class: "muted" }, `Placed ${when(order.placedAt)} · expected ${order.estimatedDelivery}`),
   );
 }
+
+// Every document this screen sends (validated against schema.graphql by the tests)
+export const DOCUMENTS = { QUEUE, PICK_LIST, PACK, SHIP };

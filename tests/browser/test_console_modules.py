@@ -1,0 +1,123 @@
+"""The console's ES modules, run in node (no browser needed): every GraphQL document the
+console sends is valid against the schema (so a renamed field breaks this test, not a
+shift), and the Code 128 encoder of the packing slip matches the standard's reference
+patterns, check symbol included."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from graphql import parse, validate
+
+from app.console.routes import CONSOLE_DIR
+from app.schema import schema
+from tests.conftest import service_unreachable
+
+SCREENS = ["api", "support", "warehouse", "returns", "admin"]
+NODE_TIMEOUT = 30.0
+
+# From the Code 128 symbol table (ISO/IEC 15417), written as modules (1 bar, 0 space):
+# an independent transcription of what code128.js holds as bar/space widths.
+START_B = "11010010000"  # value 104
+STOP = "1100011101011"  # value 106, with its final bar
+REFERENCE = {
+    0: "11011001100",  # space
+    13: "10011011100",  # "-"
+    16: "10011101100",  # "0"
+    17: "10011100110",  # "1"
+    33: "10100011000",  # "A"
+    34: "10001011000",  # "B"
+    55: "11101000110",  # "W"
+}
+
+
+def node_json(script: str) -> object:
+    executable = shutil.which("node")
+    if executable is None:
+        service_unreachable("node", "not installed (apt-get install nodejs)")
+    assert executable is not None
+    done = subprocess.run(
+        [executable, "--input-type=module", "-e", script],
+        cwd=CONSOLE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=NODE_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def module_url(name: str) -> str:
+    return (CONSOLE_DIR / f"{name}.js").as_uri()
+
+
+def encode(text: str) -> dict[str, object]:
+    script = (
+        f"import {{ modules, symbols }} from {json.dumps(module_url('code128'))};"
+        f"const t = {json.dumps(text)};"
+        "console.log(JSON.stringify({ modules: modules(t), symbols: symbols(t) }));"
+    )
+    result = node_json(script)
+    assert isinstance(result, dict)
+    return result
+
+
+@pytest.mark.parametrize("screen", SCREENS)
+def test_every_document_the_console_sends_is_valid_against_the_schema(screen: str) -> None:
+    script = (
+        f"const m = await import({json.dumps(module_url(screen))});"
+        "console.log(JSON.stringify(m.DOCUMENTS));"
+    )
+    documents = node_json(script)
+    assert isinstance(documents, dict) and documents
+    for name, text in documents.items():
+        errors = validate(schema._schema, parse(text))
+        assert errors == [], f"{screen}.{name}: {[e.message for e in errors]}"
+
+
+def test_a_single_letter_is_start_b_data_check_and_stop() -> None:
+    encoded = encode("A")
+    # check symbol: (104 + 33 × 1) mod 103 = 34 ("B")
+    assert encoded["symbols"] == [104, 33, 34, 106]
+    assert encoded["modules"] == START_B + REFERENCE[33] + REFERENCE[34] + STOP
+
+
+def test_the_check_symbol_weights_each_value_by_its_position() -> None:
+    # "PJJ123C": 104 + 48·1 + 42·2 + 42·3 + 17·4 + 18·5 + 19·6 + 35·7 = 879;
+    # 879 mod 103 = 55 ("W")
+    encoded = encode("PJJ123C")
+    assert encoded["symbols"] == [104, 48, 42, 42, 17, 18, 19, 35, 55, 106]
+    bits = str(encoded["modules"])
+    assert bits.startswith(START_B) and bits.endswith(REFERENCE[55] + STOP)
+
+
+def test_an_order_code_with_dashes_and_a_space() -> None:
+    encoded = encode("A0-1 ")
+    # 104 + 33·1 + 16·2 + 13·3 + 17·4 + 0·5 = 276; 276 mod 103 = 70
+    assert encoded["symbols"] == [104, 33, 16, 13, 17, 0, 70, 106]
+    expected = START_B + "".join(REFERENCE[v] for v in (33, 16, 13, 17, 0))
+    assert str(encoded["modules"]).startswith(expected)
+    assert len(str(encoded["modules"])) == 11 * 7 + 13
+
+
+def test_text_outside_code_set_b_is_refused() -> None:
+    script = (
+        f"import {{ modules }} from {json.dumps(module_url('code128'))};"
+        "try { modules('é'); console.log('null'); }"
+        " catch (e) { console.log(JSON.stringify(e.name)); }"
+    )
+    assert node_json(script) == "RangeError"
+
+
+def test_the_console_files_load_nothing_from_elsewhere() -> None:
+    for path in Path(CONSOLE_DIR).iterdir():
+        text = path.read_text()
+        assert "http://" not in text.replace("http://www.w3.org/2000/svg", ""), path.name
+        assert "https://" not in text, path.name
+    html = (CONSOLE_DIR / "index.html").read_text()
+    assert "<style" not in html and "<script>" not in html
