@@ -82,7 +82,7 @@ def test_every_document_the_console_sends_is_valid_against_the_schema(screen: st
 
 def test_a_single_letter_is_start_b_data_check_and_stop() -> None:
     encoded = encode("A")
-    # check symbol: (104 + 33 × 1) mod 103 = 34 ("B")
+    # check symbol: (104 + 33·1) mod 103 = 34 ("B")
     assert encoded["symbols"] == [104, 33, 34, 106]
     assert encoded["modules"] == START_B + REFERENCE[33] + REFERENCE[34] + STOP
 
