@@ -67,6 +67,34 @@ return 0
 """
 
 
+# Several budgets settled as one atomic step (`Limiter.settle`): one round trip instead of one
+# per budget. KEYS: the budgets' counter keys (the keys `limits` uses, so that its own
+# operations and these see the same counters); ARGV: per key, its operation, limit and window
+# in seconds. Operations: 'u' refuses when the count has reached the limit (a lockout:
+# limits' `test`), 'w' refuses when the count is over it (limits' `test` with cost 0), 'h'
+# counts one and refuses when that took it over (limits' `hit`), 'c' counts one (`hit`,
+# answer ignored). Stops at the first refusal: returns {its 1-based index, its PTTL}, or
+# {0, 0} when every step passed.
+_SETTLE = """
+for i = 1, #KEYS do
+  local op, limit, window = ARGV[3 * i - 2], tonumber(ARGV[3 * i - 1]), ARGV[3 * i]
+  local key = KEYS[i]
+  if op == 'u' or op == 'w' then
+    local count = tonumber(redis.call('GET', key) or '0')
+    if (op == 'u' and count >= limit) or (op == 'w' and count > limit) then
+      return {i, redis.call('PTTL', key)}
+    end
+  else
+    local count = redis.call('INCRBY', key, 1)
+    if count == 1 then redis.call('EXPIRE', key, window) end
+    if op == 'h' and count > limit then return {i, redis.call('PTTL', key)} end
+  end
+end
+return {0, 0}
+"""
+UNLOCKED, WITHIN, HIT, COUNT = "u", "w", "h", "c"
+
+
 class InProcessStorage(Storage):
     """Fixed-window counters in this process's memory: the embedded default.
 
@@ -148,6 +176,27 @@ class InProcessStorage(Storage):
             if count > 0 and expires > now:
                 self._counters[f"login-failures:{key}"] = (count - 1, expires)
 
+    # -- several budgets at once (the semantics of `_SETTLE` in Redis) --------------------
+    def settle(self, steps: tuple[tuple[str, str, int, int], ...]) -> tuple[int, float]:
+        """Apply (operation, key, limit, window) steps in order with no await in between:
+        (0, 0) when all pass, else (1-based index of the refusing step, seconds until its
+        counter's window ends)."""
+        now = time.time()
+        self._sweep(now)
+        for index, (op, key, limit, window) in enumerate(steps, start=1):
+            count, expires = self._counters.get(key, (0, 0.0))
+            if expires <= now:
+                count, expires = 0, now + window
+            if op in (HIT, COUNT):
+                count += 1
+                self._counters[key] = (count, expires)
+                refused = op == HIT and count > limit
+            else:
+                refused = count >= limit if op == UNLOCKED else count > limit
+            if refused:
+                return index, max(0.0, expires - now)
+        return 0, 0.0
+
     def _live(self, key: str, now: float) -> float:
         """A login-until value in seconds (stored in ms), a failure count as is; 0 if gone."""
         count, expires = self._counters.get(key, (0, 0.0))
@@ -184,6 +233,7 @@ class Limiter:
         else:
             self.storage = InProcessStorage()
         self._strategy = FixedWindowRateLimiter(self.storage)
+        self._settle_script = redis.client.register_script(_SETTLE) if redis is not None else None
         self.lookups_per_user = Bucket("lookup:user", parse(limits.lookups_per_user))
         self.lookups_per_ip = Bucket("lookup:ip", parse(limits.lookups_per_ip))
         self.failures_per_user = Bucket("failed:user", parse(limits.failed_lookups_per_user))
@@ -244,6 +294,35 @@ class Limiter:
         )
         return int(stats.remaining)
 
+    async def settle(self, *steps: tuple[str, Bucket, str]) -> None:
+        """Several budgets in one atomic step — one Redis round trip however many — in
+        order, stopping at the first that refuses: (UNLOCKED, bucket, key) refuses while the
+        bucket is spent (`ensure_not_exhausted`), (WITHIN, …) when it is over its amount
+        (`ensure_within`), (HIT, …) spends one unit or refuses (`hit`), (COUNT, …) counts one
+        (`record`). The counters are the ones the single operations above use."""
+        plan = tuple(
+            (
+                op,
+                bucket.item.key_for(bucket.name, key),
+                bucket.item.amount,
+                bucket.item.get_expiry(),
+            )
+            for op, bucket, key in steps
+        )
+        storage = self.storage
+        if isinstance(storage, InProcessStorage):
+            refused, wait = storage.settle(plan)
+        else:
+            script = self._settle_script
+            assert script is not None
+            keys = [f"{KEY_PREFIX}:{key}" for _, key, _, _ in plan]  # as limits' RedisStorage
+            args = [value for op, _, limit, window in plan for value in (op, limit, window)]
+            index, pttl = await self._guard(lambda: script(keys=keys, args=args))
+            refused, wait = int(index), max(0, int(pttl)) / 1000
+        if refused:
+            metrics.rate_limit_rejected(steps[refused - 1][1].name)
+            raise RateLimited(retry_after=max(1, math.ceil(wait)))
+
     # -- code lookups -------------------------------------------------------------------
     # The rule (docs/security.md §3): the user's own budgets are settled before the code is
     # read; the address's budgets only ever refuse a lookup that does NOT turn out to be
@@ -253,14 +332,26 @@ class Limiter:
     async def charge_lookup(self, user_key: str, ip: str) -> None:
         """Once per resolution of anything that takes a code: the user's lockout, then one
         unit of the user's budget; the address's lookup budget is counted, not settled."""
-        await self.ensure_not_exhausted(self.failures_per_user, user_key)
-        await self.hit(self.lookups_per_user, user_key)
-        await self.record(self.lookups_per_ip, ip)
+        await self.settle(
+            (UNLOCKED, self.failures_per_user, user_key),
+            (HIT, self.lookups_per_user, user_key),
+            (COUNT, self.lookups_per_ip, ip),
+        )
 
     async def charge_staff_lookup(self, user_key: str) -> None:
         """A staff door, for staff with the role: the staff budgets of the user only."""
-        await self.ensure_not_exhausted(self.staff_failures_per_user, user_key)
-        await self.hit(self.staff_lookups_per_user, user_key)
+        await self.settle(
+            (UNLOCKED, self.staff_failures_per_user, user_key),
+            (HIT, self.staff_lookups_per_user, user_key),
+        )
+
+    async def charge_support_lookup(self, agent_key: str) -> None:
+        """A support lookup (`supportOrder`, `supportSearch`): the agent's staff lockout, then
+        one unit of the support budget."""
+        await self.settle(
+            (UNLOCKED, self.staff_failures_per_user, agent_key),
+            (HIT, self.support_per_agent, agent_key),
+        )
 
     async def settle_typo(self, ip: str) -> None:
         """A code refused by its check symbol: no failure, but it is not the caller's order,
@@ -272,9 +363,11 @@ class Limiter:
         and the address, increment-then-compare, so that however many arrive at once, no
         more are answered than the budgets allow; the rest are RATE_LIMITED, the same answer
         for a real code and an unknown one."""
-        await self.hit(self.failures_per_user, user_key)
-        await self.ensure_within(self.lookups_per_ip, ip)
-        await self.hit(self.failures_per_ip, ip)
+        await self.settle(
+            (HIT, self.failures_per_user, user_key),
+            (WITHIN, self.lookups_per_ip, ip),
+            (HIT, self.failures_per_ip, ip),
+        )
 
     async def settle_failed_staff_lookup(self, user_key: str) -> None:
         await self.hit(self.staff_failures_per_user, user_key)

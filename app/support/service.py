@@ -58,8 +58,7 @@ class SupportService:
                     field="reason",
                 )
             key = CodeLookups.user_key(agent)
-            await self._limiter.ensure_not_exhausted(self._limiter.staff_failures_per_user, key)
-            await self._limiter.hit(self._limiter.support_per_agent, key)
+            await self._limiter.charge_support_lookup(key)
             try:
                 code = codes.normalise(raw_code)
             except InvalidOrderCode:
