@@ -19,7 +19,7 @@ const DEACTIVATE = `mutation DeactivateUser($email: String!) {
 }`;
 const AUDIT = `query AuditLog($filter: AuditFilterInput, $after: String) {
   auditLog(filter: $filter, first: 50, after: $after) {
-    edges { node { at actorEmail actorRole action code outcome reason clientIp } }
+    edges { node { at actorEmail actorRole action code subject outcome reason clientIp } }
     pageInfo { hasNextPage endCursor }
   }
 }`;
@@ -149,7 +149,7 @@ export function render(main, ctx) {
         const data = await gql(AUDIT, { filter, after: cursor });
         const page = data.auditLog;
         for (const { node: e } of page.edges) {
-          rows.append(h("tr", { "data-action": e.action }, h("td", {}, when(e.at)), h("td", {}, e.actorEmail || "–"), h("td", {}, e.actorRole), h("td", { class: "action" }, e.action), h("td", { class: "code" }, e.code || ""), h("td", {}, e.outcome), h("td", { class: "reason" }, e.reason || ""), h("td", {}, e.clientIp || "")));
+          rows.append(h("tr", { "data-action": e.action }, h("td", {}, when(e.at)), h("td", {}, e.actorEmail || "–"), h("td", {}, e.actorRole), h("td", { class: "action" }, e.action), h("td", { class: "code" }, e.code || e.subject || ""), h("td", {}, e.outcome), h("td", { class: "reason" }, e.reason || ""), h("td", {}, e.clientIp || "")));
         }
         cursor = page.pageInfo.endCursor;
         more.hidden = !page.pageInfo.hasNextPage;
@@ -173,7 +173,7 @@ export function render(main, ctx) {
       load(true);
     });
     more.addEventListener("click", () => load(false));
-    const headers = ["At", "Who", "Role", "Action", "Code", "Outcome", "Reason", "IP"];
+    const headers = ["At", "Who", "Role", "Action", "Code / subject", "Outcome", "Reason", "IP"];
     clear(audit, h("h2", {}, "Audit log"), form, h("table", { class: "audit-log" }, h("thead", {}, h("tr", {}, headers.map((t) => h("th", {}, t)))), rows), more);
     load(true);
   }
