@@ -11,7 +11,7 @@ sends, in scripts/bench_documents/:
 Steps: creates a scratch database (`--database sqlite`: a file in a temporary directory;
 `--database postgresql`: a database created through BENCH_POSTGRES_URL, default
 postgresql://postgres@127.0.0.1:5432/test, and dropped WITH (FORCE) at the end), applies
-the migrations and seeds it with SQLAlchemy Core (scripts/bench_seed.py: `--orders` orders
+the migrations and seeds it with SQLAlchemy Core (app/seeding/bench.py: `--orders` orders
 over `--customers` customers; the bench customer owns `--my-orders` of them, with
 shipments, tracking events and returns). Then:
 
@@ -77,9 +77,11 @@ from app.pagination import CursorCodec  # noqa: E402
 from app.schema import build_schema  # noqa: E402
 from app.security import codes  # noqa: E402
 from app.security.tokens import AccessTokens  # noqa: E402
+from app.seeding.bench import Seeded, seed  # noqa: E402
+from app.seeding.rows import SeedError  # noqa: E402
 from app.settings import RateLimits, Settings  # noqa: E402
 from scripts import bench_baseline  # noqa: E402
-from scripts.bench_seed import ScratchDatabase, Seeded, SessionCount, fail, seed  # noqa: E402
+from scripts.bench_seed import ScratchDatabase, SessionCount, fail  # noqa: E402
 
 DOCUMENTS_DIR = ROOT / "scripts" / "bench_documents"
 ISSUER = Settings.jwt_issuer
@@ -718,7 +720,10 @@ def main(argv: list[str] | None = None) -> int:
             f"into {database.shown} ...",
             flush=True,
         )
-        seeded = seed(database.url, args.orders, args.customers, args.my_orders)
+        try:
+            seeded = seed(database.url, args.orders, args.customers, args.my_orders)
+        except SeedError as exc:
+            raise fail(str(exc)) from exc
         print(
             f"bench: seeded in {seeded.seconds:.1f} s: "
             + ", ".join(f"{n:,} {table}" for table, n in seeded.rows.items()),

@@ -3,10 +3,10 @@
 What it does, in one run (`scripts/loadtest [--duration S] [--instances-only 1|2] ...`):
 
 1. creates a scratch PostgreSQL database (dropped at the end), migrates it with
-   `orders-api migrate`, and seeds it with SQLAlchemy Core: customers with sessions, a
-   catalogue with big stock, thousands of orders (placed, shipped with a parcel and tracking
-   events, delivered), a few hundred customers able to log in (argon2id, the production
-   parameters);
+   `orders-api migrate`, and seeds it with SQLAlchemy Core (app/seeding/load.py): customers
+   with sessions, a catalogue with big stock, thousands of orders (placed, shipped with a
+   parcel and tracking events, delivered), a few hundred customers able to log in
+   (argon2id, the production parameters);
 2. flushes a dedicated Redis database and starts two `orders-api serve` instances (uvicorn,
    one process each) with production settings (`APP_ENV=production`, the email sender on,
    JSON logs at INFO), the `RATE_*` budgets raised so that the limiter lets the load through,
@@ -37,7 +37,6 @@ Exit status 1 on any 5xx or failed check.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import math
@@ -65,27 +64,14 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
 import redis  # noqa: E402
-from sqlalchemy import insert, text  # noqa: E402
 
 import app.models  # noqa: E402, F401  (registers every table)
-from app.accounts.models import AuthSession, User  # noqa: E402
-from app.catalog.models import Product  # noqa: E402
-from app.db import make_engine  # noqa: E402
-from app.orders.models import Order, OrderLine, OrderStatus  # noqa: E402
-from app.orders.pricing import compute_totals  # noqa: E402
 from app.pagination import CursorCodec  # noqa: E402
-from app.payments.models import provider_metadata  # noqa: E402
 from app.security import codes  # noqa: E402
-from app.security.passwords import Passwords  # noqa: E402
-from app.security.tokens import AccessTokens, new_public_id  # noqa: E402
+from app.security.tokens import AccessTokens  # noqa: E402
+from app.seeding.load import CITIES, LOGIN_PASSWORD, Seeded, seed  # noqa: E402
+from app.seeding.rows import SeedError  # noqa: E402
 from app.settings import Settings  # noqa: E402
-from app.shipments.models import (  # noqa: E402
-    Pack,
-    PackLine,
-    Shipment,
-    ShipmentLine,
-    TrackingEvent,
-)
 from scripts.bench import Target, ensure_wrk, free_port, load_average  # noqa: E402
 from scripts.carrier_client import event_body, sign  # noqa: E402
 
@@ -107,17 +93,7 @@ RATE_ENV = {
 ISSUER = Settings.jwt_issuer
 AUDIENCE = Settings.jwt_audience
 TOKEN_TTL = 900
-LOGIN_PASSWORD = "load-test-Passw0rd-4711"
 KEY_PREFIX = "lt-"  # idempotency keys and carrier event ids of this tool
-CHUNK = 5_000
-CARRIERS = ("DHL", "UPS", "DPD")
-CITIES = (
-    ("Berlin", "10115"),
-    ("Hamburg", "20095"),
-    ("Munich", "80331"),
-    ("Cologne", "50667"),
-    ("Leipzig", "04109"),
-)
 
 ORDER_QUERY = (
     "query Order($code: String!) { order(code: $code) { code status placedAt estimatedDelivery "
@@ -183,320 +159,6 @@ def connections_per_process(op: Operation, total: int, paced: set[str]) -> int:
     used = SLOTS * sum(o.connections for o in OPERATIONS if o.name in paced)
     closed = [o for o in OPERATIONS if o.name not in paced]
     return max(1, (total - used) // (SLOTS * len(closed)))
-
-
-# -- seeding ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Customer:
-    id: int
-    public_id: str
-    session_public_id: str
-    email: str
-    name: str
-    can_login: bool
-    orders: list[tuple[datetime, str]] = field(default_factory=list)  # (placed_at, code)
-
-
-@dataclass
-class Seeded:
-    customers: list[Customer]
-    products: list[tuple[str, int]]  # (sku, price)
-    stock: dict[int, int]  # product id -> stock at the start
-    lookups: list[tuple[int, str]]  # (customer index, canonical code)
-    shipments: list[tuple[str, str]]  # (carrier, tracking number) of parcels in transit
-    orders: int
-    lines: int
-    events: int
-    seconds: float
-
-
-def seed(
-    database_url: str, n_orders: int, n_customers: int, n_login: int, n_products: int
-) -> Seeded:
-    started = time.perf_counter()
-    rng = random.Random(20261128)
-    now = datetime.now(UTC).replace(microsecond=0)
-    login_hash = asyncio.run(Passwords().hash(LOGIN_PASSWORD))  # production argon2id
-    customers = [
-        Customer(
-            id=i + 1,
-            public_id=new_public_id(),
-            session_public_id=new_public_id(),
-            email=f"load-customer-{i}@shop.example",
-            name=f"Load Customer {i}",
-            can_login=i < n_login,
-        )
-        for i in range(n_customers)
-    ]
-    products = [
-        (pid, f"LT-{pid:04d}", f"Load test product {pid}", rng.randrange(490, 9_000, 10))
-        for pid in range(1, n_products + 1)
-    ]
-    stock = {pid: 10_000_000 for pid, *_ in products}
-    engine = make_engine(database_url)
-    provider_metadata.create_all(engine, checkfirst=True)  # the test provider's own ledger
-    ids = {"order": 0, "line": 0, "pack": 0, "pack_line": 0, "shipment": 0, "event": 0}
-    in_transit: list[tuple[str, str]] = []
-    seen_codes: set[str] = set()
-    n_lines = n_events = 0
-    with engine.begin() as conn:
-        conn.execute(
-            insert(Product.__table__),  # type: ignore[attr-defined]
-            [
-                {
-                    "id": pid,
-                    "sku": sku,
-                    "name": name,
-                    "description": "",
-                    "price_minor": price,
-                    "currency": "EUR",
-                    "stock": stock[pid],
-                    "bin_location": f"A-{pid:02d}",
-                    "active": True,
-                }
-                for pid, sku, name, price in products
-            ],
-        )
-        conn.execute(
-            insert(User.__table__),  # type: ignore[attr-defined]
-            [
-                {
-                    "id": c.id,
-                    "public_id": c.public_id,
-                    "email": c.email,
-                    "password_hash": login_hash if c.can_login else "!load-test-no-login",
-                    "name": c.name,
-                    "role": "CUSTOMER",
-                    "created_at": now - timedelta(days=400),
-                }
-                for c in customers
-            ],
-        )
-        conn.execute(
-            insert(AuthSession.__table__),  # type: ignore[attr-defined]
-            [
-                {
-                    "id": c.id,
-                    "public_id": c.session_public_id,
-                    "user_id": c.id,
-                    "created_at": now,
-                    "revoked_at": None,
-                    "revoked_reason": None,
-                }
-                for c in customers
-            ],
-        )
-        for start in range(0, n_orders, CHUNK):
-            rows: dict[str, list[dict[str, Any]]] = {
-                "orders": [],
-                "lines": [],
-                "packs": [],
-                "pack_lines": [],
-                "shipments": [],
-                "shipment_lines": [],
-                "events": [],
-            }
-            for _ in range(min(CHUNK, n_orders - start)):
-                ids["order"] += 1
-                order_id = ids["order"]
-                code = codes.generate()
-                while code in seen_codes:
-                    code = codes.generate()
-                seen_codes.add(code)
-                owner = customers[rng.randrange(n_customers)]
-                placed = now - timedelta(minutes=rng.randrange(60, 365 * 24 * 60))
-                owner.orders.append((placed, code))
-                chosen = rng.sample(products, rng.randint(1, 3))
-                quantities = [rng.randint(1, 3) for _ in chosen]
-                totals = compute_totals(
-                    [p[3] * q for p, q in zip(chosen, quantities, strict=True)],
-                    shipping_flat=495,
-                    free_from=5000,
-                    tax_basis_points=2000,
-                )
-                roll = rng.random()
-                status = (
-                    OrderStatus.PLACED
-                    if roll < 0.15
-                    else OrderStatus.SHIPPED
-                    if roll < 0.40
-                    else OrderStatus.DELIVERED
-                )
-                city, postal = CITIES[owner.id % len(CITIES)]
-                rows["orders"].append(
-                    {
-                        "id": order_id,
-                        "code": code,
-                        "user_id": owner.id,
-                        "status": status.value,
-                        "currency": "EUR",
-                        "subtotal_minor": totals.subtotal_minor,
-                        "shipping_minor": totals.shipping_minor,
-                        "tax_minor": totals.tax_minor,
-                        "total_minor": totals.total_minor,
-                        "refunded_minor": 0,
-                        "ship_name": owner.name,
-                        "ship_line1": f"{owner.id} Load Street",
-                        "ship_line2": "",
-                        "ship_city": city,
-                        "ship_postal_code": postal,
-                        "ship_country": "DE",
-                        "payment_brand": "VISA",
-                        "payment_last4": "4242",
-                        "payment_reference": f"ch_seed_{order_id}",
-                        "idempotency_key": f"seed-{order_id}",
-                        "request_fingerprint": "0" * 64,
-                        "estimated_delivery": (placed + timedelta(days=3)).date(),
-                        "placed_at": placed,
-                        "updated_at": placed,
-                        "cancelled_at": None,
-                    }
-                )
-                line_ids = []
-                for (pid, sku, name, price), quantity in zip(chosen, quantities, strict=True):
-                    ids["line"] += 1
-                    line_ids.append((ids["line"], quantity))
-                    rows["lines"].append(
-                        {
-                            "id": ids["line"],
-                            "order_id": order_id,
-                            "product_id": pid,
-                            "sku": sku,
-                            "name": name,
-                            "unit_price_minor": price,
-                            "quantity": quantity,
-                        }
-                    )
-                if status is OrderStatus.PLACED:
-                    continue
-                # Packed and shipped in one parcel a day after the order; tracking events.
-                shipped = placed + timedelta(days=1)
-                delivered = status is OrderStatus.DELIVERED
-                ids["pack"] += 1
-                ids["shipment"] += 1
-                carrier = CARRIERS[order_id % len(CARRIERS)]
-                tracking = f"LT{order_id:010d}"
-                rows["packs"].append(
-                    {
-                        "id": ids["pack"],
-                        "order_id": order_id,
-                        "packed_by": None,
-                        "packed_at": shipped,
-                    }
-                )
-                timeline = [
-                    ("LABEL_CREATED", shipped),
-                    ("IN_TRANSIT", shipped + timedelta(hours=6)),
-                ]
-                if delivered:
-                    timeline.append(("DELIVERED", shipped + timedelta(days=2)))
-                rows["shipments"].append(
-                    {
-                        "id": ids["shipment"],
-                        "order_id": order_id,
-                        "carrier": carrier,
-                        "tracking_number": tracking,
-                        "status": timeline[-1][0],
-                        "estimated_delivery": (shipped + timedelta(days=2)).date(),
-                        "shipped_by": None,
-                        "shipped_at": shipped,
-                        "delivered_at": timeline[-1][1] if delivered else None,
-                        "last_event_at": timeline[-1][1],
-                        "updated_at": timeline[-1][1],
-                    }
-                )
-                for line_id, quantity in line_ids:
-                    ids["pack_line"] += 1
-                    rows["pack_lines"].append(
-                        {
-                            "id": ids["pack_line"],
-                            "pack_id": ids["pack"],
-                            "order_line_id": line_id,
-                            "quantity": quantity,
-                        }
-                    )
-                    rows["shipment_lines"].append(
-                        {
-                            "id": ids["pack_line"],
-                            "shipment_id": ids["shipment"],
-                            "order_line_id": line_id,
-                            "quantity": quantity,
-                        }
-                    )
-                for event_status, at in timeline:
-                    ids["event"] += 1
-                    rows["events"].append(
-                        {
-                            "id": ids["event"],
-                            "shipment_id": ids["shipment"],
-                            "carrier": carrier,
-                            "carrier_event_id": f"seed-{ids['event']}",
-                            "status": event_status,
-                            "location": city,
-                            "description": "",
-                            "occurred_at": at,
-                            "received_at": at,
-                            "source": "CARRIER",
-                            "recorded_by": None,
-                        }
-                    )
-                if not delivered:
-                    in_transit.append((carrier, tracking))
-            batches: list[tuple[Any, list[dict[str, Any]]]] = [
-                (Order.__table__, rows["orders"]),  # type: ignore[attr-defined]
-                (OrderLine.__table__, rows["lines"]),  # type: ignore[attr-defined]
-                (Pack.__table__, rows["packs"]),  # type: ignore[attr-defined]
-                (PackLine.__table__, rows["pack_lines"]),  # type: ignore[attr-defined]
-                (Shipment.__table__, rows["shipments"]),  # type: ignore[attr-defined]
-                (ShipmentLine.__table__, rows["shipment_lines"]),  # type: ignore[attr-defined]
-                (TrackingEvent.__table__, rows["events"]),  # type: ignore[attr-defined]
-            ]
-            for table, batch in batches:
-                if batch:
-                    conn.execute(insert(table), batch)
-            n_lines += len(rows["lines"])
-            n_events += len(rows["events"])
-        # Explicit ids leave the sequences behind: move them on, or the first order placed
-        # through the API would collide with a seeded id.
-        next_ids = {
-            "users": n_customers,
-            "auth_sessions": n_customers,
-            "products": n_products,
-            "orders": ids["order"],
-            "order_lines": ids["line"],
-            "packs": ids["pack"],
-            "pack_lines": ids["pack_line"],
-            "shipments": ids["shipment"],
-            "shipment_lines": ids["pack_line"],
-            "tracking_events": ids["event"],
-        }
-        for table_name, last_id in next_ids.items():
-            conn.execute(
-                text("SELECT setval(pg_get_serial_sequence(:t, 'id'), :v, false)"),
-                {"t": table_name, "v": last_id + 1},
-            )
-    engine.dispose()
-    lookups = [
-        (index, code)
-        for index, customer in enumerate(customers)
-        for _, code in customer.orders
-        if rng.random() < 0.5
-    ]
-    if not lookups or not in_transit:
-        raise fail("the seed has no orders to look up or no parcel in transit: use more --orders")
-    return Seeded(
-        customers=customers,
-        products=[(sku, price) for _, sku, _, price in products],
-        stock=stock,
-        lookups=lookups,
-        shipments=in_transit,
-        orders=n_orders,
-        lines=n_lines,
-        events=n_events,
-        seconds=time.perf_counter() - started,
-    )
 
 
 # -- request data (Lua files) -------------------------------------------------------------
@@ -1348,9 +1010,12 @@ def main(argv: list[str] | None = None) -> int:
             f"database {db_name} migrated; seeding {args.orders:,} orders for "
             f"{args.customers:,} customers ..."
         )
-        seeded = seed(
-            database_url, args.orders, args.customers, args.login_customers, args.products
-        )
+        try:
+            seeded = seed(
+                database_url, args.orders, args.customers, args.login_customers, args.products
+            )
+        except SeedError as exc:
+            raise fail(str(exc)) from exc
         say(
             f"seeded {seeded.orders:,} orders, {seeded.lines:,} lines, {seeded.events:,} "
             f"tracking events, {len(seeded.shipments):,} parcels in transit, "
