@@ -18,7 +18,7 @@ from app.schema import schema
 from app.security import codes
 from app.security.roles import Role
 from tests.conftest import ADDRESS, Account, GraphQLClient, Run
-from tests.returns_helpers import deliver, request
+from tests.support.returns import deliver, request
 
 SUBJECT_ARGS = {"code", "rma", "token", "checkoutCode"}
 DOOR_ERRORS = {"ORDER_NOT_FOUND", "FORBIDDEN", "UNAUTHENTICATED"}
@@ -31,10 +31,15 @@ class Door:
     document: str
     subject: str  # order | checkout | rma | token
     entitled: frozenset[str]  # callers who may act on someone else's... or their own subject
+    staff_variables: tuple[tuple[str, Any], ...] = ()  # what staff callers send besides $s
+
+    def variables(self, caller: str, subject: str) -> dict[str, Any]:
+        extra = dict(self.staff_variables) if caller in STAFF_READ else {}
+        return {"s": subject, **extra}
 
 
-def door(document: str, subject: str, *entitled: str) -> Door:
-    return Door(document, subject, frozenset(entitled))
+def door(document: str, subject: str, *entitled: str, **staff_variables: Any) -> Door:
+    return Door(document, subject, frozenset(entitled), tuple(staff_variables.items()))
 
 
 STAFF_READ = ("SUPPORT", "WAREHOUSE", "ADMIN")
@@ -104,11 +109,16 @@ DOORS: dict[str, Door | None] = {
         "token",
         OWNER,
     ),
+    # Staff send the ticket (supportReason) and act for the customer: SUPPORT and ADMIN get
+    # through, WAREHOUSE is FORBIDDEN; customers leave it out (the owner's door).
     "requestReturn": door(
-        'mutation($s:String!){ requestReturn(code:$s, lines:[{sku:"MUG-001", quantity:1}],'
-        " reason: DAMAGED){ userErrors { code } } }",
+        'mutation($s:String!, $why:String){ requestReturn(code:$s, lines:[{sku:"MUG-001",'
+        " quantity:1}], reason: DAMAGED, supportReason: $why){ userErrors { code } } }",
         "order",
         OWNER,
+        "SUPPORT",
+        "ADMIN",
+        why="TICKET-1",
     ),
     "approveReturn": door(
         "mutation($s:String!){ approveReturn(rma:$s){ userErrors { code } } }",
@@ -210,14 +220,14 @@ def test_only_the_entitled_get_through_and_nobody_else_learns_anything(
         entitled = ANYONE in spec.entitled or caller in spec.entitled
         if entitled:
             # given the right caller, the real subject gets through the door
-            body = gql(spec.document, {"s": real}, token=token)
+            body = gql(spec.document, spec.variables(caller, real), token=token)
             assert _door_errors(body) == set(), (field, caller, body.get("errors"))
-            unknown = gql(spec.document, {"s": codes.generate()}, token=token)
+            unknown = gql(spec.document, spec.variables(caller, codes.generate()), token=token)
             assert _door_errors(unknown) == {"ORDER_NOT_FOUND"}, (field, caller)
         else:
             # anyone else: the real subject answers exactly like an unknown one
-            theirs = gql(spec.document, {"s": real}, token=token)
-            unknown = gql(spec.document, {"s": codes.generate()}, token=token)
+            theirs = gql(spec.document, spec.variables(caller, real), token=token)
+            unknown = gql(spec.document, spec.variables(caller, codes.generate()), token=token)
             assert _door_errors(theirs), (field, caller, theirs)
             assert _answer(theirs) == _answer(unknown), (field, caller)
 
@@ -241,6 +251,8 @@ def expected_budget(field: str, caller: str) -> str | None:
         return None
     if field == "supportOrder":
         return "support:agent" if caller in spec.entitled else None  # role first
+    if field == "requestReturn" and caller in ("SUPPORT", "ADMIN"):
+        return "support:agent"  # for the customer: like supportOrder (app/returns/on_behalf.py)
     if field in STAFF_DOORS and caller in spec.entitled and caller != OWNER:
         return "staff:user"
     return "lookup:user"
@@ -266,8 +278,96 @@ def test_each_door_spends_its_callers_budget_once(
             return {name: run(limiter.remaining(bucket, key)) for name, bucket in buckets.items()}  # noqa: B023
 
         before = left()
-        gql(spec.document, {"s": world["subjects"][spec.subject]}, token=token)
+        gql(spec.document, spec.variables(caller, world["subjects"][spec.subject]), token=token)
         spent = {name: before[name] - after for name, after in left().items()}
         budget = expected_budget(field, caller)
         expected = {name: int(name == budget) for name in BUDGETS}
         assert spent == expected, (field, caller)
+
+
+# -- The staff console's fields that take no code (issue 16) -------------------------------------
+# Each new field x each caller: exactly who gets through; everyone else UNAUTHENTICATED or
+# FORBIDDEN, and the same answer whatever the subject (an email with orders or not, an account
+# that exists or not).
+@dataclass(frozen=True)
+class StaffField:
+    document: str
+    allowed: frozenset[str]
+
+
+def staff_field(document: str, *allowed: str) -> StaffField:
+    return StaffField(document, frozenset(allowed))
+
+
+STAFF_FIELDS = {
+    "supportSearch": staff_field(
+        'query($e:String!){ supportSearch(customerEmail:$e, reason:"T-1"){ code } }',
+        "SUPPORT",
+        "ADMIN",
+    ),
+    "returnsQueue": staff_field(
+        "{ returnsQueue { edges { node { rma } } } }",
+        *STAFF_READ,
+    ),
+    "staffUsers": staff_field("{ staffUsers { edges { node { email } } } }", "ADMIN"),
+    "createStaffUser": staff_field(
+        'mutation($e:String!){ createStaffUser(email:$e, name:"N", password:"long-Passw0rd-1",'
+        " role: SUPPORT){ userErrors { code } } }",
+        "ADMIN",
+    ),
+    "setUserRole": staff_field(
+        "mutation($e:String!){ setUserRole(email:$e, role: SUPPORT){ userErrors { code } } }",
+        "ADMIN",
+    ),
+    "deactivateUser": staff_field(
+        "mutation($e:String!){ deactivateUser(email:$e){ userErrors { code } } }", "ADMIN"
+    ),
+}
+
+
+def test_every_staff_console_field_is_in_the_schema() -> None:
+    query = schema._schema.get_type("Query").fields  # type: ignore[union-attr]
+    mutation = schema._schema.get_type("Mutation").fields  # type: ignore[union-attr]
+    assert set(STAFF_FIELDS) <= set(query) | set(mutation)
+    assert not {"email", "customerEmail"} & SUBJECT_ARGS  # not code doors: matrix below
+
+
+@pytest.mark.parametrize("field", sorted(STAFF_FIELDS))
+def test_each_staff_console_field_lets_exactly_its_roles_through(
+    gql: GraphQLClient,
+    world: dict[str, Any],
+    make_account: Callable[..., Account],
+    owner: Account,
+    field: str,
+) -> None:
+    spec = STAFF_FIELDS[field]
+    target = make_account(Role.SUPPORT)  # a staff account to change
+    # a subject that exists (an email with orders / a staff account) and one that does not
+    real = {"supportSearch": owner.email}.get(field, target.email)
+    unknown = "nobody-" + real
+    if field == "createStaffUser":
+        real, unknown = "new-" + real, "other-new-" + real
+    for caller, token in world["callers"].items():
+        if caller in spec.allowed:
+            body = gql(spec.document, {"e": real}, token=token)
+            assert body.get("errors") is None, (field, caller, body.get("errors"))
+            assert body["data"][field] is not None
+            continue
+        expected = "UNAUTHENTICATED" if token is None else "FORBIDDEN"
+        theirs = gql(spec.document, {"e": real}, token=token)
+        nobody = gql(spec.document, {"e": unknown}, token=token)
+        assert _door_errors(theirs) == {expected}, (field, caller)
+        assert _answer(theirs) == _answer(nobody), (field, caller)
+
+
+def test_support_search_not_found_is_no_orders(
+    gql: GraphQLClient, world: dict[str, Any], make_account: Callable[..., Account]
+) -> None:
+    """For the agents: an unknown email answers exactly like a customer without orders."""
+    never_ordered = make_account(Role.CUSTOMER)
+    document = STAFF_FIELDS["supportSearch"].document
+    for caller in ("SUPPORT", "ADMIN"):
+        token = world["callers"][caller]
+        none = gql(document, {"e": never_ordered.email}, token=token)
+        unknown = gql(document, {"e": "nobody-" + never_ordered.email}, token=token)
+        assert _answer(none) == _answer(unknown) == (200, [], {"supportSearch": []})
