@@ -136,8 +136,8 @@ export function render(main, ctx) {
         });
         const payload = answer.requestReturn;
         if (showUserErrors(form, payload.userErrors)) {
+          await lookup(order.code, reason); // the order again, with the new return
           ctx.notice(`Return ${payload.returnRequest.rma} started (${payload.returnRequest.status}). The customer gets an email.`);
-          lookup(order.code, reason);
         }
       } catch (error) {
         ctx.fail(error);
