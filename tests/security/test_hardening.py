@@ -3,16 +3,19 @@ suggestions, masked internal errors, and production mode without IDE or introspe
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
+from sqlalchemy import inspect, text
 from starlette.testclient import TestClient
 
-from app.container import build_services
+from app.container import Services, build_services
 from app.main import create_app
+from app.orders.service import OrderView
 from app.settings import DEV_JWT_SECRET, Settings, SettingsError
-from tests.conftest import FAST_PASSWORDS, Account, GraphQLClient, error_codes
+from tests.conftest import FAST_PASSWORDS, Account, GraphQLClient, db_session, error_codes
 
 
 @pytest.fixture
@@ -135,8 +138,35 @@ def test_production_refuses_default_or_short_secrets_and_debug() -> None:
     Settings(app_env="production", jwt_secret="s" * 48, **carrier).validate()  # real secrets
 
 
-def test_unauthenticated_mutation_changes_nothing(gql: GraphQLClient) -> None:
-    assert error_codes(gql("mutation { logout { ok } }")) == ["UNAUTHENTICATED"]
+def database_rows(services: Services) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table (what a mutation could have changed)."""
+    with db_session(services) as session:
+        tables = inspect(session.get_bind()).get_table_names()
+        return {
+            table: [tuple(row) for row in session.execute(text(f"SELECT * FROM {table}"))]
+            for table in sorted(tables)
+        }
+
+
+def test_unauthenticated_mutation_changes_nothing(
+    gql: GraphQLClient, services: Services, owner: Account, place_order: Callable[..., OrderView]
+) -> None:
+    # given an order and its owner's live session
+    view = place_order(owner)
+    before = database_rows(services)
+    assert before["orders"] and before["auth_sessions"]
+    # when anonymous callers try the mutations that would change them
+    for mutation, variables in (
+        ("mutation { logout { ok } }", {}),
+        (
+            "mutation C($code: String!) { cancelOrder(code: $code) { order { status } } }",
+            {"code": view.order.code},
+        ),
+    ):
+        # then each is refused as unauthenticated
+        assert error_codes(gql(mutation, variables)) == ["UNAUTHENTICATED"], mutation
+    # and not one row of any table changed
+    assert database_rows(services) == before
 
 
 def test_syntax_and_token_limit_errors_carry_a_code(gql: GraphQLClient) -> None:

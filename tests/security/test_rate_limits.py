@@ -13,7 +13,7 @@ from sqlalchemy import event
 from starlette.testclient import TestClient
 
 from app.container import build_services
-from app.errors import RateLimited
+from app.errors import RateLimited, ServiceUnavailable
 from app.main import create_app
 from app.redis_link import RedisLink
 from app.security import codes
@@ -21,6 +21,7 @@ from app.security.ratelimit import Limiter
 from app.security.roles import Role
 from app.settings import RateLimits, Settings
 from tests.conftest import FAST_PASSWORDS, Account, GraphQLClient, error_codes
+from tests.support.processes import free_port
 
 T = TypeVar("T")
 
@@ -217,8 +218,14 @@ async def test_two_instances_share_one_budget_through_redis(redis_url: str) -> N
 
 
 @pytest.fixture
-def dead_redis_harness(settings: Settings) -> Iterator[Harness]:
-    h = Harness(replace(settings, redis_url="redis://127.0.0.1:1/0"))
+def dead_redis_url() -> str:
+    """A Redis URL on a loopback port nothing listens on (connections are refused)."""
+    return f"redis://127.0.0.1:{free_port()}/0"
+
+
+@pytest.fixture
+def dead_redis_harness(settings: Settings, dead_redis_url: str) -> Iterator[Harness]:
+    h = Harness(replace(settings, redis_url=dead_redis_url))
     yield h
     h.close()
 
@@ -228,15 +235,32 @@ def test_redis_unreachable_fails_closed(
 ) -> None:
     view = place_order(owner)
     h = dead_redis_harness
-    token = h.services.accounts.authenticate  # authentication needs no Redis
-    assert token is not None
-    access = owner.token
-    body = h.gql(aliases(1), {"code": view.order.code}, token=access)
+    # authentication needs no Redis: the owner's token is still accepted
+    me = h.gql("{ me { email } }", token=owner.token)
+    assert not me.get("errors"), me
+    assert me["data"]["me"]["email"] == owner.email
+    # but a lookup, which must be charged to a budget, is refused with the defined error
+    body = h.gql(aliases(1), {"code": view.order.code}, token=owner.token)
     assert error_codes(body) == ["SERVICE_UNAVAILABLE"]
-    assert h.order_selects == 0
+    assert body["errors"][0]["message"] == ServiceUnavailable.default_message
+    assert not (body.get("data") or {}).get("a0")
+    assert h.order_selects == 0  # the order was never read
     # what does not need Redis keeps working
     products = h.gql("{ products { edges { node { sku } } } }")
     assert not products.get("errors")
+
+
+async def test_a_limiter_whose_redis_is_unreachable_refuses_every_charge(
+    dead_redis_url: str,
+) -> None:
+    link = RedisLink(dead_redis_url)
+    limiter = Limiter(RateLimits(), link)
+    try:
+        for _ in range(3):  # never "unlimited", however often it is asked
+            with pytest.raises(ServiceUnavailable):
+                await limiter.charge_lookup("user:someone", "192.0.2.7")
+    finally:
+        await link.aclose()
 
 
 def test_a_request_refused_as_a_whole_is_http_429_with_retry_after(

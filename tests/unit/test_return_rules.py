@@ -84,6 +84,10 @@ def test_refusals_explain_themselves() -> None:
         (ReturnStatus.REQUESTED, 2, None, 2),
         (ReturnStatus.APPROVED, 2, None, 2),
         (ReturnStatus.RECEIVED, 2, 1, 1),
+        # received with nothing in the box (or not counted): nothing is taken
+        (ReturnStatus.RECEIVED, 2, 0, 0),
+        (ReturnStatus.RECEIVED, 2, None, 0),
+        (ReturnStatus.REFUNDED, 3, None, 0),
         (ReturnStatus.REFUNDED, 2, 2, 2),
         (ReturnStatus.REJECTED, 2, None, 0),
     ],
@@ -157,6 +161,23 @@ def test_a_request_takes_the_parcels_whose_window_closes_first() -> None:
     assert taken == {3: 1, 7: 1}
     with pytest.raises(ValueError):
         allocate(1, 4, parcels, NOW, WINDOW)
+
+
+def test_a_request_met_by_the_first_parcel_leaves_the_others_untouched() -> None:
+    # given two returnable parcels of one line, two units each
+    parcels = [parcel(2, 5, shipment=7), parcel(2, 20, shipment=3)]
+    # when two units are asked for
+    taken = allocate(1, 2, parcels, NOW, WINDOW)
+    # then the parcel whose window closes first gives both; the other is not in the answer
+    assert taken == {3: 2}
+    # and three units take the rest from the next parcel
+    assert allocate(1, 3, parcels, NOW, WINDOW) == {3: 2, 7: 1}
+
+
+def test_allocation_skips_parcels_of_other_lines_and_units_already_taken() -> None:
+    other_line = Parcel(2, 5, 3, NOW - timedelta(days=1), 0)
+    parcels = [other_line, parcel(3, 10, committed=2, shipment=8), parcel(2, 12, shipment=4)]
+    assert allocate(1, 3, parcels, NOW, WINDOW) == {4: 2, 8: 1}
 
 
 # -- refunds -------------------------------------------------------------------------------
