@@ -121,3 +121,24 @@ def test_the_console_files_load_nothing_from_elsewhere() -> None:
         assert "https://" not in text, path.name
     html = (CONSOLE_DIR / "index.html").read_text()
     assert "<style" not in html and "<script>" not in html
+
+
+def test_top_level_errors_are_worded_for_a_shift_worker() -> None:
+    script = (
+        f"import {{ explain }} from {json.dumps(module_url('api'))};"
+        "const said = (code, extensions) => explain({ code, message: 'raw', extensions });"
+        "console.log(JSON.stringify({"
+        " forbidden: said('FORBIDDEN'),"
+        " limited: said('RATE_LIMITED', { retryAfter: 42 }),"
+        " unavailable: said('SERVICE_UNAVAILABLE'),"
+        " ended: said('UNAUTHENTICATED'),"
+        " unknown: said('INTERNAL'),"
+        "}));"
+    )
+    said = node_json(script)
+    assert isinstance(said, dict)
+    assert said["forbidden"].startswith("Your account is not allowed to do this.")
+    assert said["limited"] == "Too many lookups for now. Wait 42 seconds, then try again."
+    assert said["unavailable"].startswith("The system is not available right now.")
+    assert said["ended"] == "Your session has ended. Please log in again."
+    assert "INTERNAL" in said["unknown"] and "raw" not in said["unknown"]
