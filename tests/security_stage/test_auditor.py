@@ -120,7 +120,7 @@ def test_field_suggestions_are_absent(
     assert not re.search(r"similar|suggest|perhaps", text, re.IGNORECASE), text
 
 
-@pytest.mark.parametrize("path", ["/graphql", "/graphql/", "/graphiql", "/playground", "/console"])
+@pytest.mark.parametrize("path", ["/graphql", "/graphql/", "/graphiql", "/playground"])
 def test_graphiql_is_not_served_to_a_browser(prod_server: Server, path: str) -> None:
     # graphql-cop: GET each path; finding if the page mentions GraphiQL or Playground.
     response = httpx.get(
@@ -133,6 +133,21 @@ def test_graphiql_is_not_served_to_a_browser(prod_server: Server, path: str) -> 
     assert not any(marker in page for marker in IDE_MARKERS), page[:500]
     assert "text/html" not in response.headers.get("content-type", "")
     assert response.status_code in (404, 405), response.status_code
+
+
+def test_console_is_the_staff_console_not_an_ide(prod_server: Server) -> None:
+    # graphql-cop also GETs /console, where this API serves its staff console (STAFF_CONSOLE,
+    # app/console/): a client of the API under a strict CSP, never a GraphQL IDE.
+    response = httpx.get(
+        prod_server.base_url + "/console",
+        headers={"accept": "text/html,application/xhtml+xml,*/*;q=0.8", "user-agent": "Mozilla"},
+        follow_redirects=True,
+        timeout=10.0,
+    )
+    page = response.text.lower()
+    assert not any(marker in page for marker in IDE_MARKERS), page[:500]
+    assert "staff console" in page
+    assert "script-src 'self'" in response.headers["content-security-policy"]
 
 
 # -- CSRF ---------------------------------------------------------------------------------
