@@ -40,19 +40,16 @@ from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from app.accounts.schema import AccountsMutation, AccountsQuery
-from app.accounts.staff_schema import StaffAdminMutation, StaffAdminQuery
+from app.accounts.schema import AccountsMutation, AccountsQuery, StaffAdminMutation, StaffAdminQuery
 from app.audit.schema import AuditQuery
 from app.catalog.schema import CatalogQuery
 from app.graphql.errors import DomainErrorMasking
 from app.graphql.metrics import MetricsExtension
 from app.notifications.schema import NotificationsMutation, NotificationsQuery
 from app.orders.schema import OrdersMutation, OrdersQuery, OrdersSubscription
-from app.returns.queue_schema import ReturnsQueueQuery
-from app.returns.schema import ReturnsMutation, ReturnsQuery
+from app.returns.schema import ReturnsMutation, ReturnsQuery, ReturnsQueueQuery
 from app.shipments.schema import ShipmentsMutation, ShipmentsQuery
-from app.support.schema import SupportQuery
-from app.support.search_schema import SupportSearchQuery
+from app.support.schema import SupportQuery, SupportSearchQuery
 from app.tracking.schema import TrackingMutation, TrackingQuery
 
 

@@ -8,14 +8,18 @@ from typing import Annotated
 
 import strawberry
 
+from app.graphql.common import PageInfo
 from app.graphql.context import Info
 from app.graphql.errors import UserError, run_mutation
 from app.returns.inputs import ReturnLineRequest
 from app.returns.models import ReturnReason as ReturnReasonEnum
+from app.returns.models import ReturnStatus as ReturnStatusEnum
 from app.returns.service import ReturnView
 from app.returns.types import (
     ReturnEligibilityType,
     ReturnLineInput,
+    ReturnRequestConnection,
+    ReturnRequestEdge,
     ReturnRequestPayload,
     ReturnRequestType,
 )
@@ -171,3 +175,34 @@ class ReturnsMutation:
             )
 
         return await run_mutation(work, _failed)
+
+
+@strawberry.type
+class ReturnsQueueQuery:
+    @strawberry.field(
+        description=(
+            "Returns for the returns desk, oldest first. `statuses` defaults to REQUESTED and "
+            "APPROVED (waiting for a decision or for the parcel). SUPPORT, WAREHOUSE, ADMIN."
+        )
+    )
+    async def returns_queue(
+        self,
+        info: Info,
+        statuses: list[ReturnStatusEnum] | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> ReturnRequestConnection:
+        ctx = info.context
+        page = await ctx.services.returns_queue.list(await ctx.viewer(), statuses, first, after)
+        return ReturnRequestConnection(
+            edges=[
+                ReturnRequestEdge(
+                    cursor=cursor, node=ReturnRequestType(row=ret, canonical_order_code=code)
+                )
+                for (ret, code), cursor in zip(page.returns, page.cursors, strict=True)
+            ],
+            page_info=PageInfo(
+                has_next_page=page.has_next_page,
+                end_cursor=page.cursors[-1] if page.cursors else None,
+            ),
+        )

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import strawberry
 
-from app.graphql.common import Money, utc
+from app.graphql.common import Money, PageInfo, utc
 from app.graphql.context import Context, Info
 from app.graphql.errors import UserError
 from app.notifications.templates import format_money
@@ -286,3 +286,15 @@ class ReturnLineInput:
 class ReturnRequestPayload:
     return_request: ReturnRequestType | None = None
     user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class ReturnRequestEdge:
+    cursor: str
+    node: ReturnRequestType
+
+
+@strawberry.type
+class ReturnRequestConnection:
+    edges: list[ReturnRequestEdge]
+    page_info: PageInfo

@@ -6,7 +6,7 @@ import strawberry
 
 from app.graphql.context import Info
 from app.orders.types import OrderType
-from app.support.types import SupportCustomer, SupportOrder
+from app.support.types import SupportCustomer, SupportOrder, SupportOrderSummary
 
 
 @strawberry.type
@@ -25,3 +25,24 @@ class SupportQuery:
             order=OrderType(row=view.order),
             customer=SupportCustomer(email=view.customer_email, name=view.customer_name),
         )
+
+
+@strawberry.type
+class SupportSearchQuery:
+    @strawberry.field(
+        description=(
+            "A customer's recent orders by their email, newest first, for a caller who lost "
+            "the code. SUPPORT and ADMIN only; `reason` (a ticket reference) is required; "
+            "every call is audited. An unknown email and a customer with no orders both "
+            "answer an empty list, and both count as a failed lookup of the agent. "
+            "`first`: default 20, at most 50."
+        )
+    )
+    async def support_search(
+        self, info: Info, customer_email: str, reason: str, first: int | None = None
+    ) -> list[SupportOrderSummary]:
+        ctx = info.context
+        found = await ctx.services.support_search.by_email(
+            await ctx.viewer(), customer_email, reason, ctx.client_ip, first
+        )
+        return [SupportOrderSummary(row=row) for row in found]
