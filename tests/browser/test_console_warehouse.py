@@ -105,6 +105,7 @@ def test_a_picker_scans_packs_a_split_shipment_ships_and_prints(
     assert [p["carrier"] for p in parcels] == ["DHL", "UPS"]
 
     # the packing slip, printed: only the slip, with the code as text and as a barcode
+    page.set_viewport_size({"width": 794, "height": 1123})  # A4 at 96 dpi
     page.emulate_media(media="print")
     slip = page.locator(".slip")
     expect(slip).to_be_visible()
