@@ -2,16 +2,17 @@
 (`python -m app.cli serve`) on a free port, and real GraphQL clients (gql + httpx).
 
 Nothing here builds the app in-process: every request crosses a socket, every email
-crosses SMTP. Nothing here relies on tests/conftest.py; the process plumbing is
-tests/support/processes.py.
+crosses SMTP. The process plumbing is tests/support/processes.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import os
 import secrets
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -23,18 +24,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from aiosmtpd.controller import Controller
 from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.httpx import HTTPXTransport
 
+from app.security import codes
+from tests.conftest import service_unreachable
 from tests.support.processes import free_port, run_cli, stop_process, wait_until_healthy
+from tests.support.subscriptions import (
+    channel_subscribers,
+    order_channel,
+    wait_for_channel_subscribers,
+)
 
 DEMO_PASSWORD = "orders-demo-2026"
 SERVER_START_TIMEOUT = 20.0
 # The server sends queued emails every `outbox_poll_seconds` (2 s by default), which
 # OUTBOX_POLL_SECONDS shortens; a server that ignores the variable still delivers in time.
 OUTBOX_POLL_SECONDS = "0.5"
+# Tests that follow an order live run their server on Redis (THROUGH_REDIS): its pub/sub
+# tells when a subscription is registered (PUBSUB NUMSUB), which nothing outside the
+# process can see of the in-memory broker. Flushed before each such server starts.
+E2E_REDIS_URL = os.environ.get("TEST_E2E_REDIS_URL", "redis://127.0.0.1:6379/10")
+THROUGH_REDIS = pytest.mark.server_env(REDIS_URL=E2E_REDIS_URL)
 MAIL_TIMEOUT = 10.0
 
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
@@ -136,6 +150,27 @@ class LiveServer:
     def graphql_url(self) -> str:
         return f"{self.base_url}/graphql"
 
+    def order_channel(self, code: str) -> str:
+        """The Redis channel of the order's live updates (a THROUGH_REDIS server)."""
+        path = self.env["DATABASE_URL"].removeprefix("sqlite:///")
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            row = db.execute(
+                "SELECT id FROM orders WHERE code = ?", (codes.normalise(code),)
+            ).fetchone()
+        assert row is not None, f"no order {code}"
+        return order_channel(int(row[0]))
+
+    async def following(self, code: str) -> int:
+        """How many live subscriptions to the order the server holds (THROUGH_REDIS)."""
+        return await channel_subscribers(self.env["REDIS_URL"], self.order_channel(code))
+
+    async def wait_until_following(self, code: str, at_least: int = 1) -> None:
+        """Until the server holds `at_least` live subscriptions to the order: an event
+        published from then on reaches them (THROUGH_REDIS)."""
+        await wait_for_channel_subscribers(
+            self.env["REDIS_URL"], self.order_channel(code), at_least
+        )
+
     def stderr_text(self) -> str:
         """Everything the server logged so far (JSON lines on stderr)."""
         try:
@@ -164,8 +199,10 @@ def live_server(
         "APP_ENV": "development",
         "OUTBOX_POLL_SECONDS": OUTBOX_POLL_SECONDS,
     }
-    marker = request.node.get_closest_marker("server_env")
-    env.update(marker.kwargs if marker else {})
+    for marker in reversed(list(request.node.iter_markers("server_env"))):
+        env.update(marker.kwargs)  # the module's, then the test's own
+    if "REDIS_URL" in env:
+        _flush(env["REDIS_URL"])
     # seed-demo needs the tables; serve would migrate by itself, but only later.
     run_cli(["migrate"], env, workdir)
     run_cli(["seed-demo"], env, workdir)
@@ -187,6 +224,17 @@ def live_server(
         stop_process(process)
         if _test_failed(request):
             print(f"--- server stderr (tail) ---\n{server.stderr_tail()}")
+
+
+def _flush(redis_url: str) -> None:
+    """A clean Redis database for the server (budgets and breakers of no earlier test)."""
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
+    try:
+        client.flushdb()
+    except redis.RedisError as exc:
+        service_unreachable("Redis", str(exc))
+    finally:
+        client.close()
 
 
 # -- GraphQL clients ----------------------------------------------------------------------

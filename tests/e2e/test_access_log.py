@@ -19,7 +19,7 @@ from gql.transport.websockets import WebsocketsTransport
 
 from app.logging_setup import mask_user
 from app.security import codes
-from tests.e2e.conftest import DEMO_PASSWORD, LiveServer
+from tests.e2e.conftest import DEMO_PASSWORD, THROUGH_REDIS, LiveServer
 
 pytestmark = pytest.mark.e2e
 
@@ -136,6 +136,7 @@ def test_one_masked_json_access_line_per_http_request(live_server: LiveServer) -
     assert any(line["logger"].startswith("uvicorn") for line in everything)
 
 
+@THROUGH_REDIS  # the test waits until Redis counts the subscription
 async def test_one_access_line_per_websocket_operation(live_server: LiveServer) -> None:
     # given alice and the code of one of her orders
     login = await asyncio.to_thread(
@@ -162,9 +163,10 @@ async def test_one_access_line_per_websocket_operation(live_server: LiveServer) 
                 GraphQLRequest(FOLLOW, variable_values={"code": "ABCD"})
             ):
                 pass
+        following = await live_server.following(code)
         updates = session.subscribe(GraphQLRequest(FOLLOW, variable_values={"code": code}))
         waiting = asyncio.ensure_future(updates.__anext__())
-        await asyncio.sleep(0.5)
+        await live_server.wait_until_following(code, following + 1)
         waiting.cancel()  # gql stops the subscription: `complete` from the client
         with contextlib.suppress(asyncio.CancelledError):
             await waiting

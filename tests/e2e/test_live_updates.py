@@ -19,9 +19,10 @@ from gql.transport.websockets import WebsocketsTransport
 from app.security import codes
 from app.settings import DEV_CARRIER_SECRET
 from scripts.carrier_client import event_body, signed_headers
-from tests.e2e.conftest import Api, LiveServer
+from tests.e2e.conftest import THROUGH_REDIS, Api, LiveServer
 
-pytestmark = pytest.mark.e2e
+# On Redis: a test waits until Redis counts the subscription before it fires the event.
+pytestmark = [pytest.mark.e2e, THROUGH_REDIS]
 
 SUBSCRIBE = """
 subscription Follow($code: String!) {
@@ -61,15 +62,18 @@ def post_event(server: LiveServer, tracking: str, status: str) -> None:
     assert response.status_code == 202
 
 
-async def first_update(client: Client, code: str, trigger: Callable[[], None]) -> tuple[Any, float]:
+async def first_update(
+    server: LiveServer, client: Client, code: str, trigger: Callable[[], None]
+) -> tuple[Any, float]:
+    following = await server.following(code)
     async with client as session:
         updates = session.subscribe(GraphQLRequest(SUBSCRIBE, variable_values={"code": code}))
-        # Give the server a moment to register the subscription, then fire the event.
+        # Once the server has registered the subscription, fire the event.
         loop = asyncio.get_running_loop()
         started = time.monotonic()
 
         async def fire() -> None:
-            await asyncio.sleep(0.3)
+            await server.wait_until_following(code, following + 1)
             nonlocal started
             started = time.monotonic()
             await loop.run_in_executor(None, trigger)
@@ -86,6 +90,7 @@ async def test_a_signed_carrier_event_reaches_the_owner_within_a_second(
     token = login("alice@example.com")
     code = api(token).data(SHIPPED)["myOrders"]["edges"][0]["node"]["code"]
     update, latency = await first_update(
+        live_server,
         ws_client(live_server, token),
         code,
         lambda: post_event(live_server, "DEMO-ALICE-2", "OUT_FOR_DELIVERY"),
@@ -99,15 +104,16 @@ async def test_a_signed_carrier_event_reaches_the_owner_within_a_second(
 
 
 async def updates_after(
-    client: Client, code: str, trigger: Callable[[], None], count: int
+    server: LiveServer, client: Client, code: str, trigger: Callable[[], None], count: int
 ) -> list[Any]:
-    """The first `count` updates after `trigger` fires."""
+    """The first `count` updates after `trigger` fires (once the subscription is registered)."""
+    following = await server.following(code)
     async with client as session:
         updates = session.subscribe(GraphQLRequest(SUBSCRIBE, variable_values={"code": code}))
         loop = asyncio.get_running_loop()
 
         async def fire() -> None:
-            await asyncio.sleep(0.3)
+            await server.wait_until_following(code, following + 1)
             await loop.run_in_executor(None, trigger)
 
         task = asyncio.create_task(fire())
@@ -133,6 +139,7 @@ async def test_a_delivery_reaches_the_owner_as_a_status_change_with_its_date_and
     counted = deliveries_total(live_server, "DHL")
     # when the carrier's signed DELIVERED event moves it SHIPPED -> DELIVERED
     got = await updates_after(
+        live_server,
         ws_client(live_server, token),
         code,
         lambda: post_event(live_server, "DEMO-ALICE-2", "DELIVERED"),
@@ -185,6 +192,7 @@ async def test_logout_ends_the_stream(
 
     async def follow_then_logout() -> list[Any]:
         received: list[Any] = []
+        following = await live_server.following(code)
         async with ws_client(live_server, token) as session:
 
             async def consume() -> None:
@@ -194,7 +202,7 @@ async def test_logout_ends_the_stream(
                     received.append(update)
 
             task = asyncio.create_task(consume())
-            await asyncio.sleep(0.3)
+            await live_server.wait_until_following(code, following + 1)
             await asyncio.get_running_loop().run_in_executor(
                 None, lambda: api(token).data("mutation { logout { ok } }")
             )

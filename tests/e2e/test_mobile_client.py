@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from examples.mobile_client import OrdersClient
-from tests.e2e.conftest import DEMO_PASSWORD, LiveServer
+from tests.e2e.conftest import DEMO_PASSWORD, THROUGH_REDIS, LiveServer
 from tests.e2e.test_live_updates import post_event
 
 pytestmark = pytest.mark.e2e
@@ -43,6 +43,7 @@ def test_login_and_refresh_on_expiry(live_server: LiveServer) -> None:
     assert client.tokens.refresh != second.refresh
 
 
+@THROUGH_REDIS
 async def test_following_an_order_live(live_server: LiveServer) -> None:
     client = OrdersClient(live_server.graphql_url)
     client.login("alice@example.com", DEMO_PASSWORD)
@@ -84,6 +85,7 @@ def test_the_readme_example_runs(
 
 
 @pytest.mark.server_env(PERSISTED_QUERIES="allowlist")
+@THROUGH_REDIS
 async def test_the_client_works_against_an_allowlist_only_server(live_server: LiveServer) -> None:
     """Its documents are in the allow-list generated from examples/; anything else is not."""
     client = OrdersClient(live_server.graphql_url)
@@ -116,7 +118,8 @@ async def next_update_after_an_event(
                 return update
         raise AssertionError("the stream ended without an update")
 
+    following = await live_server.following(code)
     listening = asyncio.create_task(first_update())
-    await asyncio.sleep(0.5)
+    await live_server.wait_until_following(code, following + 1)
     await asyncio.to_thread(post_event, live_server, "DEMO-ALICE-2", "OUT_FOR_DELIVERY")
     return await asyncio.wait_for(listening, timeout=10)

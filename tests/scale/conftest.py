@@ -19,6 +19,7 @@ import pytest
 import redis
 from aiosmtpd.controller import Controller
 
+from app.security import codes
 from tests.conftest import IN_CI, scratch_postgres_url
 from tests.e2e.conftest import (
     OUTBOX_POLL_SECONDS,
@@ -28,6 +29,7 @@ from tests.e2e.conftest import (
     _Collector,
 )
 from tests.support.processes import free_port, run_cli, stop_process, wait_until_healthy
+from tests.support.subscriptions import order_channel
 
 SCALE_REDIS_URL = os.environ.get("TEST_SCALE_REDIS_URL", "redis://127.0.0.1:6379/14")
 # Budgets of the cluster: the per-user lookup budget is the one test (a) measures; the
@@ -52,6 +54,7 @@ class Cluster:
     b: LiveServer
     database_url: str
     smtp: SmtpSink
+    redis_url: str
 
     @property
     def instances(self) -> tuple[LiveServer, LiveServer]:
@@ -64,6 +67,12 @@ class Cluster:
 
     def scalar(self, statement: str, *params: object) -> object:
         return self.sql(statement, *params)[0][0]
+
+    def order_channel(self, code: str) -> str:
+        """The Redis channel on which the instances fan out the order's live updates."""
+        order_id = self.scalar("SELECT id FROM orders WHERE code = %s", codes.normalise(code))
+        assert isinstance(order_id, int)
+        return order_channel(order_id)
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +153,7 @@ def running_cluster(
             servers.append(_start(name, env, workdir, smtp))
         for server in servers:
             wait_until_healthy(server, SERVER_START_TIMEOUT)
-        yield Cluster(servers[0], servers[1], database_url, smtp)
+        yield Cluster(servers[0], servers[1], database_url, smtp, redis_url)
     finally:
         for server in servers:
             stop_process(server.process)

@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.e2e.conftest import DEMO_PASSWORD, LiveServer
+from tests.e2e.conftest import DEMO_PASSWORD, THROUGH_REDIS, LiveServer
 
 pytestmark = pytest.mark.e2e
 
@@ -23,6 +23,7 @@ SHIPPED = "{ myOrders(filter: {status: [SHIPPED]}) { edges { node { code } } } }
 SUBSCRIBE = "subscription F($code: String!) { orderUpdates(code: $code) { type } }"
 
 
+@THROUGH_REDIS  # the test waits until Redis counts the subscription
 async def test_sigterm_closes_open_subscriptions_cleanly(live_server: LiveServer) -> None:
     # given alice following her shipped order over graphql-transport-ws
     async with httpx.AsyncClient(timeout=10) as http:
@@ -48,7 +49,7 @@ async def test_sigterm_closes_open_subscriptions_cleanly(live_server: LiveServer
                 }
             )
         )
-        await asyncio.sleep(0.3)
+        await live_server.wait_until_following(code)  # the server holds the subscription
         # when the server is told to stop
         started = time.monotonic()
         live_server.process.send_signal(signal.SIGTERM)

@@ -19,6 +19,7 @@ from app.settings import DEV_CARRIER_SECRET
 from scripts.carrier_client import event_body, signed_headers
 from tests.e2e.conftest import DEMO_PASSWORD, LiveServer
 from tests.scale.conftest import Cluster
+from tests.support.subscriptions import channel_subscribers, wait_for_channel_subscribers
 
 pytestmark = pytest.mark.e2e
 
@@ -146,10 +147,13 @@ async def test_an_event_accepted_by_one_instance_reaches_a_subscriber_on_the_oth
         location="Leipzig Hub",
         event_id=f"scale-{uuid.uuid4().hex}",
     )
+    channel = cluster.order_channel(code)
+    following = await channel_subscribers(cluster.redis_url, channel)
     async with ws_client(cluster.b, token) as session, httpx.AsyncClient(timeout=10) as http:
         updates = session.subscribe(GraphQLRequest(SUBSCRIBE, variable_values={"code": code}))
         first = asyncio.ensure_future(updates.__anext__())
-        await asyncio.sleep(0.5)  # the subscription is registered on B
+        # the subscription is registered on B: Redis counts it on the order's channel
+        await wait_for_channel_subscribers(cluster.redis_url, channel, following + 1)
         # when the carrier's signed event is accepted by instance A
         started = time.monotonic()
         response = await http.post(
@@ -178,6 +182,8 @@ async def test_logout_on_one_instance_ends_the_session_on_the_other_at_once(
         assert body["data"]["me"]["email"] == "bob@example.com"
         _, body = await post(http, cluster.b, "{ myOrders { edges { node { code } } } }", token)
         code = body["data"]["myOrders"]["edges"][0]["node"]["code"]
+        channel = cluster.order_channel(code)
+        following = await channel_subscribers(cluster.redis_url, channel)
         async with ws_client(cluster.b, token) as session:
             received: list[Any] = []
 
@@ -188,7 +194,7 @@ async def test_logout_on_one_instance_ends_the_session_on_the_other_at_once(
                     received.append(update)
 
             stream = asyncio.create_task(consume())
-            await asyncio.sleep(0.5)
+            await wait_for_channel_subscribers(cluster.redis_url, channel, following + 1)
             # when he logs out on A
             started = time.monotonic()
             _, body = await post(http, cluster.a, "mutation { logout { ok } }", token)

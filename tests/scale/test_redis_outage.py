@@ -31,6 +31,7 @@ from tests.e2e.conftest import (
 )
 from tests.scale.conftest import Cluster, _unreachable, running_cluster
 from tests.scale.proxy import TcpProxy
+from tests.support.subscriptions import channel_subscribers, wait_for_channel_subscribers
 
 pytestmark = pytest.mark.e2e
 
@@ -194,10 +195,12 @@ async def test_redis_outage_fails_lookups_closed_and_recovers_without_restart(
             assert found.json()["data"]["order"]["code"] == code, found.text
 
         # and a live stream on B, open before the outage
+        channel = cluster.order_channel(code)
+        following = await channel_subscribers(cluster.redis_url, channel)
         async with ws_client(cluster.b, token) as session:
             stream = session.subscribe(GraphQLRequest(SUBSCRIBE, variable_values={"code": code}))
             ended = asyncio.ensure_future(end_of(stream))
-            await asyncio.sleep(0.5)  # registered on B
+            await wait_for_channel_subscribers(cluster.redis_url, channel, following + 1)
             assert not ended.done()
 
             # when Redis becomes unreachable for both instances
@@ -284,10 +287,11 @@ async def test_redis_outage_fails_lookups_closed_and_recovers_without_restart(
         assert login_again.json()["data"]["login"]["tokens"]["accessToken"], login_again.text
 
         # then fan-out works again: a carrier event on A reaches a new stream on B
+        following = await channel_subscribers(cluster.redis_url, channel)
         async with ws_client(cluster.b, token) as session:
             updates = session.subscribe(GraphQLRequest(SUBSCRIBE, variable_values={"code": code}))
             first = asyncio.ensure_future(next_tracking_event(updates, "OUT_FOR_DELIVERY", 10))
-            await asyncio.sleep(0.5)
+            await wait_for_channel_subscribers(cluster.redis_url, channel, following + 1)
             sent = time.monotonic()
             await carrier_event(http, cluster.a, "OUT_FOR_DELIVERY")
             update = await first
