@@ -93,3 +93,10 @@ def test_support_finds_an_order_by_a_code_read_out_and_by_email(
     expect(lookup.first).to_be_visible()
     expect(search.first).to_be_visible()
     admin.shot(output_dir, "console-admin-audit.png")
+
+    # the action filter narrows the log to the searches by email
+    audit.get_by_label("Actions (comma separated)").fill("support_search")
+    audit.get_by_role("button", name="Filter").click()
+    expect(rows.filter(has_text="support_lookup")).to_have_count(0)
+    actions = set(rows.locator("td.action").all_inner_texts())
+    assert actions == {"support_search"}

@@ -133,8 +133,8 @@ export function render(main, ctx) {
         field("Actions (comma separated)", { name: "action", placeholder: "support_lookup, login…", autocomplete: "off" }),
         field("Actor email", { name: "actorEmail", type: "email", autocomplete: "off" }),
         field("Order code", { name: "code", autocomplete: "off", spellcheck: "false" }),
-        field("Since", { name: "since", type: "datetime-local" }),
-        field("Until", { name: "until", type: "datetime-local" }),
+        field("Since (UTC)", { name: "since", type: "datetime-local" }),
+        field("Until (UTC)", { name: "until", type: "datetime-local" }),
       ),
       h("button", { type: "submit" }, "Filter"),
     );
