@@ -108,8 +108,7 @@ class ReturnsOnBehalf:
         code: str | None = None
         order: Order | None = None
         try:
-            await self._limiter.ensure_not_exhausted(self._limiter.staff_failures_per_user, key)
-            await self._limiter.hit(self._limiter.support_per_agent, key)
+            await self._limiter.charge_support_lookup(key)  # lockout, then one unit
             try:
                 code = codes.normalise(raw_code)
             except InvalidOrderCode:

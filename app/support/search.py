@@ -88,8 +88,7 @@ class SupportSearch:
             if first is not None and not 1 <= first <= MAX_RESULTS:
                 raise BadUserInput(f"`first` must be between 1 and {MAX_RESULTS}.", field="first")
             key = CodeLookups.user_key(agent)
-            await self._limiter.ensure_not_exhausted(self._limiter.staff_failures_per_user, key)
-            await self._limiter.hit(self._limiter.support_per_agent, key)
+            await self._limiter.charge_support_lookup(key)  # lockout, then one unit
             try:
                 email = normalise_email(raw_email)
             except BadUserInput:
