@@ -87,6 +87,7 @@ def test_support_finds_an_order_by_a_code_read_out_and_by_email(
     audit = admin.page.get_by_role("form", name="Audit filters")
     audit.get_by_label("Actor email").fill("support@example.com")
     audit.get_by_role("button", name="Filter").click()
+    expect(admin.page.locator("table.audit-log:not([aria-busy])")).to_be_visible()
     rows = admin.page.locator("table.audit-log tbody tr")
     lookup = rows.filter(has_text="support_lookup").filter(has_text="T-4711")
     search = rows.filter(has_text="support_search").filter(has_text="T-4712")
@@ -97,6 +98,7 @@ def test_support_finds_an_order_by_a_code_read_out_and_by_email(
     # the action filter narrows the log to the searches by email
     audit.get_by_label("Actions (comma separated)").fill("support_search")
     audit.get_by_role("button", name="Filter").click()
+    expect(admin.page.locator("table.audit-log:not([aria-busy])")).to_be_visible()
     expect(rows.filter(has_text="support_lookup")).to_have_count(0)
     actions = set(rows.locator("td.action").all_inner_texts())
     assert actions == {"support_search"}

@@ -138,6 +138,8 @@ export function render(main, ctx) {
       ),
       h("button", { type: "submit" }, "Filter"),
     );
+    const headers = ["At", "Who", "Role", "Action", "Code / subject", "Outcome", "Reason", "IP"];
+    const log = h("table", { class: "audit-log" }, h("thead", {}, h("tr", {}, headers.map((t) => h("th", {}, t)))), rows);
     let filter = null;
     let cursor = null;
     async function load(reset) {
@@ -145,6 +147,7 @@ export function render(main, ctx) {
         cursor = null;
         clear(rows);
       }
+      log.setAttribute("aria-busy", "true");
       try {
         const data = await gql(AUDIT, { filter, after: cursor });
         const page = data.auditLog;
@@ -155,6 +158,8 @@ export function render(main, ctx) {
         more.hidden = !page.pageInfo.hasNextPage;
       } catch (error) {
         ctx.fail(error);
+      } finally {
+        log.removeAttribute("aria-busy");
       }
     }
     form.addEventListener("submit", (event) => {
@@ -173,8 +178,7 @@ export function render(main, ctx) {
       load(true);
     });
     more.addEventListener("click", () => load(false));
-    const headers = ["At", "Who", "Role", "Action", "Code / subject", "Outcome", "Reason", "IP"];
-    clear(audit, h("h2", {}, "Audit log"), form, h("table", { class: "audit-log" }, h("thead", {}, h("tr", {}, headers.map((t) => h("th", {}, t)))), rows), more);
+    clear(audit, h("h2", {}, "Audit log"), form, log, more);
     load(true);
   }
 }
