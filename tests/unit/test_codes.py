@@ -102,3 +102,29 @@ def test_mask_keeps_first_and_last_group_only() -> None:
     masked = codes.mask(code)
     assert masked == f"{code[:4]}-****-****-{code[-4:]}"
     assert code[4:12] not in masked
+
+
+def test_mask_reads_a_code_as_typed_and_hides_anything_else_whole() -> None:
+    code = codes.generate()
+    shown = codes.display(code).lower().replace("-", " ", 1)  # "abcd efgh-ijkl-mnop"
+    assert codes.mask(shown) == f"{code[:4]}-****-****-{code[-4:]}"
+    # a string that is no code (too short or too long) shows nothing of itself
+    assert codes.mask(code[:-1]) == "****-****-****-****"
+    assert codes.mask(code + "Z") == "****-****-****-****"
+
+
+def test_input_up_to_64_characters_is_read_and_longer_is_refused() -> None:
+    # given a valid code padded with spaces to exactly 64 characters, and to 65
+    code = codes.generate()
+    at_limit = codes.display(code).ljust(64)
+    assert len(at_limit) == 64
+    # then the first is read and the second refused before it is looked at
+    assert codes.normalise(at_limit) == code
+    with pytest.raises(InvalidOrderCode):
+        codes.normalise(at_limit + " ")
+
+
+@pytest.mark.parametrize("raw", [None, 12345, b"ABCD-EFGH-JKMN-PQRS", ["ABCD"]])
+def test_a_code_that_is_not_text_is_invalid(raw: object) -> None:
+    with pytest.raises(InvalidOrderCode):
+        codes.normalise(raw)  # type: ignore[arg-type]  # what a client may send

@@ -96,6 +96,7 @@ def test_illegal_transitions_are_conflicts_that_name_the_problem(
     assert refused.value.field == "code"
     assert refused.value.message.endswith(".")
     assert refused.value.details == {"status": current.value, "step": step.value}
+    assert (refused.value.current, refused.value.step) == (current, step)
 
 
 # Which step each status accepts, written out from the diagram of DESIGN §1.6-7 (not read
@@ -125,6 +126,13 @@ def test_every_status_and_step_is_either_allowed_or_refused() -> None:
                 assert step not in ACCEPTS[status], (status, step)
             else:
                 assert step in ACCEPTS[status], (status, step)
+
+
+def test_an_order_without_a_shipment_is_never_delivered() -> None:
+    # given counts that claim every unit shipped but name no shipment (nothing to deliver)
+    after = progress(3, 3, 3, shipments=0, delivered=0)
+    # then the order is not delivered by default
+    assert order_status_after(S.SHIPPED, Step.DELIVER, after) is S.SHIPPED
 
 
 def test_shipping_before_packing_says_to_pack_first() -> None:

@@ -58,6 +58,7 @@ def test_every_status_and_action_pair_is_legal_or_refused(
         assert refused.value.code is ErrorCode.CONFLICT
         assert refused.value.field == "rma"
         assert refused.value.details == {"status": status.value, "action": action.value}
+        assert (refused.value.current, refused.value.action) == (status, action)
 
 
 def test_the_transition_table_is_the_documented_one() -> None:
@@ -114,6 +115,7 @@ def test_delivered_units_within_the_window_can_be_returned() -> None:
     result = line_eligibility(1, 2, [parcel(2, 10, committed=1)], NOW, WINDOW)
     # then one can be returned, until thirty days after delivery
     assert (result.delivered, result.committed, result.returnable) == (2, 1, 1)
+    assert (result.order_line_id, result.ordered) == (1, 2)
     assert result.reason is None
     assert result.returnable_until == NOW + timedelta(days=20)
 
@@ -159,7 +161,7 @@ def test_a_request_takes_the_parcels_whose_window_closes_first() -> None:
     taken = allocate(1, 2, parcels, NOW, WINDOW)
     # then the oldest returnable parcel goes first, and the expired one not at all
     assert taken == {3: 1, 7: 1}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^not enough returnable units$"):
         allocate(1, 4, parcels, NOW, WINDOW)
 
 
@@ -396,3 +398,88 @@ def test_a_timeline_entry_has_no_place_for_staff_identities() -> None:
         "carrier",
         "tracking_number",
     }
+
+
+def test_every_entry_carries_its_currency_parcel_return_and_amount() -> None:
+    # given an order in USD: a parcel shipped and delivered, a return refunded, then a
+    # second parcel shipped after the return was asked for
+    order = _order(currency="USD", refunded_minor=1299)
+    first = Shipment(
+        id=1,
+        order_id=1,
+        carrier="DHL",
+        tracking_number="T1",
+        shipped_at=NOW + timedelta(days=1),
+        delivered_at=NOW + timedelta(days=2),
+    )
+    second = Shipment(
+        id=2, order_id=1, carrier="UPS", tracking_number="T2", shipped_at=NOW + timedelta(days=4)
+    )
+    ret = ReturnRequest(
+        id=1,
+        rma_code="R" * 16,
+        order_id=1,
+        status="REFUNDED",
+        reason="DAMAGED",
+        currency="USD",
+        refund_minor=1299,
+        requested_at=NOW + timedelta(days=3),
+        received_at=NOW + timedelta(days=5),
+        refunded_at=NOW + timedelta(days=6),
+    )
+    # when the timeline is built
+    entries = build_timeline(order, [first, second], [ret])
+    # then each entry is exactly what happened, oldest first (not grouped by kind)
+    k, r = TimelineKind, "R" * 16
+    assert entries == [
+        TimelineEntry(k.PLACED, NOW, "USD"),
+        TimelineEntry(k.PAID, NOW, "USD", 3093),
+        TimelineEntry(
+            k.SHIPPED, NOW + timedelta(days=1), "USD", carrier="DHL", tracking_number="T1"
+        ),
+        TimelineEntry(
+            k.DELIVERED, NOW + timedelta(days=2), "USD", carrier="DHL", tracking_number="T1"
+        ),
+        TimelineEntry(k.RETURN_REQUESTED, NOW + timedelta(days=3), "USD", rma_code=r),
+        TimelineEntry(
+            k.SHIPPED, NOW + timedelta(days=4), "USD", carrier="UPS", tracking_number="T2"
+        ),
+        TimelineEntry(k.RETURN_RECEIVED, NOW + timedelta(days=5), "USD", rma_code=r),
+        TimelineEntry(k.REFUNDED, NOW + timedelta(days=6), "USD", 1299, r),
+    ]
+
+
+def _refunded_return(rid: int, refund: int | None, status: str = "REFUNDED") -> ReturnRequest:
+    return ReturnRequest(
+        id=rid,
+        rma_code=f"{rid}" * 16,
+        order_id=1,
+        status=status,
+        reason="DAMAGED",
+        currency="EUR",
+        refund_minor=refund,
+        requested_at=NOW + timedelta(hours=rid),
+        refunded_at=NOW + timedelta(hours=rid, minutes=30),
+    )
+
+
+def test_the_cancellation_refund_is_the_rest_after_every_return_refund() -> None:
+    # given (as the rules compute it, whatever led there) two refunded returns of 1299 and
+    # 500, one REFUNDED without an amount, one RECEIVED whose refund is not confirmed yet,
+    # and an order cancelled with 1800 refunded in all
+    order = _order(cancelled_at=NOW + timedelta(days=1), refunded_minor=1800)
+    returns = [
+        _refunded_return(1, 1299),
+        _refunded_return(2, 500),
+        _refunded_return(3, None),
+        _refunded_return(4, 700, status="RECEIVED"),
+    ]
+    # when the timeline is built
+    refunds = [
+        (e.rma_code, e.amount_minor)
+        for e in build_timeline(order, [], returns)
+        if e.kind is TimelineKind.REFUNDED
+    ]
+    # then each confirmed return refund is shown with its amount (none: 0), and the
+    # cancellation's refund is the one unit left over
+    assert refunds == [("1" * 16, 1299), ("2" * 16, 500), ("3" * 16, 0), (None, 1)]

@@ -150,6 +150,9 @@ ATTACKS: dict[str, Any] = {
     "exp-missing": lambda: signed({k: v for k, v in good_claims().items() if k != "exp"}),
     "iat-missing": lambda: signed({k: v for k, v in good_claims().items() if k != "iat"}),
     "iat-not-a-number": lambda: signed(good_claims(iat="1700000000")),
+    "iat-a-boolean": lambda: signed(good_claims(iat=True)),
+    # PyJWT reads a numeric string as a time; the app does not
+    "exp-a-string": lambda: signed(good_claims(exp=str(good_claims()["exp"]))),
     # well signed, unexpired, but made to live longer than the configured lifetime
     "lifetime-one-second-too-long": lambda: signed(good_claims(exp=good_claims()["iat"] + TTL + 1)),
     "lifetime-a-year": lambda: signed(good_claims(exp=good_claims()["iat"] + 365 * 86400)),
@@ -159,6 +162,7 @@ ATTACKS: dict[str, Any] = {
     "sid-missing": lambda: signed({k: v for k, v in good_claims().items() if k != "sid"}),
     "sid-not-a-string": lambda: signed(good_claims(sid=42)),
     "sub-missing": lambda: signed({k: v for k, v in good_claims().items() if k != "sub"}),
+    "role-not-a-string": lambda: signed(good_claims(role=["ADMIN"])),
     "tampered-signature": lambda: _tamper_signature(signed(good_claims())),
     "tampered-payload": lambda: _swap_payload(signed(good_claims()), good_claims(role="ADMIN")),
     "garbage": lambda: "not.a.jwt",
@@ -177,13 +181,92 @@ def _swap_payload(token: str, claims: dict[str, Any]) -> str:
     return f"{head}.{_b64(json.dumps(claims).encode())}.{signature}"
 
 
+# Which check refuses each: PyJWT's (by its exception's name) or the app's own (by its
+# words). A token refused by another check than its own would hide a dead check.
+REFUSED_BY = {
+    "alg-none": "InvalidAlgorithmError",
+    "alg-none-capitalised": "InvalidAlgorithmError",
+    "hs256-signed-with-public-key": "InvalidSignatureError",
+    "header-rs256-with-valid-hmac": "InvalidAlgorithmError",
+    "header-hs512": "InvalidAlgorithmError",
+    "wrong-secret": "InvalidSignatureError",
+    "wrong-aud": "InvalidAudienceError",
+    "wrong-iss": "InvalidIssuerError",
+    "typ-refresh": "wrong typ",
+    "typ-missing": "MissingRequiredClaimError",
+    "expired": "ExpiredSignatureError",
+    "exp-missing": "MissingRequiredClaimError",
+    "iat-missing": "MissingRequiredClaimError",
+    "iat-not-a-number": "malformed iat",
+    "iat-a-boolean": "malformed iat",
+    "exp-a-string": "malformed exp",
+    "lifetime-one-second-too-long": "lifetime longer than ACCESS_TOKEN_TTL_SECONDS",
+    "lifetime-a-year": "lifetime longer than ACCESS_TOKEN_TTL_SECONDS",
+    "iat-backdated-exp-valid": "lifetime longer than ACCESS_TOKEN_TTL_SECONDS",
+    "sid-missing": "MissingRequiredClaimError",
+    "sid-not-a-string": "malformed claims",
+    "sub-missing": "MissingRequiredClaimError",
+    "role-not-a-string": "malformed claims",
+    "tampered-signature": "InvalidSignatureError",
+    "tampered-payload": "InvalidSignatureError",
+    "garbage": "DecodeError",
+    "empty": "DecodeError",
+}
+
+
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
 def test_forged_or_stale_token_is_refused(tokens: AccessTokens, attack: str) -> None:
     # given a token that differs from a good one in one respect
     token = ATTACKS[attack]()
     # when decoded, then it is refused with InvalidToken (never another exception)
-    with pytest.raises(InvalidToken):
+    with pytest.raises(InvalidToken) as refused:
         tokens.decode(token)
+    # and by the check meant for it
+    assert str(refused.value) == REFUSED_BY[attack]
+
+
+def test_every_attack_names_the_check_that_refuses_it() -> None:
+    assert set(REFUSED_BY) == set(ATTACKS)
+
+
+def test_a_token_that_expired_after_it_was_cached_is_refused_as_expired(
+    tokens: AccessTokens, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a live token, verified once (its claims are cached)
+    token = tokens.issue("user-1", "CUSTOMER", "session-1", datetime.now(UTC))
+    later = tokens.decode(token).expires_at
+    # when the clock reaches its expiry to the second (the module's clock, read on every
+    # decode; an access token lives up to, not including, its `exp`)
+
+    class Later(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Later:
+            return cls.fromtimestamp(later.timestamp(), tz)
+
+    monkeypatch.setattr("app.security.tokens.datetime", Later)
+    # then the cached claims do not keep it alive: the expiry re-check refuses it
+    with pytest.raises(InvalidToken) as refused:
+        tokens.decode(token)
+    assert str(refused.value) == "expired"
+
+
+def test_the_claim_cache_is_bounded(tokens: AccessTokens) -> None:
+    # given more distinct live tokens than the cache holds
+    now = datetime.now(UTC)
+    for i in range(4100):
+        tokens.decode(tokens.issue(f"user-{i}", "CUSTOMER", f"session-{i}", now))
+    # then it keeps at most 4,096 verified tokens (a flood of tokens cannot grow memory)
+    info = tokens._verified.cache_info()
+    assert info.maxsize == 4096 and info.currsize == 4096
+
+
+def test_issued_tokens_carry_a_random_id_and_the_pinned_header(tokens: AccessTokens) -> None:
+    now = datetime.now(UTC)
+    first, second = (tokens.issue("user-1", "CUSTOMER", "session-1", now) for _ in range(2))
+    assert jwt.get_unverified_header(first) == {"alg": "HS256", "typ": "JWT"}
+    ids = [jwt.decode(t, options={"verify_signature": False})["jti"] for t in (first, second)]
+    # 8 random bytes: 11 url-safe characters, different for two tokens of the same second
+    assert all(len(jti) == 11 for jti in ids) and ids[0] != ids[1]
 
 
 # -- refresh-token helpers --------------------------------------------------------------------
@@ -204,4 +287,7 @@ def test_token_digest_is_sha256_hex_and_not_the_token() -> None:
 
 
 def test_public_ids_are_random() -> None:
-    assert len({new_public_id() for _ in range(200)}) == 200
+    made = {new_public_id() for _ in range(200)}
+    # 12 random bytes: 16 url-safe characters, none repeated
+    assert len(made) == 200
+    assert all(len(public_id) == 16 for public_id in made)
