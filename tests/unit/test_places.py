@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from app.shipments.inputs import EventInput, Place, clean_event
-from app.tracking.places import gazetteer, town_from_place, town_from_text
+from app.tracking.places import gazetteer, load, town_from_place, town_from_text
 
 
 @pytest.mark.parametrize(
@@ -75,3 +75,50 @@ def test_a_clean_event_keeps_the_carriers_text_for_the_owner_and_a_town_apart() 
     )
     assert (structured.location, structured.town) == ("10115 Berlin, DE", "Berlin")
     assert structured.description == "left with Bob Nachbar"
+
+
+@pytest.mark.parametrize(
+    ("text", "town"),
+    [
+        ("Berlin".ljust(100), "Berlin"),  # up to 100 characters is read
+        ("Berlin".ljust(101), ""),  # longer is not a town, whatever it says
+        ("Berlin\n", ""),  # a second line, however empty
+        ("\tBerlin", ""),  # control characters
+        ("Berlin\x1f", ""),
+        ("Berlin, DE, Europe", ""),  # three parts
+        ("Berlin, , DE", ""),
+    ],
+)
+def test_only_one_short_line_of_text_is_read(text: str, town: str) -> None:
+    assert town_from_text(text) == town
+
+
+@pytest.mark.parametrize(
+    ("city", "postal", "country", "town"),
+    [
+        ("Berlin\n", "10115", "DE", ""),  # an unusable city
+        ("Berlin", "10115\n", "DE", ""),  # an unusable postal code
+        ("Berlin", "10115", "DE\n", ""),  # an unusable country
+        ("Valletta", "vlt 1117", "MT", "Valletta"),  # postal codes are read in capitals
+    ],
+)
+def test_every_part_of_a_place_must_be_usable(
+    city: str, postal: str, country: str, town: str
+) -> None:
+    assert town_from_place(city, postal, country) == town
+
+
+def test_a_city_alone_is_enough() -> None:
+    # no postal code and no country: the defaults ask for neither
+    assert town_from_place("Berlin") == "Berlin"
+
+
+async def test_load_reads_the_gazetteer_once_off_the_event_loop() -> None:
+    # given no gazetteer in memory
+    gazetteer.cache_clear()
+    # when loaded, then it is in memory (and later calls use it)
+    await load()
+    assert gazetteer.cache_info().currsize == 1
+    loaded = gazetteer()
+    await load()
+    assert gazetteer() is loaded
