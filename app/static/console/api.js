@@ -86,7 +86,20 @@ const REFRESH = `mutation Refresh($refreshToken: String!) {
   }
 }`;
 
-async function refresh() {
+// One refresh at a time: screens load several things at once, and spending the same
+// refresh token twice counts as reuse of a stolen token (the API ends the session).
+let refreshing = null;
+
+function refresh() {
+  if (!refreshing) {
+    refreshing = refreshOnce().finally(() => {
+      refreshing = null;
+    });
+  }
+  return refreshing;
+}
+
+async function refreshOnce() {
   if (!tokens || !tokens.refreshToken) return false;
   const body = await post(REFRESH, { refreshToken: tokens.refreshToken });
   const payload = body.data && body.data.refreshToken;
@@ -106,10 +119,13 @@ function endSession(error) {
  * UNAUTHENTICATED answer tries the refresh token once; if that fails too, the session
  * has ended (listeners are told, the console goes back to the login). */
 export async function gql(query, variables = {}) {
-  let body = await post(query, variables, tokens && tokens.accessToken);
+  const sentWith = tokens && tokens.accessToken;
+  let body = await post(query, variables, sentWith);
   let error = firstError(body);
   if (error && error.code === "UNAUTHENTICATED" && tokens) {
-    if (await refresh()) {
+    // another request may have refreshed the tokens while this one was out
+    const renewed = tokens.accessToken !== sentWith || (await refresh());
+    if (renewed && tokens) {
       body = await post(query, variables, tokens.accessToken);
       error = firstError(body);
     }
