@@ -262,7 +262,9 @@ class Answers:
         """The answer's data with every cursor decoded (they are sealed under a random
         nonce, so two answers never carry the same cursor text)."""
         data = payload.get("data") if isinstance(payload, dict) else None
-        page = data.get("myOrders") if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            return data
+        page = data.get("myOrders")
         if not isinstance(page, dict):
             return data
         edges = [
@@ -868,8 +870,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep:
         kept = f" and the database {database.shown}" if database and database.name else ""
         print(f"bench: kept {workdir} (logs, Lua scripts){kept}")
-    bad = (
-        statements.problems
+    failed = (
+        bool(statements.problems)
         or any(p for per in (*checks.values(), *after.values()) for p in per.values())
         or any(
             r["non2xx"] or r["graphql_errors"] or r["timeouts"]
@@ -878,7 +880,7 @@ def main(argv: list[str] | None = None) -> int:
             for r in target_runs
         )
     )
-    return 1 if bad else 0
+    return 1 if failed else 0
 
 
 # -- report ---------------------------------------------------------------------------------

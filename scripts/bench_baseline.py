@@ -342,7 +342,8 @@ class Baseline:
             except Unauthenticated:
                 return _error("order", "The access token is invalid or expired.", "UNAUTHENTICATED")
             try:
-                code = codes.normalise(variables.get("code"))
+                raw = variables.get("code")  # anything but text is no code
+                code = codes.normalise(raw if isinstance(raw, str) else "")
             except InvalidOrderCode:
                 return _error("order", InvalidOrderCode.default_message, "INVALID_ORDER_CODE")
             rows = await fetch("small_order", code, user_id)
@@ -372,7 +373,8 @@ class Baseline:
             except Unauthenticated:
                 return _error("order", "The access token is invalid or expired.", "UNAUTHENTICATED")
             try:
-                code = codes.normalise(variables.get("code"))
+                raw = variables.get("code")  # anything but text is no code
+                code = codes.normalise(raw if isinstance(raw, str) else "")
             except InvalidOrderCode:
                 return _error("order", InvalidOrderCode.default_message, "INVALID_ORDER_CODE")
             rows = await fetch("page_order", code, user_id)

@@ -251,7 +251,7 @@ def place_order(
         key: str | None = None,
         token: str = "tok_visa",
     ) -> OrderView:
-        return run(
+        placed: OrderView = run(
             services.orders.place_order(
                 account.viewer,
                 [LineInput(sku, qty) for sku, qty in (lines or [("MUG-001", 2)])],
@@ -260,6 +260,7 @@ def place_order(
                 key or f"key-{uuid.uuid4().hex}",
             )
         )
+        return placed
 
     return place
 

@@ -15,6 +15,7 @@ import jwt
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select, update
+from sqlmodel import col
 
 from app.accounts.models import RefreshToken, User
 from app.accounts.service import InvalidCredentials
@@ -339,7 +340,7 @@ def test_login_rehashes_a_password_stored_with_weaker_parameters(
     old_hash = run(weak.hash(PASSWORD))
     with db_session(services) as session:
         session.execute(
-            update(User).where(User.email == "old@example.com").values(password_hash=old_hash)  # type: ignore[arg-type]
+            update(User).where(col(User.email) == "old@example.com").values(password_hash=old_hash)
         )
         session.commit()
     assert FAST_PASSWORDS.needs_rehash(old_hash)
@@ -348,7 +349,7 @@ def test_login_rehashes_a_password_stored_with_weaker_parameters(
     # then the stored hash was replaced by one with current parameters that still verifies
     with db_session(services) as session:
         new_hash = session.execute(
-            select(User.password_hash).where(User.email == "old@example.com")  # type: ignore[arg-type]
+            select(col(User.password_hash)).where(col(User.email) == "old@example.com")
         ).scalar_one()
     assert new_hash != old_hash
     assert new_hash.startswith("$argon2id$v=19$m=1024,t=1,p=1$")
@@ -360,7 +361,7 @@ def test_login_with_current_parameters_keeps_the_stored_hash(
     gql: GraphQLClient, services: Services, owner: Account
 ) -> None:
     # given an account hashed with the service's own parameters
-    stmt = select(User.password_hash).where(User.email == owner.email)  # type: ignore[arg-type]
+    stmt = select(col(User.password_hash)).where(col(User.email) == owner.email)
     with db_session(services) as session:
         before = session.execute(stmt).scalar_one()
     # when it logs in, then the hash is not rewritten
@@ -596,6 +597,6 @@ def test_unknown_refresh_token_is_refused(gql: GraphQLClient, token: str) -> Non
 def test_refresh_tokens_are_stored_only_as_digests(services: Services, owner: Account) -> None:
     # given a session; then its refresh token appears in the database only as its SHA-256
     with db_session(services) as session:
-        stored = list(session.execute(select(RefreshToken.token_hash)).scalars())
+        stored = list(session.execute(select(col(RefreshToken.token_hash))).scalars())
     assert stored == [token_digest(owner.refresh_token)]
     assert owner.refresh_token not in stored

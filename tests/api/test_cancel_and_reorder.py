@@ -36,7 +36,7 @@ query Again($code: String!) {
 def stock(services: Services, sku: str) -> int:
     with db_session(services) as session:
         return int(
-            session.execute(select(Product.stock).where(col(Product.sku) == sku)).scalar_one()
+            session.execute(select(col(Product.stock)).where(col(Product.sku) == sku)).scalar_one()
         )
 
 

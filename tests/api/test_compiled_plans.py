@@ -804,7 +804,8 @@ class Branch:
     async def leaves(self, info: strawberry.Info) -> list[Leaf]:
         future = asyncio.get_running_loop().create_future()
         asyncio.get_running_loop().call_soon(future.set_result, [Leaf(n=n) for n in (1, 2, 3)])
-        return await future  # a loader-like wait on a future
+        leaves: list[Leaf] = await future  # a loader-like wait on a future
+        return leaves
 
     @strawberry.field
     async def optional_leaves(self, info: strawberry.Info) -> list[Leaf | None]:

@@ -215,7 +215,10 @@ def test_persisted_query_errors_by_media_type(settings: Settings) -> None:
         # registering a document is refused (403: not permitted), so is sending its text
         from app.graphql.persisted import sha256_hex
 
-        register = {"query": text, "extensions": {"persistedQuery": {"version": 1}}}
+        register: dict[str, Any] = {
+            "query": text,
+            "extensions": {"persistedQuery": {"version": 1}},
+        }
         register["extensions"]["persistedQuery"]["sha256Hash"] = sha256_hex(text)
         for body in (register, {"query": text}):
             status, media, _, answer = post(http, body, APOLLO_4)
@@ -256,7 +259,7 @@ def test_compiled_plans_answer_like_the_general_path_in_both_media_types(
     app = create_app(limited, run_sender=False)
     limiter = app.state.services.limiter
     route_app = next(r for r in app.routes if getattr(r, "path", "") == "/graphql").app  # type: ignore[attr-defined]
-    bodies = [
+    bodies: list[dict[str, Any]] = [
         {"query": ORDER, "variables": {"code": code}},  # found
         {"query": ORDER, "variables": {"code": codes.generate()}},  # not found
     ]

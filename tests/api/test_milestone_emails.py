@@ -118,6 +118,7 @@ def shipped(
 ) -> list[str]:
     """Pack and ship the order in `parcels` parcels (one unit each); the tracking numbers."""
     pack(run, services, warehouse, view.order)
+    assert view.lines is not None
     lines = [line.sku for line in view.lines for _ in range(line.quantity)]
     return [
         ship(

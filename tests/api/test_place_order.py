@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlmodel import col
 
 from app.catalog.models import Product
 from app.container import Services
@@ -50,7 +51,9 @@ def variables(
 
 def stock(services: Services, sku: str) -> int:
     with db_session(services) as session:
-        return int(session.execute(select(Product.stock).where(Product.sku == sku)).scalar_one())
+        return int(
+            session.execute(select(col(Product.stock)).where(col(Product.sku) == sku)).scalar_one()
+        )
 
 
 def charges(services: Services) -> int:

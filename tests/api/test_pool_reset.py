@@ -24,6 +24,7 @@ def test_a_transaction_left_open_on_the_driver_is_rolled_back_when_the_connectio
         conn = await engine.connect()
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection
+        assert driver is not None
         # opened on the driver, behind SQLAlchemy's back (as an interrupted write leaves it)
         await driver.execute("BEGIN")
         await driver.execute("INSERT INTO pool_reset_probe (n) VALUES (1)")

@@ -61,6 +61,15 @@ def test_a_picker_scans_packs_a_split_shipment_ships_and_prints(
     expect(page.get_by_role("button", name="Pack all")).to_be_disabled()
     assert station.operations("packOrder") == []
     station.shot(output_dir, "console-warehouse-mismatch.png")
+    # a picker reads the codes off the queue: each stays whole in view beside the pick list
+    # (the queue once overflowed its column and, scrolled, showed only the codes' last group)
+    card = page.locator(".queue").bounding_box()
+    assert card is not None
+    for cell in page.locator(".queue td.code").all():
+        box = cell.bounding_box()
+        assert box is not None
+        assert card["x"] <= box["x"] and box["x"] + box["width"] <= card["x"] + card["width"]
+    assert page.locator(".queue").evaluate("q => q.scrollLeft === 0 && q.scrollWidth <= q.clientWidth")
 
     # one right unit: packed on its own (a split shipment) and shipped
     scan(station, "TEE-WHT-L")

@@ -8,6 +8,7 @@ import contextlib
 import re
 import subprocess
 import sys
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -113,9 +114,12 @@ async def next_update_after_an_event(
     update the client receives."""
 
     async def first_update() -> dict[str, Any]:
-        async with contextlib.aclosing(client.follow(code)) as updates:
+        stream = client.follow(code)
+        assert isinstance(stream, AsyncGenerator)  # an async generator: it can be closed
+        async with contextlib.aclosing(stream) as updates:
             async for update in updates:
-                return update
+                first: dict[str, Any] = update
+                return first
         raise AssertionError("the stream ended without an update")
 
     following = await live_server.following(code)

@@ -69,7 +69,7 @@ class Database:
             with contextlib.closing(sqlite3.connect(self.sqlite_path)) as conn:
                 return conn.execute(sql.replace("%s", "?"), params).fetchone()[0]
         with psycopg.connect(self.url, autocommit=True) as conn:
-            row = conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
+            row = conn.execute(sql, params).fetchone()
             assert row is not None
             return row[0]
 

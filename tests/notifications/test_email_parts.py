@@ -206,7 +206,7 @@ async def send_all(db: Database, server: SmtpServer, rows: list[tuple[str, str, 
 async def test_every_kind_arrives_with_a_text_and_an_html_part_telling_the_same(
     db: Database, running_smtp: SmtpServer
 ) -> None:
-    rendered = []
+    rendered: list[tuple[str, str, str]] = []
     for kind, (data, _) in KINDS.items():
         subject, body = templates.render(kind, data)
         rendered.append((kind, subject, body))

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.dialects import postgresql
@@ -22,7 +23,7 @@ from .conftest import MAIL_FROM, SmtpServer, create_tables, edit_row, get_row, m
 KEY = "order-confirmation.ABCD2345EFGH6789"
 
 
-def smtp_sender(db: Database, server: SmtpServer, **options: int) -> OutboxSender:
+def smtp_sender(db: Database, server: SmtpServer, **options: Any) -> OutboxSender:
     transport = SmtpTransport("127.0.0.1", server.port, None, None, False, timeout=5)
     return OutboxSender(db, transport, MAIL_FROM, **options)
 

@@ -62,7 +62,7 @@ class Cluster:
 
     def sql(self, statement: str, *params: object) -> list[tuple[object, ...]]:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
-            cursor = conn.execute(statement, params)  # type: ignore[arg-type]
+            cursor = conn.execute(statement, params)
             return list(cursor.fetchall()) if cursor.description else []
 
     def scalar(self, statement: str, *params: object) -> object:

@@ -102,7 +102,7 @@ async def test_channels_carry_the_orders_api_prefix(
     await broker.drain()
     # then the message is on "orders-api:<topic>", as JSON
     message = await raw.get_message(timeout=2)
-    await raw.aclose()
+    await raw.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves PubSub.aclose untyped
     await client.aclose()
     assert message is not None
     assert message["channel"] == f"orders-api:{topic}".encode()

@@ -71,7 +71,7 @@ class Harness:
 
 
 @pytest.fixture
-def limited(settings: Settings) -> Callable[..., Harness]:
+def limited(settings: Settings) -> Iterator[Callable[..., Harness]]:
     made: list[Harness] = []
 
     def make(peer: str = "10.0.0.1", **limits: Any) -> Harness:
@@ -79,7 +79,7 @@ def limited(settings: Settings) -> Callable[..., Harness]:
         made.append(harness)
         return harness
 
-    yield make  # type: ignore[misc]
+    yield make
     for harness in made:
         harness.close()
 

@@ -21,8 +21,9 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -198,7 +199,7 @@ def variables(email: str, correct: bool) -> dict[str, str]:
 
 
 # -- the transports: each sends WIDTH attempts at once, the correct password last ----------
-Burst = Callable[[list[Server], str], Awaitable[list[str]]]
+Burst = Callable[[list[Server], str], Coroutine[Any, Any, list[str]]]
 
 
 async def http_burst(servers: list[Server], email: str) -> list[str]:

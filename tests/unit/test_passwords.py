@@ -3,7 +3,7 @@ detection, and the password policy (password_problem)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from argon2 import PasswordHasher
@@ -19,10 +19,8 @@ from app.security.passwords import (
 GOOD = "correct-horse-battery-9"
 
 
-def _fast_hasher(**overrides: int) -> PasswordHasher:
-    params: dict[str, int] = {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}
-    params.update(overrides)
-    return PasswordHasher(**params)
+def _fast_hasher(time_cost: int = 1, memory_cost: int = 1024) -> PasswordHasher:
+    return PasswordHasher(time_cost=time_cost, memory_cost=memory_cost, parallelism=1)
 
 
 class CountingHasher(PasswordHasher):
@@ -32,7 +30,7 @@ class CountingHasher(PasswordHasher):
         super().__init__(**kwargs)
         self.verify_calls: list[str] = []
 
-    def verify(self, hash: str | bytes, password: str | bytes) -> bool:
+    def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
         self.verify_calls.append(hash if isinstance(hash, str) else hash.decode())
         return super().verify(hash, password)
 
