@@ -56,12 +56,12 @@ export function render(main, ctx) {
         orders.length === 0
           ? h("p", { class: "empty" }, "Nothing to pack. Well done.")
           : table(
-              ["Code", "Status", "Placed", "Units", ""],
+              ["Code", "Status", "Placed (UTC)", "Units", ""],
               orders.map((o) =>
                 h(
                   "tr",
                   { "data-code": o.code },
-                  h("td", { class: "code" }, o.code), h("td", {}, o.status), h("td", {}, when(o.placedAt)),
+                  h("td", { class: "code" }, o.code), h("td", {}, o.status), h("td", {}, when(o.placedAt).replace(/ UTC$/, "")),
                   h("td", { class: "num" }, o.lines.reduce((n, l) => n + l.quantity, 0)),
                   h("td", {}, h("button", { type: "button", onclick: () => open(o.code) }, "Open")),
                 ),
@@ -103,7 +103,7 @@ export function render(main, ctx) {
         return h(
           "tr",
           { "data-sku": l.sku, class: l.quantity === 0 ? "done" : "" },
-          h("td", { class: "bin" }, l.binLocation), h("td", {}, l.sku), h("td", {}, l.name),
+          h("td", { class: "bin" }, l.binLocation), h("td", { class: "sku" }, l.sku), h("td", {}, l.name),
           h("td", { class: "num to-pack" }, l.quantity), cell,
           h("td", { class: "num" }, l.readyToShipQuantity), h("td", { class: "num" }, l.shippedQuantity),
         );
