@@ -53,6 +53,11 @@ def test_the_returns_desk_receives_and_refunds(
     row = page.locator(f"table.returns-queue tr[data-rma='{rma}']")
     expect(row).to_contain_text("REQUESTED")
     desk.shot(output_dir, "console-returns-queue.png")
+    # the whole row is in view, its Open button too (no sideways scrolling of the queue)
+    assert page.locator(".queue").evaluate("q => q.scrollWidth <= q.clientWidth")
+    card, button = page.locator(".queue").bounding_box(), row.get_by_role("button").bounding_box()
+    assert card is not None and button is not None
+    assert button["x"] + button["width"] <= card["x"] + card["width"]
     row.get_by_role("button", name="Open").click()
     detail = page.locator(f"article.return-detail[data-rma='{rma}']")
     expect(detail.get_by_role("form", name="Receive")).to_have_count(0)  # not support's job

@@ -51,7 +51,9 @@ export function render(main, ctx) {
   });
 
   clear(queue, h("h2", {}, "Returns waiting"), filters, list);
-  clear(main, h("div", { class: "station" }, h("div", {}, scan, queue), panel));
+  // The queue has seven columns: it gets the width of the page beside the scan box, and the
+  // return opened from it shows below (in a side column the queue's buttons were cut off).
+  clear(main, h("div", { class: "desk" }, h("div", { class: "desk-top" }, scan, queue), panel));
   loadQueue();
   scanInput.focus();
 
@@ -111,6 +113,7 @@ export function render(main, ctx) {
   }
 
   function show(r) {
+    requestAnimationFrame(() => panel.scrollIntoView({ block: "start" }));
     const actions = [];
     if (decides && r.status === "REQUESTED") {
       const form = h("form", { class: "approve", "aria-label": "Approve" }, h("button", { type: "submit" }, "Approve"));
