@@ -30,10 +30,8 @@ from websockets.typing import Subprotocol
 from app.security import codes
 from tests.security_stage.conftest import (
     Server,
-    production_env,
     record,
-    start_server,
-    stop_server,
+    stage_server,
 )
 
 pytestmark = pytest.mark.e2e
@@ -114,36 +112,28 @@ def aliased(n: int, prefix: str = "a") -> tuple[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def user_budget_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    workdir = tmp_path_factory.mktemp("stage-brute-user")
-    env = production_env(
-        workdir,
+    with stage_server(
+        tmp_path_factory,
+        "stage-brute-user",
         RATE_LOOKUPS_PER_USER=f"{BUDGET}/minute",
         RATE_LOOKUPS_PER_IP="1000/minute",
         RATE_FAILED_LOOKUPS_PER_USER="1000/15 minutes",
         RATE_FAILED_LOOKUPS_PER_IP="100000/15 minutes",
-    )
-    server = start_server(workdir, env)
-    try:
+    ) as server:
         yield server
-    finally:
-        stop_server(server)
 
 
 @pytest.fixture(scope="module")
 def ip_budget_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    workdir = tmp_path_factory.mktemp("stage-brute-ip")
-    env = production_env(
-        workdir,
+    with stage_server(
+        tmp_path_factory,
+        "stage-brute-ip",
         RATE_LOOKUPS_PER_USER="100000/minute",
         RATE_LOOKUPS_PER_IP=f"{BUDGET}/minute",
         RATE_FAILED_LOOKUPS_PER_USER="100000/15 minutes",
         RATE_FAILED_LOOKUPS_PER_IP="100000/15 minutes",
-    )
-    server = start_server(workdir, env)
-    try:
+    ) as server:
         yield server
-    finally:
-        stop_server(server)
 
 
 @pytest.fixture(scope="module")

@@ -41,10 +41,8 @@ from app.security import codes
 from tests.security_stage.conftest import (
     ROOT,
     Server,
-    production_env,
     record,
-    start_server,
-    stop_server,
+    stage_server,
 )
 
 pytestmark = pytest.mark.e2e
@@ -74,9 +72,9 @@ def figures() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    workdir = tmp_path_factory.mktemp("stage-nat")
-    env = production_env(
-        workdir,
+    with stage_server(
+        tmp_path_factory,
+        "stage-nat",
         RATE_FAILED_LOOKUPS_PER_IP=f"{IP_CEILING}/{WINDOW_SECONDS} seconds",
         # Out of the way, so that only the address's failure ceiling stops the attacker,
         # window after window: with the defaults his 50 accounts are locked (10 failures
@@ -86,23 +84,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         RATE_FAILED_LOOKUPS_PER_USER="100000/15 minutes",
         RATE_LOOKUPS_PER_USER="100000/minute",
         RATE_LOOKUPS_PER_IP="100000/minute",
-    )
-    running = start_server(workdir, env)
-    try:
+    ) as running:
         yield running
-    finally:
-        stop_server(running)
 
 
 @pytest.fixture(scope="module")
 def default_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """Every budget at its default (test B)."""
-    workdir = tmp_path_factory.mktemp("stage-typos")
-    running = start_server(workdir, production_env(workdir))
-    try:
+    with stage_server(tmp_path_factory, "stage-typos") as running:
         yield running
-    finally:
-        stop_server(running)
 
 
 @pytest.fixture(scope="module")

@@ -43,10 +43,8 @@ from tests.security_stage.conftest import (
     DEMO_PASSWORD,
     ROOT,
     Server,
-    production_env,
     record,
-    start_server,
-    stop_server,
+    stage_server,
 )
 
 GRAPHQL_WS = Subprotocol("graphql-transport-ws")
@@ -317,22 +315,14 @@ def run_probe(server: Server) -> Probe:
 
 @pytest.fixture(scope="module")
 def allowlist_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    workdir = tmp_path_factory.mktemp("stage-allowlist")
-    server = start_server(workdir, production_env(workdir, PERSISTED_QUERIES="allowlist"))
-    try:
+    with stage_server(tmp_path_factory, "stage-allowlist", PERSISTED_QUERIES="allowlist") as server:
         yield server
-    finally:
-        stop_server(server)
 
 
 @pytest.fixture(scope="module")
 def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    workdir = tmp_path_factory.mktemp("stage-open")
-    server = start_server(workdir, production_env(workdir))
-    try:
+    with stage_server(tmp_path_factory, "stage-open") as server:
         yield server
-    finally:
-        stop_server(server)
 
 
 def test_a_recovery_tool_learns_no_schema_name_from_an_allowlist_deployment(

@@ -25,10 +25,8 @@ from tests.security_stage.conftest import (
     ROOT,
     Server,
     leaks,
-    production_env,
     record,
-    start_server,
-    stop_server,
+    stage_server,
 )
 
 pytestmark = pytest.mark.e2e
@@ -85,19 +83,15 @@ def outcome(response: Any) -> str:
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """Production mode; lookup budgets raised so the fuzzer reaches the code paths behind
     the limiter instead of only RATE_LIMITED (the limiter has its own stage test)."""
-    workdir = tmp_path_factory.mktemp("stage-fuzz")
-    env = production_env(
-        workdir,
+    with stage_server(
+        tmp_path_factory,
+        "stage-fuzz",
         RATE_LOOKUPS_PER_USER="100000/minute",
         RATE_LOOKUPS_PER_IP="100000/minute",
         RATE_FAILED_LOOKUPS_PER_USER="100000/15 minutes",
         RATE_FAILED_LOOKUPS_PER_IP="100000/15 minutes",
-    )
-    server = start_server(workdir, env)
-    try:
+    ) as server:
         yield server
-    finally:
-        stop_server(server)
 
 
 @pytest.fixture(scope="module")

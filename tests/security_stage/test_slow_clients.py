@@ -33,10 +33,8 @@ import pytest
 from app.serving import raise_open_file_limit
 from tests.security_stage.conftest import (
     Server,
-    production_env,
     record,
-    start_server,
-    stop_server,
+    stage_server,
 )
 
 pytestmark = pytest.mark.e2e
@@ -165,18 +163,14 @@ def test_the_default_deadlines_cut_slow_bodies_headers_and_idle_connections(
 def _server_with_deadlines(
     tmp_path_factory: pytest.TempPathFactory, deadline: float
 ) -> Iterator[Server]:
-    workdir = tmp_path_factory.mktemp("slow-clients")
-    env = production_env(
-        workdir,
+    with stage_server(
+        tmp_path_factory,
+        "slow-clients",
         HTTP_HEADER_TIMEOUT_SECONDS=str(deadline),
         HTTP_BODY_TIMEOUT_SECONDS=str(deadline),
         LOG_LEVEL="WARNING",  # 2,000 access lines would measure the logger
-    )
-    server = start_server(workdir, env)
-    try:
+    ) as server:
         yield server
-    finally:
-        stop_server(server)
 
 
 @pytest.fixture(scope="module")
