@@ -362,6 +362,7 @@ def test_a_cancellation_refund_is_what_was_refunded_beyond_returns() -> None:
         (TimelineKind.CANCELLED, None),
         (TimelineKind.REFUNDED, 3093),
     ]
+    assert {e.currency for e in entries} == {"EUR"}
 
 
 def test_a_refund_on_its_way_is_not_shown_until_the_provider_confirmed_it() -> None:
