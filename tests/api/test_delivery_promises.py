@@ -28,11 +28,9 @@ from app.migrate import upgrade
 from app.orders.service import OrderView
 from app.security import codes
 from app.security.roles import Role
-from app.settings import DEV_CARRIER_SECRET
-from scripts.carrier_client import event_body, signed_headers
 from tests.conftest import Account, GraphQLClient, Run, db_session
 from tests.support.actors import make_cast
-from tests.support.carriers import pack, ship
+from tests.support.carriers import pack, ship, webhook_event
 from tests.support.returns import receive, request
 from tests.support.subscriptions import connect, subscribe, wait_for_subscriber
 
@@ -46,31 +44,6 @@ query Order($code: String!) {
 """
 SUBSCRIBE = "subscription S($code: String!) { orderUpdates(code: $code) { type order { status } } }"
 CANCEL = "mutation C($code: String!) { cancelOrder(code: $code) { order { status } } }"
-
-
-def carrier_event(
-    http: TestClient,
-    tracking: str,
-    status: str,
-    *,
-    carrier: str = "DHL",
-    occurred_at: datetime | None = None,
-    estimated_delivery: date | None = None,
-) -> None:
-    """One event through the real, signed carrier webhook."""
-    body = event_body(
-        carrier=carrier,
-        tracking_number=tracking,
-        status=status,
-        event_id=f"evt-{uuid.uuid4().hex}",
-        occurred_at=(occurred_at or datetime.now(UTC)).isoformat(timespec="seconds"),
-        location="Leipzig Hub",
-        estimated_delivery=estimated_delivery.isoformat() if estimated_delivery else None,
-    )
-    response = http.post(
-        "/webhooks/carrier", content=body, headers=signed_headers(DEV_CARRIER_SECRET, body)
-    )
-    assert response.status_code == 202, response.text
 
 
 def shipped_in_parcels(
@@ -137,7 +110,7 @@ def test_every_delivered_parcel_and_then_the_order_record_when_they_arrived(
     morning = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=5)
     noon = morning + timedelta(hours=3)
     # when the carrier delivers the first parcel
-    carrier_event(http, first, "DELIVERED", occurred_at=morning)
+    webhook_event(http, first, "DELIVERED", occurred_at=morning)
     seen = order_of(gql, owner, view)
     # then that parcel records the carrier's time; the order is not delivered yet
     parcels = {s["trackingNumber"]: s for s in seen["shipments"]}
@@ -147,7 +120,7 @@ def test_every_delivered_parcel_and_then_the_order_record_when_they_arrived(
     assert seen["deliveredAt"] is None
     assert seen["deliveredOnTime"] is None
     # when the second parcel is delivered too
-    carrier_event(http, second, "DELIVERED", occurred_at=noon)
+    webhook_event(http, second, "DELIVERED", occurred_at=noon)
     seen = order_of(gql, owner, view)
     # then every parcel has its time and the order is delivered with the last one
     parcels = {s["trackingNumber"]: s for s in seen["shipments"]}
@@ -175,9 +148,9 @@ def test_a_repeated_delivery_does_not_move_the_recorded_time(
     view = place_order(owner, [("MUG-001", 1)])
     (tracking,) = shipped_in_parcels(run, services, warehouse, view, [[("MUG-001", 1)]])
     delivered = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
-    carrier_event(http, tracking, "DELIVERED", occurred_at=delivered)
+    webhook_event(http, tracking, "DELIVERED", occurred_at=delivered)
     # the carrier confirms the delivery again later (another event id)
-    carrier_event(http, tracking, "DELIVERED", occurred_at=delivered + timedelta(hours=1))
+    webhook_event(http, tracking, "DELIVERED", occurred_at=delivered + timedelta(hours=1))
     seen = order_of(gql, owner, view)
     assert seen["deliveredAt"] == iso(delivered)
     assert seen["shipments"][0]["deliveredAt"] == iso(delivered)
@@ -201,14 +174,14 @@ def test_the_promise_made_at_checkout_stays_when_a_delay_moves_the_estimate(
     (tracking,) = shipped_in_parcels(run, services, warehouse, view, [[("MUG-001", 1)]])
     # when the carrier reports a delay that moves the estimate four days later
     later = date.fromisoformat(promise) + timedelta(days=4)
-    carrier_event(http, tracking, "DELAYED", estimated_delivery=later)
+    webhook_event(http, tracking, "DELAYED", estimated_delivery=later)
     seen = order_of(gql, owner, view)
     # then the estimate moved, the promise did not
     assert seen["estimatedDelivery"] == later.isoformat()
     assert seen["shipments"][0]["estimatedDelivery"] == later.isoformat()
     assert seen["promisedDelivery"] == promise
     # and after the delivery both stay side by side with the actual date
-    carrier_event(http, tracking, "DELIVERED")
+    webhook_event(http, tracking, "DELIVERED")
     seen = order_of(gql, owner, view)
     assert seen["promisedDelivery"] == promise
     assert seen["deliveredAt"] is not None
@@ -239,12 +212,12 @@ def test_an_on_time_delivery_and_a_late_one_are_counted_by_carrier(
         )
         session.commit()
     # when the first is delivered today (before its promise)
-    carrier_event(http, first, "DELIVERED", carrier="UPS")
+    webhook_event(http, first, "DELIVERED", carrier="UPS")
     # then one more on-time delivery for UPS, no late one
     assert deliveries(http, "UPS", "on_time") == before["on_time"] + 1
     assert deliveries(http, "UPS", "late") == before["late"]
     # when the second is delivered today, after its promise
-    carrier_event(http, second, "DELIVERED", carrier="UPS")
+    webhook_event(http, second, "DELIVERED", carrier="UPS")
     # then one late delivery for UPS
     assert deliveries(http, "UPS", "on_time") == before["on_time"] + 1
     assert deliveries(http, "UPS", "late") == before["late"] + 1
@@ -252,7 +225,7 @@ def test_an_on_time_delivery_and_a_late_one_are_counted_by_carrier(
     assert seen["promisedDelivery"] == promised.isoformat()
     assert seen["deliveredOnTime"] is False
     # a repeated delivery event counts nothing more
-    carrier_event(http, second, "DELIVERED", carrier="UPS")
+    webhook_event(http, second, "DELIVERED", carrier="UPS")
     assert deliveries(http, "UPS", "late") == before["late"] + 1
 
 
@@ -270,7 +243,7 @@ def test_an_unknown_carrier_is_counted_as_other(
     (tracking,) = shipped_in_parcels(
         run, services, warehouse, view, [None], carrier="Pigeon Post 7"
     )
-    carrier_event(http, tracking, "DELIVERED", carrier="Pigeon Post 7")
+    webhook_event(http, tracking, "DELIVERED", carrier="Pigeon Post 7")
     assert deliveries(http, "other", "on_time") == before + 1
     families = text_string_to_metric_families(http.get("/metrics").text)
     carriers = {
@@ -315,11 +288,11 @@ def test_a_delivery_through_the_webhook_reaches_subscribers_as_status_changed(
         subscribe(stream, codes.display(view.order.code))
         wait_for_subscriber(services, view.order.id)
         # an event that does not change the order's status: TRACKING_EVENT only
-        carrier_event(http, tracking, "OUT_FOR_DELIVERY")
+        webhook_event(http, tracking, "OUT_FOR_DELIVERY")
         assert updates_until(stream, 1) == [("TRACKING_EVENT", "SHIPPED")]
         no_more_updates(stream)
         # the delivery moves the order SHIPPED -> DELIVERED: both kinds arrive
-        carrier_event(http, tracking, "DELIVERED")
+        webhook_event(http, tracking, "DELIVERED")
         assert updates_until(stream, 2) == [
             ("TRACKING_EVENT", "DELIVERED"),
             ("STATUS_CHANGED", "DELIVERED"),
@@ -356,7 +329,7 @@ def test_a_received_return_that_moves_the_order_gives_status_changed(
     cast = make_cast(owner, other_customer, make_account)
     view = place_order(owner, [("MUG-001", 2)])
     (tracking,) = shipped_in_parcels(run, services, cast.warehouse, view, [[("MUG-001", 2)]])
-    carrier_event(http, tracking, "DELIVERED")
+    webhook_event(http, tracking, "DELIVERED")
     with connect(http, owner.token) as stream:
         assert stream.next()["type"] == "connection_ack"
         subscribe(stream, view.order.code)
@@ -400,7 +373,7 @@ def test_an_unexpected_delivery_report_does_not_claim_a_status_change(
         assert stream.next()["type"] == "connection_ack"
         subscribe(stream, view.order.code)
         wait_for_subscriber(services, view.order.id)
-        carrier_event(http, tracking, "DELIVERED")
+        webhook_event(http, tracking, "DELIVERED")
         assert updates_until(stream, 1) == [("TRACKING_EVENT", "PARTIALLY_SHIPPED")]
         no_more_updates(stream)
 

@@ -29,12 +29,11 @@ from app.notifications.transports import SmtpTransport
 from app.orders.service import OrderView
 from app.security import codes
 from app.security.roles import Role
-from app.settings import DEV_CARRIER_SECRET, Settings
-from scripts.carrier_client import event_body, signed_headers
+from app.settings import Settings
 from tests.conftest import Account, GraphQLClient, Run
 from tests.email_checks import assert_same_facts, parse_email
 from tests.notifications.conftest import MAIL_FROM, SmtpServer
-from tests.support.carriers import pack, ship
+from tests.support.carriers import pack, ship, webhook_event
 from tests.support.processes import free_port
 
 PREFERENCES = "query { notificationPreferences { milestoneEmails } }"
@@ -47,6 +46,7 @@ CANCEL = "mutation C($code: String!) { cancelOrder(code: $code) { order { status
 SHIPMENTS = "query O($code: String!) { order(code: $code) { shipments { estimatedDelivery } } }"
 EVENTS = "query O($code: String!) { order(code: $code) { shipments { events { status } } } }"
 MILESTONE_PREFIX = "<shipment-"
+PLACE = {"city": "Leipzig", "postalCode": "04109", "country": "DE"}
 
 
 @pytest.fixture
@@ -85,32 +85,6 @@ def deliver_mail(
 
 def milestones(messages: list[EmailMessage]) -> list[EmailMessage]:
     return [m for m in messages if str(m["Message-ID"]).strip().startswith(MILESTONE_PREFIX)]
-
-
-def signed_event(
-    http: TestClient,
-    tracking: str,
-    status: str,
-    *,
-    occurred_at: datetime,
-    event_id: str | None = None,
-    estimated_delivery: date | None = None,
-) -> str:
-    """One event through the real, signed carrier webhook; the webhook's outcome."""
-    body = event_body(
-        carrier="DHL",
-        tracking_number=tracking,
-        status=status,
-        event_id=event_id or f"evt-{uuid.uuid4().hex}",
-        occurred_at=occurred_at.isoformat(timespec="seconds"),
-        location={"city": "Leipzig", "postalCode": "04109", "country": "DE"},
-        estimated_delivery=estimated_delivery.isoformat() if estimated_delivery else None,
-    )
-    response = http.post(
-        "/webhooks/carrier", content=body, headers=signed_headers(DEV_CARRIER_SECRET, body)
-    )
-    assert response.status_code == 202, response.text
-    return response.text
 
 
 def shipped(
@@ -186,19 +160,35 @@ def test_each_milestone_from_the_signed_webhook_sends_exactly_one_email(
     [parcel] = gql.data(SHIPMENTS, {"code": view.order.code}, token=owner.token)["order"][
         "shipments"
     ]
-    signed_event(http, tracking, "IN_TRANSIT", occurred_at=NOW - timedelta(hours=3))
+    webhook_event(
+        http, tracking, "IN_TRANSIT", occurred_at=NOW - timedelta(hours=3), location=PLACE
+    )
     # when the carrier reports the milestone, repeats the very same event, and reports the
     # milestone again as a new event
     repeat_id = f"evt-{uuid.uuid4().hex}"
     moment = NOW - timedelta(hours=2)
     estimate = LATER if status == "DELAYED" else None
-    signed_event(
-        http, tracking, status, occurred_at=moment, event_id=repeat_id, estimated_delivery=estimate
+    webhook_event(
+        http,
+        tracking,
+        status,
+        occurred_at=moment,
+        event_id=repeat_id,
+        estimated_delivery=estimate,
+        location=PLACE,
     )
-    signed_event(
-        http, tracking, status, occurred_at=moment, event_id=repeat_id, estimated_delivery=estimate
+    webhook_event(
+        http,
+        tracking,
+        status,
+        occurred_at=moment,
+        event_id=repeat_id,
+        estimated_delivery=estimate,
+        location=PLACE,
     )
-    signed_event(http, tracking, status, occurred_at=moment + timedelta(minutes=30))
+    webhook_event(
+        http, tracking, status, occurred_at=moment + timedelta(minutes=30), location=PLACE
+    )
     messages = deliver_mail()
 
     # then every event is in the parcel's history once (no event lost to the email's
@@ -253,17 +243,28 @@ def test_events_older_than_the_shipments_state_or_after_delivery_send_nothing(
     view = place_order(owner, [("MUG-001", 1), ("TEE-BLK-M", 1)])
     first, second = shipped(run, services, warehouse, view, parcels=2)
     # parcel 1: out for delivery, then events older than that arrive late
-    signed_event(http, first, "OUT_FOR_DELIVERY", occurred_at=NOW - timedelta(hours=1))
-    signed_event(http, first, "EXCEPTION", occurred_at=NOW - timedelta(hours=5))
-    signed_event(
-        http, first, "DELAYED", occurred_at=NOW - timedelta(hours=6), estimated_delivery=LATER
+    webhook_event(
+        http, first, "OUT_FOR_DELIVERY", occurred_at=NOW - timedelta(hours=1), location=PLACE
     )
-    signed_event(http, first, "ATTEMPTED_DELIVERY", occurred_at=NOW - timedelta(hours=2))
+    webhook_event(http, first, "EXCEPTION", occurred_at=NOW - timedelta(hours=5), location=PLACE)
+    webhook_event(
+        http,
+        first,
+        "DELAYED",
+        occurred_at=NOW - timedelta(hours=6),
+        estimated_delivery=LATER,
+        location=PLACE,
+    )
+    webhook_event(
+        http, first, "ATTEMPTED_DELIVERY", occurred_at=NOW - timedelta(hours=2), location=PLACE
+    )
     # parcel 2: delivered first, then out for delivery (older and newer) and an attempt
-    signed_event(http, second, "DELIVERED", occurred_at=NOW - timedelta(hours=1))
-    signed_event(http, second, "OUT_FOR_DELIVERY", occurred_at=NOW - timedelta(hours=4))
-    signed_event(http, second, "ATTEMPTED_DELIVERY", occurred_at=NOW)
-    signed_event(http, second, "DELIVERED", occurred_at=NOW + timedelta(minutes=1))
+    webhook_event(http, second, "DELIVERED", occurred_at=NOW - timedelta(hours=1), location=PLACE)
+    webhook_event(
+        http, second, "OUT_FOR_DELIVERY", occurred_at=NOW - timedelta(hours=4), location=PLACE
+    )
+    webhook_event(http, second, "ATTEMPTED_DELIVERY", occurred_at=NOW, location=PLACE)
+    webhook_event(http, second, "DELIVERED", occurred_at=NOW + timedelta(minutes=1), location=PLACE)
     messages = deliver_mail()
 
     # then one email per parcel: what each parcel's newest state is
@@ -301,7 +302,9 @@ def test_with_milestone_emails_off_only_the_essential_emails_arrive(
     for offset, status in enumerate(
         ["OUT_FOR_DELIVERY", "DELAYED", "ATTEMPTED_DELIVERY", "EXCEPTION", "DELIVERED"]
     ):
-        signed_event(http, tracking, status, occurred_at=NOW - timedelta(hours=5 - offset))
+        webhook_event(
+            http, tracking, status, occurred_at=NOW - timedelta(hours=5 - offset), location=PLACE
+        )
     cancelled_view = place_order(owner, [("MUG-001", 1)])
     cancelled = gql.data(CANCEL, {"code": cancelled_view.order.code}, token=owner.token)
     assert cancelled["cancelOrder"]["order"]["status"] == "CANCELLED"
@@ -327,7 +330,7 @@ def test_with_milestone_emails_off_only_the_essential_emails_arrive(
     }
     again = place_order(owner, [("MUG-001", 1)])
     [tracking] = shipped(run, services, warehouse, again)
-    signed_event(http, tracking, "OUT_FOR_DELIVERY", occurred_at=NOW)
+    webhook_event(http, tracking, "OUT_FOR_DELIVERY", occurred_at=NOW, location=PLACE)
     assert len(milestones(deliver_mail())) == 1
 
 
@@ -359,7 +362,7 @@ def _one_milestone_email(
 ) -> EmailMessage:
     view = place_order(account, [("MUG-001", 1)])
     [tracking] = shipped(run, services, warehouse, view)
-    signed_event(http, tracking, "OUT_FOR_DELIVERY", occurred_at=NOW)
+    webhook_event(http, tracking, "OUT_FOR_DELIVERY", occurred_at=NOW, location=PLACE)
     [email] = [m for m in milestones(deliver_mail()) if m["To"] == account.email]
     return email
 

@@ -1,19 +1,23 @@
 """Shared by the fulfilment tests: the GraphQL documents and short-cuts that drive an order
-through the warehouse with the real services. The short-cuts that call a service take the
-`run` fixture first (services are async, bound to the app's event loop)."""
+through the warehouse with the real services, and a carrier's event through the real,
+signed webhook. The short-cuts that call a service take the `run` fixture first (services
+are async, bound to the app's event loop)."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import text
+from starlette.testclient import TestClient
 
 from app.container import Services
 from app.orders.models import Order
+from app.settings import DEV_CARRIER_SECRET
 from app.shipments.inputs import EventInput, LineRequest, Place
 from app.shipments.service import EventResult, ShipResult
+from scripts.carrier_client import event_body, signed_headers
 from tests.conftest import Account, Run, db_session
 
 QUEUE = """
@@ -183,3 +187,31 @@ def order_status(services: Services, order: Order) -> str:
                 text("SELECT status FROM orders WHERE id = :id"), {"id": order.id}
             ).scalar_one()
         )
+
+
+def webhook_event(
+    http: TestClient,
+    tracking: str,
+    status: str,
+    *,
+    carrier: str = "DHL",
+    occurred_at: datetime | None = None,
+    event_id: str | None = None,
+    estimated_delivery: date | None = None,
+    location: str | dict[str, str] = "Leipzig Hub",
+) -> str:
+    """One event through the real, signed carrier webhook (202); the webhook's answer."""
+    body = event_body(
+        carrier=carrier,
+        tracking_number=tracking,
+        status=status,
+        event_id=event_id or f"evt-{uuid.uuid4().hex}",
+        occurred_at=(occurred_at or datetime.now(UTC)).isoformat(timespec="seconds"),
+        location=location,
+        estimated_delivery=estimated_delivery.isoformat() if estimated_delivery else None,
+    )
+    response = http.post(
+        "/webhooks/carrier", content=body, headers=signed_headers(DEV_CARRIER_SECRET, body)
+    )
+    assert response.status_code == 202, response.text
+    return response.text
