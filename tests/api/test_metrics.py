@@ -3,7 +3,8 @@ deliveries, latency, outbox depth and age; open in development, token-only in pr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 from prometheus_client import REGISTRY
@@ -14,9 +15,14 @@ from app.main import create_app
 from app.orders.service import OrderView
 from app.security import codes
 from app.settings import Settings
-from tests.conftest import Account, GraphQLClient, error_codes, with_limits
+from tests.conftest import PASSWORD, Account, GraphQLClient, error_codes, with_limits
 
 ORDER = "query Order($code: String!) { order(code: $code) { code } }"
+LOGIN = """
+mutation Login($email: String!, $password: String!) {
+  login(email: $email, password: $password) { tokens { accessToken } }
+}
+"""
 
 
 def sample(name: str, **labels: str) -> float:
@@ -37,6 +43,18 @@ def scrape(http: TestClient, **headers: str) -> dict[str, float]:
         for s in family.samples
         if not s.labels
     }
+
+
+@contextmanager
+def logged_in(
+    settings: Settings, owner: Account, **limits: str
+) -> Iterator[tuple[GraphQLClient, str]]:
+    """An app of its own with these budgets, and the owner's token from a real login on it."""
+    app = create_app(with_limits(settings, **limits), run_sender=False)
+    with TestClient(app, client=("10.0.0.9", 50000)) as http:
+        client = GraphQLClient(http)
+        login = client.data(LOGIN, {"email": owner.email, "password": PASSWORD})
+        yield client, login["login"]["tokens"]["accessToken"]
 
 
 def test_code_lookups_are_counted_by_outcome(
@@ -77,15 +95,7 @@ def test_rate_limited_lookups_and_rejections_are_counted(
     settings: Settings, services: object, owner: Account
 ) -> None:
     # given a budget of 2 lookups per minute
-    limited = with_limits(settings, lookups_per_user="2/minute")
-    app = create_app(limited, run_sender=False)
-    with TestClient(app, client=("10.0.0.9", 50000)) as http:
-        client = GraphQLClient(http)
-        login = client.data(
-            'mutation { login(email: "%s", password: "correct-horse-battery-9") '  # noqa: UP031
-            "{ tokens { accessToken } } }" % owner.email
-        )
-        token = login["login"]["tokens"]["accessToken"]
+    with logged_in(settings, owner, lookups_per_user="2/minute") as (client, token):
         before = lookups("rate_limited")
         rejections = sample("orders_api_rate_limit_rejections_total", bucket="lookup:user")
         # when 5 lookups are tried
@@ -103,15 +113,7 @@ def test_a_lookup_refused_after_the_read_is_counted_once_as_rate_limited(
 ) -> None:
     # given a ceiling of 2 failed lookups for the address (settled after the read: the
     # address's budgets never refuse a caller's own order, so they are not checked before)
-    limited = with_limits(settings, failed_lookups_per_ip="2/minute")
-    app = create_app(limited, run_sender=False)
-    with TestClient(app, client=("10.0.0.9", 50000)) as http:
-        client = GraphQLClient(http)
-        login = client.data(
-            'mutation { login(email: "%s", password: "correct-horse-battery-9") '  # noqa: UP031
-            "{ tokens { accessToken } } }" % owner.email
-        )
-        token = login["login"]["tokens"]["accessToken"]
+    with logged_in(settings, owner, failed_lookups_per_ip="2/minute") as (client, token):
         before = {o: lookups(o) for o in ("found", "not_found", "rate_limited")}
         # when three unknown codes are looked up
         answers = [
