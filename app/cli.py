@@ -122,10 +122,12 @@ def cmd_export_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_export_persisted_queries(args: argparse.Namespace) -> int:
+    from app.console.routes import CONSOLE_DIR
     from app.graphql.persisted import export_allowlist
     from app.schema import schema
 
-    return _write(export_allowlist(Path(args.examples), schema._schema), args.output)
+    sources = [Path(args.examples), CONSOLE_DIR]  # the console's documents, for allowlist mode
+    return _write(export_allowlist(sources, schema._schema), args.output)
 
 
 def _write(text: str, output: str | None) -> int:
@@ -197,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     persisted = sub.add_parser(
         "export-persisted-queries",
-        help="print the persisted-query allow-list: every operation in the example clients",
+        help="print the persisted-query allow-list: every operation of the example clients "
+        "and the staff console",
     )
     persisted.add_argument("--examples", default="examples")
     persisted.add_argument("--output", "-o")

@@ -6,9 +6,10 @@ persisted queries protocol (`"extensions": {"persistedQuery": {"version": 1,
 text and hash once, and later requests carry the hash only.
 
 The allow-list (`persisted_queries.json` beside this file) is generated from the example
-clients in `examples/` (`orders-api export-persisted-queries`; a test fails when it is out
-of date). With `PERSISTED_QUERIES=allowlist` a deployment accepts only those documents, by
-hash or by text, over HTTP and WebSocket alike: the check is a validation rule, so no
+clients in `examples/` and the staff console's modules in `app/static/console/`
+(`orders-api export-persisted-queries`; a test fails when it is out of date). With
+`PERSISTED_QUERIES=allowlist` a deployment accepts only those documents, by hash or by
+text, over HTTP and WebSocket alike: the check is a validation rule, so no
 transport can go around it, and registering new documents is refused.
 """
 
@@ -20,6 +21,7 @@ import json
 import os
 import re
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,13 @@ _HASH = re.compile(r"[0-9a-f]{64}")
 # way the web example writes its documents (anchored at `=` so that backticks in comments
 # cannot pair up the wrong way)
 _JS_TEMPLATE = re.compile(r"=\s*`((?:[^`\\$]|\$(?!\{))*)`")
+# JS: a module-level `const NAME = \`…\`` (at the start of a line, optionally exported),
+# whose `${OTHER}` interpolations name other such constants of the same file: the staff
+# console builds its documents from shared selections this way. Escapes are not read
+# (a backslash would make the literal's value differ from its source text).
+_JS_CONST = re.compile(r"^(?:export\s+)?const\s+([A-Za-z_$][\w$]*)\s*=\s*`([^`\\]*)`", re.M)
+_JS_INTERPOLATION = re.compile(r"\$\{([^{}]*)\}")
+_JS_NAME = re.compile(r"\s*([A-Za-z_$][\w$]*)\s*")
 _OPERATION_START = re.compile(r"^\s*(#[^\n]*\n\s*)*(query|mutation|subscription|\{)")
 
 
@@ -129,21 +138,22 @@ def load_allowlist(path: Path = ALLOWLIST_PATH) -> dict[str, str]:
     return {sha256_hex(text): text for text in entries.values()}
 
 
-# -- generation from examples/ ------------------------------------------------------------
+# -- generation from examples/ and the console -------------------------------------------
 
 
-def collect_documents(examples: Path, schema: GraphQLSchema) -> dict[str, str]:
-    """Every GraphQL operation document in the example clients: `.graphql` files, string
-    constants in `.py` files and interpolation-free template literals in `.js` files that
-    parse as operations and validate against the schema. Keyed by SHA-256, sorted."""
+def collect_documents(sources: Sequence[Path], schema: GraphQLSchema) -> dict[str, str]:
+    """Every GraphQL operation document under `sources` (the example clients, the console):
+    `.graphql` files, string constants in `.py` files and template literals in `.js` files
+    (`_js_documents`) that parse as operations and validate against the schema. Keyed by
+    SHA-256, sorted."""
     found: dict[str, str] = {}
-    for path in _example_files(examples):
+    for path in _source_files(sources):
         if path.suffix == ".graphql":
             candidates = [path.read_text(encoding="utf-8")]
         elif path.suffix == ".py":
             candidates = _python_strings(path.read_text(encoding="utf-8"))
         elif path.suffix in (".js", ".mjs"):
-            candidates = _JS_TEMPLATE.findall(path.read_text(encoding="utf-8"))
+            candidates = _js_documents(path)
         else:
             continue
         for text in candidates:
@@ -152,18 +162,63 @@ def collect_documents(examples: Path, schema: GraphQLSchema) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-def _example_files(examples: Path) -> list[Path]:
-    """Every file under `examples`, sorted, but none of the packages the node examples
+def _source_files(sources: Sequence[Path]) -> list[Path]:
+    """Every file under each source, sorted, but none of the packages the node examples
     install (node_modules: tens of thousands of files that are not example code)."""
     files: list[Path] = []
-    for directory, subdirectories, names in os.walk(examples):
-        subdirectories[:] = [name for name in subdirectories if name != "node_modules"]
-        files += [Path(directory, name) for name in names]
+    for source in sources:
+        for directory, subdirectories, names in os.walk(source):
+            subdirectories[:] = [name for name in subdirectories if name != "node_modules"]
+            files += [Path(directory, name) for name in names]
     return sorted(files)
 
 
-def export_allowlist(examples: Path, schema: GraphQLSchema) -> str:
-    return json.dumps(collect_documents(examples, schema), indent=2, sort_keys=True) + "\n"
+def export_allowlist(sources: Sequence[Path], schema: GraphQLSchema) -> str:
+    return json.dumps(collect_documents(sources, schema), indent=2, sort_keys=True) + "\n"
+
+
+class _Unresolvable(ValueError):
+    """An interpolation that is not `${NAME}` of a module-level template constant."""
+
+
+def _js_documents(path: Path) -> list[str]:
+    """The template literals of a JS file that may be documents: every interpolation-free
+    one after an `=`, and every module-level `const` with its `${NAME}`s replaced by those
+    constants' values, recursively — what the browser computes, byte for byte. A constant
+    that reads like an operation but interpolates anything else cannot be listed: that is
+    an error here, not an operation missing from the allow-list at run time."""
+    source = path.read_text(encoding="utf-8")
+    constants = dict(_JS_CONST.findall(source))
+    documents: list[str] = _JS_TEMPLATE.findall(source)
+    for name, raw in constants.items():
+        if "${" not in raw:
+            continue  # found above already
+        try:
+            documents.append(_resolve(name, constants, ()))
+        except _Unresolvable as exc:
+            if _OPERATION_START.match(raw):
+                raise ValueError(
+                    f"{path}: {name} interpolates {exc}, which the allow-list export cannot "
+                    "resolve (only ${NAME} of a module-level const NAME = `…` of this file)"
+                ) from None
+    return documents
+
+
+def _resolve(name: str, constants: dict[str, str], seen: tuple[str, ...]) -> str:
+    if name in seen:
+        raise _Unresolvable(f"${{{name}}} (a cycle)")
+    raw = constants[name]
+    leftover = _JS_INTERPOLATION.sub("", raw)
+    if "${" in leftover:
+        raise _Unresolvable(leftover[leftover.index("${") :][:40])
+
+    def value(match: re.Match[str]) -> str:
+        named = _JS_NAME.fullmatch(match.group(1))
+        if named is None or named.group(1) not in constants:
+            raise _Unresolvable(match.group(0))
+        return _resolve(named.group(1), constants, (*seen, name))
+
+    return _JS_INTERPOLATION.sub(value, raw)
 
 
 def _python_strings(source: str) -> list[str]:

@@ -1,6 +1,6 @@
 """Persisted queries: Apollo's automatic persisted queries protocol (open mode, the default)
 and the allow-list-only mode (PERSISTED_QUERIES=allowlist) whose list is generated from
-the example clients in examples/."""
+the example clients in examples/ and the staff console's modules."""
 
 from __future__ import annotations
 
@@ -16,11 +16,13 @@ from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from app.accounts.models import User
+from app.console.routes import CONSOLE_DIR
 from app.container import Services, build_services
 from app.graphql.persisted import (
     ALLOWLIST_PATH,
     APQ_CACHE_SIZE,
     PersistedQueries,
+    collect_documents,
     export_allowlist,
     load_allowlist,
     sha256_hex,
@@ -66,8 +68,8 @@ def codes_of(body: dict[str, Any]) -> list[str]:
 # -- the allow-list ------------------------------------------------------------------------
 
 
-def test_the_checked_in_allowlist_is_what_the_examples_contain() -> None:
-    generated = export_allowlist(ROOT / "examples", schema._schema)
+def test_the_checked_in_allowlist_is_what_the_examples_and_the_console_contain() -> None:
+    generated = export_allowlist([ROOT / "examples", CONSOLE_DIR], schema._schema)
     assert ALLOWLIST_PATH.read_text(encoding="utf-8") == generated, (
         "run: orders-api export-persisted-queries -o app/graphql/persisted_queries.json"
     )
@@ -87,8 +89,54 @@ def test_the_allowlist_holds_the_operations_of_both_example_clients() -> None:
     assert {"Order", "ReturnEligibility", "RequestReturn", "Logout"} <= set(BY_NAME)
     # the web example's share tracking and its public tracking page
     assert {"CreateTrackingLink", "RevokeTrackingLink", "TrackingLink"} <= set(BY_NAME)
+    # the console's documents (tests/browser/test_console_modules.py: the very texts the
+    # browser sends)
+    console = set(collect_documents([CONSOLE_DIR], schema._schema).values())
+    assert {"ConsoleLogin", "SupportOrder", "PickList", "DeactivateUser"} <= set(BY_NAME)
     for text in ALLOWLIST.values():
-        assert text in web or text in node or text in mobile or repr(text)[1:-1] in mobile
+        assert (
+            text in web
+            or text in node
+            or text in mobile
+            or repr(text)[1:-1] in mobile
+            or text in console
+        )
+
+
+# -- the export reads JS template literals --------------------------------------------------
+
+SELECTION = "email name role"
+
+
+def exported_from(tmp_path: Path, source: str) -> list[str]:
+    (tmp_path / "screen.js").write_text(source, encoding="utf-8")
+    return list(collect_documents([tmp_path], schema._schema).values())
+
+
+def test_interpolated_module_constants_are_resolved_like_the_browser_does(
+    tmp_path: Path,
+) -> None:
+    source = (
+        "const FIELDS = `email ${INNER}`;\n"
+        "const INNER = `name role`;\n"  # defined later: still a constant of the module
+        "export const ME = `query Me { me { ${FIELDS} } }`;\n"
+        "const SPACED = `query Spaced { me { ${ FIELDS } } }`;\n"
+        "function f(x) {\n  return `query Inline { me { ${x} } }`;\n}\n"
+    )
+    assert sorted(exported_from(tmp_path, source)) == [
+        "query Me { me { email name role } }",
+        "query Spaced { me { email name role } }",
+    ]
+
+
+def test_an_operation_constant_with_another_interpolation_is_refused(tmp_path: Path) -> None:
+    for expression in ("${fields()}", "${UNKNOWN}", "${A + B}"):
+        query = f"const Q = `query Q {{ me {{ {expression} }} }}`;\n"
+        source = "const A = `email`;\nconst B = `name`;\n" + query
+        with pytest.raises(ValueError, match=r"Q interpolates .*cannot resolve"):
+            exported_from(tmp_path, source)
+    # a template that is no operation may interpolate anything: it is not collected
+    assert exported_from(tmp_path, "const LABEL = `Order ${code}`;\n") == []
 
 
 # -- open mode: automatic persisted queries ---------------------------------------------------

@@ -1,11 +1,13 @@
 """The console's ES modules, run in node (no browser needed): every GraphQL document the
 console sends is valid against the schema (so a renamed field breaks this test, not a
-shift), and the Code 128 encoder of the packing slip matches the standard's reference
-patterns, check symbol included."""
+shift) and is, byte for byte, a document of the persisted-query allow-list (so the console
+works under PERSISTED_QUERIES=allowlist), and the Code 128 encoder of the packing slip
+matches the standard's reference patterns, check symbol included."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,10 +16,13 @@ import pytest
 from graphql import parse, validate
 
 from app.console.routes import CONSOLE_DIR
+from app.graphql.persisted import collect_documents, load_allowlist
 from app.schema import schema
 from tests.conftest import service_unreachable
 
 SCREENS = ["api", "support", "warehouse", "returns", "admin"]
+# A call that sends a document: gql(…) and api.js's post(…); its first argument
+SENDS = re.compile(r"\b(?:gql|post)\(\s*([^,)]*)")
 NODE_TIMEOUT = 30.0
 
 # From the Code 128 symbol table (ISO/IEC 15417), written as modules (1 bar, 0 space):
@@ -78,6 +83,55 @@ def test_every_document_the_console_sends_is_valid_against_the_schema(screen: st
     for name, text in documents.items():
         errors = validate(schema._schema, parse(text))
         assert errors == [], f"{screen}.{name}: {[e.message for e in errors]}"
+
+
+def console_documents() -> dict[str, str]:
+    """Every module's DOCUMENTS, as node evaluates them: `screen.NAME` → text."""
+    imports = ",".join(
+        f"{json.dumps(screen)}: (await import({json.dumps(module_url(screen))})).DOCUMENTS"
+        for screen in SCREENS
+    )
+    by_screen = node_json(f"console.log(JSON.stringify({{{imports}}}));")
+    assert isinstance(by_screen, dict)
+    return {
+        f"{screen}.{name}": text
+        for screen, documents in by_screen.items()
+        for name, text in documents.items()
+    }
+
+
+def test_every_document_the_console_sends_is_in_the_allowlist_byte_for_byte() -> None:
+    """What the browser computes from the template literals is what the export resolved
+    and what persisted_queries.json holds, so PERSISTED_QUERIES=allowlist accepts it (by
+    text, or by the same SHA-256); and the export finds no operation the modules do not
+    list in DOCUMENTS (the set this test and the schema test check)."""
+    sent = console_documents()
+    allowlist = set(load_allowlist().values())
+    missing = sorted(name for name, text in sent.items() if text not in allowlist)
+    assert missing == [], "run: orders-api export-persisted-queries -o " + (
+        f"app/graphql/persisted_queries.json (not listed: {missing})"
+    )
+    exported = set(collect_documents([CONSOLE_DIR], schema._schema).values())
+    assert exported == set(sent.values())
+    assert len(exported) == len(sent) == 22
+
+
+def test_documents_are_sent_only_through_the_listed_constants() -> None:
+    """No inline document: each gql()/post() gets a document constant (every one of which
+    the test above finds in DOCUMENTS), or `query`, the parameter of a helper that is
+    handed one of those constants."""
+    arguments = {
+        f"{path.name}: {argument.strip()}"
+        for path in sorted(CONSOLE_DIR.glob("*.js"))
+        for argument in SENDS.findall(path.read_text(encoding="utf-8"))
+    }
+    constant = re.compile(r"[a-z-]+\.js: ([A-Z][A-Z_]*|query)")
+    assert arguments and all(constant.fullmatch(a) for a in arguments), sorted(arguments)
+    helpers = re.compile(r"(?<!function )\b(?:run|act)\(form, ([A-Za-z_]+)")
+    handed = {
+        name for path in CONSOLE_DIR.glob("*.js") for name in helpers.findall(path.read_text())
+    }
+    assert handed and all(name.isupper() for name in handed), handed
 
 
 def test_a_single_letter_is_start_b_data_check_and_stop() -> None:

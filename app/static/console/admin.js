@@ -5,7 +5,7 @@ import { gql } from "./api.js";
 import { clear, field, h, showUserErrors, table, when } from "./dom.js";
 
 const STAFF_ROLES = ["SUPPORT", "WAREHOUSE", "ADMIN"];
-const USER = "email name role active createdAt";
+const USER = `email name role active createdAt`;
 
 const STAFF = `query StaffUsers { staffUsers(first: 50) { edges { node { ${USER} } } } }`;
 const CREATE = `mutation CreateStaffUser($email: String!, $name: String!, $password: String!, $role: Role!) {

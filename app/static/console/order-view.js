@@ -2,24 +2,7 @@
 // last 4, parcels with their tracking events, returns, and the timeline.
 import { h, money, table, when } from "./dom.js";
 
-export const ORDER_FIELDS = `
-  code status placedAt estimatedDelivery deliveredAt
-  total { amount currency } refunded { amount currency }
-  shippingAddress { name line1 line2 city postalCode country }
-  payment { brand last4 }
-  lines { sku name quantity unitPrice { amount currency } lineTotal { amount currency } }
-  shipments {
-    carrier trackingNumber status shippedAt
-    lines { sku quantity }
-    events { status location description occurredAt }
-  }
-  returns {
-    rma status reason requestedAt
-    lines { sku name quantity receivedQuantity }
-    refund { amount currency }
-  }
-  timeline { kind at description }
-`;
+// The fields it reads are selected by SupportOrder (ORDER_FIELDS in support.js).
 
 export function addressBlock(a) {
   return h(
