@@ -107,6 +107,15 @@ def interrupted_place(run: Run[Any], services: Services, account: Account, key: 
         place(run, services, account, key)
 
 
+def charged_without_an_answer(run: Run[Any], services: Services, account: Account) -> str:
+    """placeOrder whose card was charged but whose answer was lost (the provider took the
+    money, the request ended): the reservation holds the stock, no order exists. Its key."""
+    key = new_key()
+    provider(services).lost_answers = 1
+    interrupted_place(run, services, account, key)
+    return key
+
+
 @contextmanager
 def reservation_of(services: Services, key: str) -> Iterator[tuple[Session, OrderReservation]]:
     with db_session(services) as session:
@@ -181,9 +190,7 @@ def test_a_charged_reservation_never_confirmed_is_confirmed_by_the_reconciler_on
 ) -> None:
     # given a placeOrder whose card was charged but whose answer was lost: the request
     # ended, the reservation holds the stock, no order exists
-    key = new_key()
-    provider(services).lost_answers = 1
-    interrupted_place(run, services, owner, key)
+    key = charged_without_an_answer(run, services, owner)
     [charge] = ledger(services, "charge")
     held = reservation(services, key)
     assert held.status == "RESERVED" and charge.idempotency_key == held.payment_key
@@ -309,9 +316,7 @@ def test_a_retry_while_the_reservation_is_charged_resumes_it(
     run: Run[Any], services: Services, owner: Account
 ) -> None:
     # given a placeOrder whose card was charged but whose answer was lost
-    key = new_key()
-    provider(services).lost_answers = 1
-    interrupted_place(run, services, owner, key)
+    key = charged_without_an_answer(run, services, owner)
     [charge] = ledger(services, "charge")
     held = reservation(services, key)
     assert held.status == "RESERVED" and stock(services) == 48
@@ -341,9 +346,7 @@ def test_the_reconciler_leaves_reservations_alone_while_the_provider_is_down(
     run: Run[Any], services: Services, owner: Account
 ) -> None:
     # given a charged reservation old enough for the reconciler, and the provider down
-    key = new_key()
-    provider(services).lost_answers = 1
-    interrupted_place(run, services, owner, key)
+    key = charged_without_an_answer(run, services, owner)
     age_reservation(services, key, seconds=stale(services))
     expire_reservation(services, key)
     provider(services).find_down = True
@@ -369,9 +372,7 @@ def test_a_late_retry_of_a_charged_reservation_does_not_charge_the_customer_twic
     pays once and the reconciler does not release it under the retry."""
     # given a placeOrder whose card was charged but whose answer was lost, late in the
     # reservation's life (20 s left: the reconciler could not reach the provider so far)
-    key = new_key()
-    provider(services).lost_answers = 1
-    interrupted_place(run, services, owner, key)
+    key = charged_without_an_answer(run, services, owner)
     with reservation_of(services, key) as (session, found):
         found.expires_at = utcnow() + timedelta(seconds=20)
         session.add(found)
@@ -405,9 +406,7 @@ def test_a_charged_reservation_is_not_kept_waiting_behind_uncharged_ones(
     for key in waiting:
         provider(services).unreachable = 1
         interrupted_place(run, services, owner, key)
-    paid = new_key()
-    provider(services).lost_answers = 1
-    interrupted_place(run, services, owner, paid)
+    paid = charged_without_an_answer(run, services, owner)
     for key in [*waiting, paid]:
         age_reservation(services, key, seconds=stale(services))
     # when the reconciler passes

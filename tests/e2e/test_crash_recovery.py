@@ -136,6 +136,14 @@ def _kill(server: LiveServer, caller: threading.Thread) -> None:
     caller.join(timeout=10)
 
 
+def _kill_once_charged(server: LiveServer, headers: dict[str, str], key: str) -> None:
+    """placeOrder in flight with a slow provider (tok_slow answers 2 s after charging):
+    once the card is charged, the process is killed outright."""
+    caller = _place_in_background(server, headers, key, "tok_slow")
+    _wait(lambda: _charges(server, key) > 0, 5, "the charge never happened")
+    _kill(server, caller)
+
+
 def _restart(server: LiveServer) -> subprocess.Popen[bytes]:
     """The same server (same env, same database) on a new port; the caller stops it (the
     fixture only stops the process it started)."""
@@ -172,11 +180,9 @@ def test_sigkill_mid_place_order_leaves_nothing_half_written(live_server: LiveSe
     stock_before = _count(db, STOCK)
     key = "crash-test-key-0001"
 
-    # when placeOrder is in flight (card charged, provider slow to answer) ...
-    caller = _place_in_background(live_server, headers, key, "tok_slow")
-    _wait(lambda: _charges(live_server, key) > 0, 5, "the charge never happened")
-    # ... the process is killed outright
-    _kill(live_server, caller)
+    # when placeOrder is in flight (card charged, provider slow to answer) and the
+    # process is killed outright
+    _kill_once_charged(live_server, headers, key)
 
     # then the card was charged once, but no order, line or email exists
     assert _charges(live_server, key) == 1
@@ -225,9 +231,7 @@ def test_killed_after_the_charge_the_reconciler_confirms_the_order_without_a_ret
 
     # when the process is killed after the provider took the money (tok_slow answers 2 s
     # after charging) and before the order was confirmed
-    caller = _place_in_background(live_server, headers, key, "tok_slow")
-    _wait(lambda: _charges(live_server, key) > 0, 5, "the charge never happened")
-    _kill(live_server, caller)
+    _kill_once_charged(live_server, headers, key)
     killed = time.monotonic()
     code = str(_one(db, "SELECT code FROM order_reservations WHERE idempotency_key = ?", key))
     assert _count(db, "SELECT count(*) FROM orders WHERE idempotency_key = ?", key) == 0
