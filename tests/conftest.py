@@ -232,6 +232,11 @@ def owner(make_account: Callable[..., Account]) -> Account:
 
 
 @pytest.fixture
+def warehouse(make_account: Callable[..., Account]) -> Account:
+    return make_account(Role.WAREHOUSE)
+
+
+@pytest.fixture
 def other_customer(make_account: Callable[..., Account]) -> Account:
     return make_account(Role.CUSTOMER)
 

@@ -27,10 +27,9 @@ from app.metrics import carrier_label
 from app.migrate import upgrade
 from app.orders.service import OrderView
 from app.security import codes
-from app.security.roles import Role
 from tests.conftest import Account, GraphQLClient, Run, db_session
 from tests.support.actors import make_cast
-from tests.support.carriers import pack, ship, webhook_event
+from tests.support.carriers import pack, ship, ship_in_parcels, webhook_event
 from tests.support.returns import receive, request
 from tests.support.subscriptions import connect, subscribe, wait_for_subscriber
 
@@ -44,24 +43,6 @@ query Order($code: String!) {
 """
 SUBSCRIBE = "subscription S($code: String!) { orderUpdates(code: $code) { type order { status } } }"
 CANCEL = "mutation C($code: String!) { cancelOrder(code: $code) { order { status } } }"
-
-
-def shipped_in_parcels(
-    run: Run[Any],
-    services: Services,
-    warehouse: Account,
-    view: OrderView,
-    parcels: list[list[tuple[str, int]] | None],
-    carrier: str = "DHL",
-) -> list[str]:
-    """Pack and ship the order, one shipment per entry of `parcels`; the tracking numbers."""
-    pack(run, services, warehouse, view.order)
-    return [
-        ship(
-            run, services, warehouse, view.order, lines=lines, carrier=carrier
-        ).shipment.tracking_number
-        for lines in parcels
-    ]
 
 
 def order_of(gql: GraphQLClient, owner: Account, view: OrderView) -> dict[str, Any]:
@@ -87,11 +68,6 @@ def iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat()
 
 
-@pytest.fixture
-def warehouse(make_account: Callable[..., Account]) -> Account:
-    return make_account(Role.WAREHOUSE)
-
-
 # -- deliveredAt -------------------------------------------------------------------------
 def test_every_delivered_parcel_and_then_the_order_record_when_they_arrived(
     http: TestClient,
@@ -104,7 +80,7 @@ def test_every_delivered_parcel_and_then_the_order_record_when_they_arrived(
 ) -> None:
     # given an order shipped in two parcels
     view = place_order(owner, [("MUG-001", 1), ("TEE-BLK-M", 1)])
-    first, second = shipped_in_parcels(
+    first, second = ship_in_parcels(
         run, services, warehouse, view, [[("MUG-001", 1)], [("TEE-BLK-M", 1)]]
     )
     morning = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=5)
@@ -146,7 +122,7 @@ def test_a_repeated_delivery_does_not_move_the_recorded_time(
     place_order: Callable[..., OrderView],
 ) -> None:
     view = place_order(owner, [("MUG-001", 1)])
-    (tracking,) = shipped_in_parcels(run, services, warehouse, view, [[("MUG-001", 1)]])
+    (tracking,) = ship_in_parcels(run, services, warehouse, view, [[("MUG-001", 1)]])
     delivered = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
     webhook_event(http, tracking, "DELIVERED", occurred_at=delivered)
     # the carrier confirms the delivery again later (another event id)
@@ -171,7 +147,7 @@ def test_the_promise_made_at_checkout_stays_when_a_delay_moves_the_estimate(
     placed = order_of(gql, owner, view)
     promise = placed["promisedDelivery"]
     assert promise == placed["estimatedDelivery"] == view.order.estimated_delivery.isoformat()
-    (tracking,) = shipped_in_parcels(run, services, warehouse, view, [[("MUG-001", 1)]])
+    (tracking,) = ship_in_parcels(run, services, warehouse, view, [[("MUG-001", 1)]])
     # when the carrier reports a delay that moves the estimate four days later
     later = date.fromisoformat(promise) + timedelta(days=4)
     webhook_event(http, tracking, "DELAYED", estimated_delivery=later)
@@ -202,8 +178,8 @@ def test_an_on_time_delivery_and_a_late_one_are_counted_by_carrier(
     # (placed a while back: its promise is in the past, as the row says)
     on_time = place_order(owner, [("MUG-001", 1)])
     late = place_order(owner, [("MUG-001", 1)])
-    (first,) = shipped_in_parcels(run, services, warehouse, on_time, [None], carrier="UPS")
-    (second,) = shipped_in_parcels(run, services, warehouse, late, [None], carrier="UPS")
+    (first,) = ship_in_parcels(run, services, warehouse, on_time, [None], carrier="UPS")
+    (second,) = ship_in_parcels(run, services, warehouse, late, [None], carrier="UPS")
     promised = datetime.now(UTC).date() - timedelta(days=3)
     with db_session(services) as session:
         session.execute(
@@ -240,9 +216,7 @@ def test_an_unknown_carrier_is_counted_as_other(
     # the carrier's name is typed by staff: it never becomes a label of its own
     before = deliveries(http, "other", "on_time")
     view = place_order(owner, [("MUG-001", 1)])
-    (tracking,) = shipped_in_parcels(
-        run, services, warehouse, view, [None], carrier="Pigeon Post 7"
-    )
+    (tracking,) = ship_in_parcels(run, services, warehouse, view, [None], carrier="Pigeon Post 7")
     webhook_event(http, tracking, "DELIVERED", carrier="Pigeon Post 7")
     assert deliveries(http, "other", "on_time") == before + 1
     families = text_string_to_metric_families(http.get("/metrics").text)
@@ -282,7 +256,7 @@ def test_a_delivery_through_the_webhook_reaches_subscribers_as_status_changed(
     place_order: Callable[..., OrderView],
 ) -> None:
     view = place_order(owner, [("MUG-001", 1)])
-    (tracking,) = shipped_in_parcels(run, services, warehouse, view, [[("MUG-001", 1)]])
+    (tracking,) = ship_in_parcels(run, services, warehouse, view, [[("MUG-001", 1)]])
     with connect(http, owner.token) as stream:
         assert stream.next()["type"] == "connection_ack"
         subscribe(stream, codes.display(view.order.code))
@@ -328,7 +302,7 @@ def test_a_received_return_that_moves_the_order_gives_status_changed(
 ) -> None:
     cast = make_cast(owner, other_customer, make_account)
     view = place_order(owner, [("MUG-001", 2)])
-    (tracking,) = shipped_in_parcels(run, services, cast.warehouse, view, [[("MUG-001", 2)]])
+    (tracking,) = ship_in_parcels(run, services, cast.warehouse, view, [[("MUG-001", 2)]])
     webhook_event(http, tracking, "DELIVERED")
     with connect(http, owner.token) as stream:
         assert stream.next()["type"] == "connection_ack"

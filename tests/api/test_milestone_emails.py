@@ -28,12 +28,11 @@ from app.notifications.templates import Shop, format_long_date
 from app.notifications.transports import SmtpTransport
 from app.orders.service import OrderView
 from app.security import codes
-from app.security.roles import Role
 from app.settings import Settings
 from tests.conftest import Account, GraphQLClient, Run
 from tests.email_checks import assert_same_facts, parse_email
 from tests.notifications.conftest import MAIL_FROM, SmtpServer
-from tests.support.carriers import pack, ship, webhook_event
+from tests.support.carriers import ship_in_parcels, webhook_event
 from tests.support.processes import free_port
 
 PREFERENCES = "query { notificationPreferences { milestoneEmails } }"
@@ -55,11 +54,6 @@ def smtp() -> Iterator[SmtpServer]:
     server.start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def warehouse(make_account: Callable[..., Account]) -> Account:
-    return make_account(Role.WAREHOUSE)
 
 
 @pytest.fixture
@@ -85,21 +79,6 @@ def deliver_mail(
 
 def milestones(messages: list[EmailMessage]) -> list[EmailMessage]:
     return [m for m in messages if str(m["Message-ID"]).strip().startswith(MILESTONE_PREFIX)]
-
-
-def shipped(
-    run: Run[Any], services: Services, warehouse: Account, view: OrderView, parcels: int = 1
-) -> list[str]:
-    """Pack and ship the order in `parcels` parcels (one unit each); the tracking numbers."""
-    pack(run, services, warehouse, view.order)
-    assert view.lines is not None
-    lines = [line.sku for line in view.lines for _ in range(line.quantity)]
-    return [
-        ship(
-            run, services, warehouse, view.order, lines=[(sku, 1)] if parcels > 1 else None
-        ).shipment.tracking_number
-        for sku in lines[:parcels]
-    ]
 
 
 def _b64(raw: bytes) -> str:
@@ -155,7 +134,7 @@ def test_each_milestone_from_the_signed_webhook_sends_exactly_one_email(
 ) -> None:
     # given a shipped order
     view = place_order(owner, [("MUG-001", 1)])
-    [tracking] = shipped(run, services, warehouse, view)
+    [tracking] = ship_in_parcels(run, services, warehouse, view, [None])
     code = codes.display(view.order.code)
     [parcel] = gql.data(SHIPMENTS, {"code": view.order.code}, token=owner.token)["order"][
         "shipments"
@@ -241,7 +220,9 @@ def test_events_older_than_the_shipments_state_or_after_delivery_send_nothing(
 ) -> None:
     # given an order in two parcels
     view = place_order(owner, [("MUG-001", 1), ("TEE-BLK-M", 1)])
-    first, second = shipped(run, services, warehouse, view, parcels=2)
+    first, second = ship_in_parcels(
+        run, services, warehouse, view, [[("MUG-001", 1)], [("TEE-BLK-M", 1)]]
+    )
     # parcel 1: out for delivery, then events older than that arrive late
     webhook_event(
         http, first, "OUT_FOR_DELIVERY", occurred_at=NOW - timedelta(hours=1), location=PLACE
@@ -298,7 +279,7 @@ def test_with_milestone_emails_off_only_the_essential_emails_arrive(
     }
     # when one order goes through every milestone and another is cancelled (refunded)
     shipped_view = place_order(owner, [("MUG-001", 1)])
-    [tracking] = shipped(run, services, warehouse, shipped_view)
+    [tracking] = ship_in_parcels(run, services, warehouse, shipped_view, [None])
     for offset, status in enumerate(
         ["OUT_FOR_DELIVERY", "DELAYED", "ATTEMPTED_DELIVERY", "EXCEPTION", "DELIVERED"]
     ):
@@ -329,7 +310,7 @@ def test_with_milestone_emails_off_only_the_essential_emails_arrive(
         "milestoneEmails": True
     }
     again = place_order(owner, [("MUG-001", 1)])
-    [tracking] = shipped(run, services, warehouse, again)
+    [tracking] = ship_in_parcels(run, services, warehouse, again, [None])
     webhook_event(http, tracking, "OUT_FOR_DELIVERY", occurred_at=NOW, location=PLACE)
     assert len(milestones(deliver_mail())) == 1
 
@@ -361,7 +342,7 @@ def _one_milestone_email(
     deliver_mail: Callable[[], list[EmailMessage]],
 ) -> EmailMessage:
     view = place_order(account, [("MUG-001", 1)])
-    [tracking] = shipped(run, services, warehouse, view)
+    [tracking] = ship_in_parcels(run, services, warehouse, view, [None])
     webhook_event(http, tracking, "OUT_FOR_DELIVERY", occurred_at=NOW, location=PLACE)
     [email] = [m for m in milestones(deliver_mail()) if m["To"] == account.email]
     return email

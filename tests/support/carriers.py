@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 
 from app.container import Services
 from app.orders.models import Order
+from app.orders.service import OrderView
 from app.settings import DEV_CARRIER_SECRET
 from app.shipments.inputs import EventInput, LineRequest, Place
 from app.shipments.service import EventResult, ShipResult
@@ -187,6 +188,24 @@ def order_status(services: Services, order: Order) -> str:
                 text("SELECT status FROM orders WHERE id = :id"), {"id": order.id}
             ).scalar_one()
         )
+
+
+def ship_in_parcels(
+    run: Run[Any],
+    services: Services,
+    warehouse: Account,
+    view: OrderView,
+    parcels: list[list[tuple[str, int]] | None],
+    carrier: str = "DHL",
+) -> list[str]:
+    """Pack and ship the order, one shipment per entry of `parcels`; the tracking numbers."""
+    pack(run, services, warehouse, view.order)
+    return [
+        ship(
+            run, services, warehouse, view.order, lines=lines, carrier=carrier
+        ).shipment.tracking_number
+        for lines in parcels
+    ]
 
 
 def webhook_event(
