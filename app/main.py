@@ -35,6 +35,7 @@ from app.graphql.errors import with_default_codes
 from app.graphql.metrics import REFUSED_BEFORE_EXECUTION
 from app.graphql.over_http import refusal, shape
 from app.graphql.persisted import PersistedQueries, allowlist_rule
+from app.graphql.ws_sessions import SessionCheckedLegacyWS, SessionCheckedTransportWS
 from app.http import JSON, DatabaseScope, GuardMiddleware, media_type_of, request_id_of
 from app.metrics import counted_webhook, metrics_endpoint, request_refused
 from app.migrate import is_at_head
@@ -50,6 +51,10 @@ log = logging.getLogger("app")
 
 
 class OrdersGraphQL(GraphQL[Context, None]):
+    # every operation over a WebSocket checks that the connection's session is still live
+    graphql_transport_ws_handler_class = SessionCheckedTransportWS
+    graphql_ws_handler_class = SessionCheckedLegacyWS
+
     def __init__(self, services: Services, persisted: PersistedQueries, **kwargs: Any) -> None:
         allowlist = allowlist_rule(persisted.allowlist) if persisted.allowlist_only else None
         schema = build_schema(production=services.settings.is_production, allowlist=allowlist)

@@ -78,6 +78,13 @@ class Context:
             raise type(error)(error.message)
         return self._viewer
 
+    def forget_viewer(self) -> None:
+        """The next viewer() checks the session again: a WebSocket connection's context
+        lives as long as the connection, its session may end meanwhile (ws_sessions.py)."""
+        self._viewer = None
+        self._viewer_error = None
+        self._viewer_resolved = False
+
     async def _resolve_viewer(self) -> None:
         try:
             token = bearer_token(self.authorization or self._init_authorization())
