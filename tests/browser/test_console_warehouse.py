@@ -69,7 +69,9 @@ def test_a_picker_scans_packs_a_split_shipment_ships_and_prints(
         box = cell.bounding_box()
         assert box is not None
         assert card["x"] <= box["x"] and box["x"] + box["width"] <= card["x"] + card["width"]
-    assert page.locator(".queue").evaluate("q => q.scrollLeft === 0 && q.scrollWidth <= q.clientWidth")
+    assert page.locator(".queue").evaluate(
+        "q => q.scrollLeft === 0 && q.scrollWidth <= q.clientWidth"
+    )
 
     # one right unit: packed on its own (a split shipment) and shipped
     scan(station, "TEE-WHT-L")
