@@ -32,7 +32,6 @@ import websockets
 from websockets.typing import Subprotocol
 
 from tests.security_stage.conftest import (
-    ROOT,
     START_TIMEOUT,
     Server,
     production_env,
@@ -40,7 +39,7 @@ from tests.security_stage.conftest import (
     start_server,
     stop_server,
 )
-from tests.security_stage.crowd import PASSWORD
+from tests.support.crowd import PASSWORD, seed_crowd
 from tests.support.processes import free_port, wait_until_healthy
 
 pytestmark = pytest.mark.e2e
@@ -79,17 +78,7 @@ def race_env(workdir: Path, **overrides: str) -> dict[str, str]:
 
 
 def seed_accounts(env: dict[str, str], n: int) -> list[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.security_stage.crowd", "0", str(n)],
-        env={**env, "PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return [entry["email"] for entry in json.loads(result.stdout)["others"]]
+    return [entry["email"] for entry in seed_crowd(env, 0, n)["others"]]
 
 
 @pytest.fixture(scope="module")

@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import json
 import random
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -44,6 +42,7 @@ from tests.security_stage.conftest import (
     record,
     stage_server,
 )
+from tests.support.crowd import seed_crowd
 
 pytestmark = pytest.mark.e2e
 
@@ -98,24 +97,7 @@ def default_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
 @pytest.fixture(scope="module")
 def crowd(server: Server) -> dict[str, list[dict[str, str]]]:
     """Customers with one order each and accounts without orders, with live sessions."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tests.security_stage.crowd",
-            str(CUSTOMERS + CONTROL_CUSTOMERS + 2),
-            str(ATTACKER_ACCOUNTS + 2),
-        ],
-        env={**server.env, "PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    seeded: dict[str, list[dict[str, str]]] = json.loads(result.stdout)
-    return seeded
+    return seed_crowd(server.env, CUSTOMERS + CONTROL_CUSTOMERS + 2, ATTACKER_ACCOUNTS + 2)
 
 
 def client(address: str) -> httpx.AsyncClient:

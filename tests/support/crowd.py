@@ -1,7 +1,8 @@
-"""Seeds a crowd into a stage server's database: `python -m tests.security_stage.crowd
-<customers> <accounts without orders>` with the server's environment (same DATABASE_URL and
-JWT_SECRET). Each customer gets one order of her own; everyone gets a live session. Prints
-JSON: {"customers": [{"email", "token", "code"}], "others": [{"email", "token"}]}.
+"""Seeds a crowd into a server's database: `seed_crowd(env, customers, others)` runs
+`python -m tests.support.crowd <customers> <accounts without orders>` with the server's
+environment (same DATABASE_URL and JWT_SECRET). Each customer gets one order of her own;
+everyone gets a live session. Prints (and `seed_crowd` returns) JSON: {"customers":
+[{"email", "token", "code"}], "others": [{"email", "token"}]}.
 
 Through the application's own services, but without the API: 250 argon2 hashes and logins
 would be minutes of a shared core, and they are not what the budget tests measure (the
@@ -13,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import subprocess
 import sys
+from pathlib import Path
 
 from app.accounts.models import User
 from app.container import build_services
@@ -23,6 +26,7 @@ from app.security.roles import Role
 from app.security.tokens import new_public_id
 from app.settings import Settings
 
+ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "Crowd-password-2026"
 ADDRESS = AddressInput(
     name="Crowd Customer",
@@ -71,6 +75,23 @@ async def seed(customers: int, others: int) -> dict[str, list[dict[str, str]]]:
         return out
     finally:
         await services.aclose()
+
+
+def seed_crowd(env: dict[str, str], customers: int, others: int) -> dict[str, list[dict[str, str]]]:
+    """Seed the crowd into the database of the server whose environment is `env`, in a
+    process of its own (the test's own event loop stays out of it)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.support.crowd", str(customers), str(others)],
+        env={**env, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    seeded: dict[str, list[dict[str, str]]] = json.loads(result.stdout)
+    return seeded
 
 
 if __name__ == "__main__":
