@@ -46,6 +46,14 @@ def run_migrations_online() -> None:
         return
     engine = make_engine(_url())
     with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # Batch mode alters a SQLite table by copying it and dropping the old one, which
+            # enforced foreign keys refuse as soon as rows point at it (any shop's users and
+            # orders). SQLite's own recipe: keys off for the migration (a PRAGMA that only
+            # works outside a transaction, hence on the driver's connection before BEGIN),
+            # then `foreign_key_check` before committing.
+            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
         context.configure(
             connection=conn,
             target_metadata=target_metadata,
@@ -54,6 +62,10 @@ def run_migrations_online() -> None:
         )
         with context.begin_transaction():
             context.run_migrations()
+            if sqlite:
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"migration left rows with broken foreign keys: {broken}")
     engine.dispose()
     _ = pool
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import queue
 import sqlite3
-import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -31,6 +30,7 @@ from tests.conftest import Account, GraphQLClient, Run, db_session
 from tests.support.actors import make_cast
 from tests.support.carriers import pack, ship, ship_in_parcels, webhook_event
 from tests.support.returns import receive, request
+from tests.support.rows import insert_row
 from tests.support.subscriptions import connect, subscribe, wait_for_subscriber
 
 ORDER = """
@@ -353,26 +353,6 @@ def test_an_unexpected_delivery_report_does_not_claim_a_status_change(
 
 
 # -- migration 0010 on existing data ------------------------------------------------------
-def _insert(conn: sqlite3.Connection, table: str, values: dict[str, Any]) -> int:
-    """A row with `values`, and a placeholder for every other required column."""
-    row = dict(values)
-    for _, name, kind, notnull, default, pk in conn.execute(f"PRAGMA table_info({table})"):
-        if notnull and default is None and not pk and name not in row:
-            kind = kind.upper()
-            row[name] = (
-                0
-                if "INT" in kind or "BOOL" in kind
-                else "2026-11-20 10:00:00.000000"
-                if "DATE" in kind
-                else f"{name}-{uuid.uuid4().hex[:8]}"[:3]
-                if name.endswith(("currency", "country"))
-                else f"{name}-{uuid.uuid4().hex[:8]}"
-            )
-    names = ", ".join(row)
-    marks = ", ".join("?" for _ in row)
-    cursor = conn.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})", list(row.values()))
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
 
 
 def test_migration_0010_keeps_the_estimate_as_the_promise_and_dates_delivered_orders(
@@ -384,13 +364,13 @@ def test_migration_0010_keeps_the_estimate_as_the_promise_and_dates_delivered_or
     url = f"sqlite:///{path}"
     upgrade(url, "0009")
     with sqlite3.connect(path) as conn:
-        user = _insert(conn, "users", {})
-        delivered = _insert(
+        user = insert_row(conn, "users", {})
+        delivered = insert_row(
             conn,
             "orders",
             {"user_id": user, "status": "DELIVERED", "estimated_delivery": "2026-11-28"},
         )
-        on_its_way = _insert(
+        on_its_way = insert_row(
             conn,
             "orders",
             {"user_id": user, "status": "SHIPPED", "estimated_delivery": "2026-12-02"},
@@ -400,7 +380,7 @@ def test_migration_0010_keeps_the_estimate_as_the_promise_and_dates_delivered_or
             (delivered, "2026-11-29 15:30:00.000000"),
             (on_its_way, None),
         ):
-            _insert(
+            insert_row(
                 conn,
                 "shipments",
                 {

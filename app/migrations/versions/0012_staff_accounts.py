@@ -23,19 +23,19 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# Plain ADD/DROP COLUMN, not batch mode: on SQLite batch mode copies the table and drops the
+# old one, which the foreign keys of every order and session refuse once the shop has any
+# (SQLite has ADD COLUMN with a constant default, and DROP COLUMN since 3.35).
 def upgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.add_column(
-            sa.Column("active", sa.Boolean(), nullable=False, server_default=sa.true())
-        )
-    with op.batch_alter_table("audit_entries") as batch:
-        batch.add_column(
-            sa.Column("subject", sqlmodel.sql.sqltypes.AutoString(length=254), nullable=True)
-        )
+    op.add_column(
+        "users", sa.Column("active", sa.Boolean(), nullable=False, server_default=sa.true())
+    )
+    op.add_column(
+        "audit_entries",
+        sa.Column("subject", sqlmodel.sql.sqltypes.AutoString(length=254), nullable=True),
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("audit_entries") as batch:
-        batch.drop_column("subject")
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("active")
+    op.drop_column("audit_entries", "subject")
+    op.drop_column("users", "active")
