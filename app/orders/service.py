@@ -26,6 +26,7 @@ from app.errors import BadUserInput, Conflict, OrderNotFound, ServiceUnavailable
 from app.events.broker import Broker, InProcessBroker, order_topic
 from app.notifications import templates
 from app.notifications.outbox import enqueue_email
+from app.orders.addresses import address_lines
 from app.orders.inputs import (
     AddressInput,
     LineInput,
@@ -565,13 +566,3 @@ class OrderService:
         totals = self.totals_for([d.unit_price_minor * d.quantity for d in draft if d.available])
         return CartDraft(draft, order.currency, totals, unavailable)
 
-
-def address_lines(order: Order) -> list[str]:
-    parts = [
-        order.ship_name,
-        order.ship_line1,
-        order.ship_line2,
-        f"{order.ship_postal_code} {order.ship_city}",
-        order.ship_country,
-    ]
-    return [p for p in parts if p]
