@@ -61,7 +61,8 @@ class UnitOfWork:
 class UnitsOfWork:
     """Makes one `UnitOfWork` per use case: `async with units.begin() as uow: ...`."""
 
-    def __init__(self, db: Database, events: Broker) -> None:
+    def __init__(self, db: Database, events: Broker | None = None) -> None:
+        """`events`: where to publish (a service whose use cases publish nothing has none)."""
         self._db = db
         self._events = events
 
@@ -78,6 +79,8 @@ class UnitsOfWork:
                 self.publish_now(uow.events)
 
     def publish_now(self, events: list[tuple[Order, str]]) -> None:
+        if events and self._events is None:
+            raise RuntimeError("this service's units of work have no broker to publish to")
         for order, kind in events:
-            assert order.id is not None
+            assert order.id is not None and self._events is not None
             self._events.publish(order_topic(order.id), {"type": kind, "status": order.status})

@@ -18,14 +18,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.models import Product
 from app.db import Database, utcnow
-from app.errors import BadUserInput, Conflict, OrderNotFound
+from app.errors import BadUserInput, Conflict
 from app.orders.inputs import AddressInput, LineInput, clean_address, clean_lines
 from app.orders.models import Checkout, CheckoutStatus
 from app.orders.placement import OrderPlacement
 from app.orders.pricing import Totals
 from app.orders.service import OrderService, OrderView
+from app.security.doors import Doors, NoMatch, Subject, Who, declare
 from app.security.lookups import CodeLookups
 from app.security.policy import Viewer, require_viewer
+from app.unit_of_work import UnitsOfWork
+
+CHECKOUT = declare("checkout", Who.OWNER, Subject.CHECKOUT)
+UPDATE_CHECKOUT = declare("updateCheckout", Who.OWNER, Subject.CHECKOUT)
+PLACE_ORDER = declare("placeOrder", Who.OWNER, Subject.CHECKOUT)
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,8 @@ class CheckoutService:
         self._db = db
         self._orders = orders
         self._placement = placement
-        self._lookups = lookups
+        self._doors = Doors(lookups)
+        self._units = UnitsOfWork(db, orders.events)
         self._ttl = timedelta(seconds=ttl_seconds)
 
     # -- pricing ------------------------------------------------------------------------
@@ -115,7 +122,8 @@ class CheckoutService:
         who = require_viewer(viewer)
         lines = clean_lines(lines)
         address = clean_address(address)
-        async with self._db.write() as session:
+        async with self._units.begin() as uow:
+            session = uow.session
             summary, totals, currency = await self._price(session, lines)
             now = utcnow()
             checkout = Checkout(
@@ -139,7 +147,7 @@ class CheckoutService:
             )
             self._apply(checkout, summary, totals, currency, address)
             session.add(checkout)
-            await session.commit()
+            await uow.commit()
         return CheckoutView(checkout, summary)
 
     @staticmethod
@@ -156,17 +164,13 @@ class CheckoutService:
             return None
         return checkout
 
-    async def _not_found(self, who: Viewer, client_ip: str) -> OrderNotFound:
-        await self._lookups.failed(who, client_ip)
-        return OrderNotFound()
-
     async def get(self, viewer: Viewer | None, raw_code: str, client_ip: str) -> CheckoutView:
-        who, code = await self._lookups.begin(viewer, raw_code, client_ip)
-        async with self._db.read() as session:
-            checkout = await self._owned_open(session, who, code)
-            if checkout is not None:
-                return await self._view(session, checkout)
-        raise await self._not_found(who, client_ip)
+        entry = await self._doors.enter(CHECKOUT, viewer, raw_code, client_ip)
+        async with entry.misses(), self._db.read() as session:
+            checkout = await self._owned_open(session, entry.who, entry.code)
+            if checkout is None:
+                raise NoMatch()
+            return await self._view(session, checkout)
 
     async def update(
         self,
@@ -177,25 +181,25 @@ class CheckoutService:
         address: AddressInput | None,
     ) -> CheckoutView:
         """Reprice at today's prices (with new lines or address if given); same code."""
-        who, code = await self._lookups.begin(viewer, raw_code, client_ip)
+        entry = await self._doors.enter(UPDATE_CHECKOUT, viewer, raw_code, client_ip)
         new_lines = clean_lines(lines) if lines is not None else None
         new_address = clean_address(address) if address is not None else None
-        async with self._db.write() as session:
-            checkout = await self._owned_open(session, who, code)
-            if checkout is not None:
-                if checkout.status != CheckoutStatus.OPEN.value:
-                    raise Conflict("This checkout has already been placed.", field="code")
-                current_lines = new_lines or _stored_lines(checkout)
-                summary, totals, currency = await self._price(session, current_lines)
-                self._apply(checkout, summary, totals, currency, new_address or _address(checkout))
-                now = utcnow()
-                checkout.updated_at = now
-                checkout.expires_at = now + self._ttl  # activity keeps a checkout alive
-                checkout.estimated_delivery = self._orders.estimated_delivery(now)
-                session.add(checkout)
-                await session.commit()
-        if checkout is None:
-            raise await self._not_found(who, client_ip)
+        async with entry.misses(), self._units.begin() as uow:
+            session = uow.session
+            checkout = await self._owned_open(session, entry.who, entry.code)
+            if checkout is None:
+                raise NoMatch()
+            if checkout.status != CheckoutStatus.OPEN.value:
+                raise Conflict("This checkout has already been placed.", field="code")
+            current_lines = new_lines or _stored_lines(checkout)
+            summary, totals, currency = await self._price(session, current_lines)
+            self._apply(checkout, summary, totals, currency, new_address or _address(checkout))
+            now = utcnow()
+            checkout.updated_at = now
+            checkout.expires_at = now + self._ttl  # activity keeps a checkout alive
+            checkout.estimated_delivery = self._orders.estimated_delivery(now)
+            session.add(checkout)
+            await uow.commit()
         return CheckoutView(checkout, summary)
 
     async def place(
@@ -203,13 +207,14 @@ class CheckoutService:
     ) -> OrderView:
         """Turn the checkout into the order with the same code. Placing twice returns the
         same order (the code is the idempotency handle); changed prices are refused."""
-        who, code = await self._lookups.begin(viewer, raw_code, client_ip)
+        entry = await self._doors.enter(PLACE_ORDER, viewer, raw_code, client_ip)
+        who = entry.who
         if len(payment_token) > 100:
             raise BadUserInput("Unknown payment token.", field="paymentToken")
-        async with self._db.read() as session:
-            checkout = await self._owned_open(session, who, code)
-        if checkout is None:
-            raise await self._not_found(who, client_ip)
+        async with entry.misses(), self._db.read() as session:
+            checkout = await self._owned_open(session, who, entry.code)
+            if checkout is None:
+                raise NoMatch()
         key = f"checkout:{checkout.code}"
         print_ = hashlib.sha256(key.encode()).hexdigest()
         stored = json.loads(checkout.lines_json)

@@ -1,32 +1,32 @@
-"""Order use cases: order(code), myOrders, cancelOrder, reorder, and placeOrder's entry
-(the placement itself — reserve, charge, confirm — is app/orders/placement.py).
+"""Order use cases: the service the API calls, a façade over one module per use case —
+reading orders (`history.py`: order(code), myOrders, the loaders), `cancel.py`, `reorder.py`
+— and placeOrder's entry with the pricing and helpers placement and checkout share (the
+placement itself — reserve, charge, confirm — is app/orders/placement.py).
 
-Every door that takes a code goes through `_owned()`: the limiter is charged by
-`CodeLookups.begin`, then ONE query filters by code *and* owner, so "no such order" and
+Every door that takes a code is declared once (app/security/doors.py): the limiter is
+charged by the gate, then ONE query filters by code *and* owner, so "no such order" and
 "not yours" are the same path, the same error and the same time.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
 from app.catalog.models import Product
-from app.db import Database, as_models, row_values, utcnow
-from app.errors import BadUserInput, Conflict, OrderNotFound, ServiceUnavailable
+from app.db import Database
+from app.errors import BadUserInput, Conflict
 from app.events.broker import Broker, InProcessBroker, order_topic
 from app.notifications import templates
 from app.notifications.outbox import enqueue_email
 from app.orders.addresses import address_lines
+from app.orders.cancel import Cancellation
+from app.orders.history import OrderHistory, order_lines
 from app.orders.inputs import (
     AddressInput,
     LineInput,
@@ -34,143 +34,46 @@ from app.orders.inputs import (
     clean_idempotency_key,
     clean_lines,
 )
-from app.orders.models import (
-    CANCELLABLE,
-    Checkout,
-    Order,
-    OrderLine,
-    OrderReservation,
-    OrderStatus,
-)
+from app.orders.models import Checkout, Order, OrderLine, OrderReservation
 from app.orders.pricing import Totals, add_business_days, compute_totals
-from app.pagination import CursorCodec, clamp_page_size
-from app.payments.models import PaymentRefund
+from app.orders.reorder import Reorder
+from app.orders.views import (
+    CartDraft,
+    DraftLine,
+    OrderFilter,
+    OrderPage,
+    OrderView,
+    OutOfStock,
+    PriceChanged,
+    check_prices,
+    fingerprint,
+)
+from app.pagination import CursorCodec
 from app.payments.refunds import Refunds
 from app.security import codes
+from app.security.doors import Doors
 from app.security.lookups import CodeLookups
 from app.security.policy import Viewer, mask_payment, require_viewer
 from app.settings import Settings
+from app.unit_of_work import UnitsOfWork
 
 if TYPE_CHECKING:
     from app.orders.placement import OrderPlacement
 
+__all__ = [
+    "CartDraft",
+    "DraftLine",
+    "OrderFilter",
+    "OrderPage",
+    "OrderService",
+    "OrderView",
+    "OutOfStock",
+    "PriceChanged",
+    "check_prices",
+    "fingerprint",
+]
+
 log = logging.getLogger("app.orders")
-
-
-# The one statement behind order(code): by code AND owner, so "not yours" and "not found"
-# are the same query. Built once (the hot path), executed on a Core connection.
-_OWNED_ORDER = select(*Order.__table__.columns).where(  # type: ignore[attr-defined]
-    Order.__table__.c.code == bindparam("code"),  # type: ignore[attr-defined]
-    Order.__table__.c.user_id == bindparam("owner"),  # type: ignore[attr-defined]
-)
-# The history page (myOrders without filters), newest first, keyset on (placed_at, code).
-_ORDER = Order.__table__
-_FIRST_PAGE = (
-    select(*_ORDER.columns)
-    .where(_ORDER.c.user_id == bindparam("owner"))
-    .order_by(_ORDER.c.placed_at.desc(), _ORDER.c.code.desc())
-    .limit(bindparam("limit"))
-)
-_PAGE_AFTER = (
-    select(*_ORDER.columns)
-    .where(
-        _ORDER.c.user_id == bindparam("owner"),
-        or_(
-            _ORDER.c.placed_at < bindparam("placed"),
-            and_(_ORDER.c.placed_at == bindparam("placed"), _ORDER.c.code < bindparam("code")),
-        ),
-    )
-    .order_by(_ORDER.c.placed_at.desc(), _ORDER.c.code.desc())
-    .limit(bindparam("limit"))
-)
-_LINES_OF_ORDERS = (
-    select(*OrderLine.__table__.columns)
-    .where(OrderLine.__table__.c.order_id.in_(bindparam("ids", expanding=True)))
-    .order_by(OrderLine.__table__.c.id)
-)
-# A live subscriber's re-read: by id *and* owner.
-_OWNED_BY_ID = select(*Order.__table__.columns).where(  # type: ignore[attr-defined]
-    Order.__table__.c.id == bindparam("id"),  # type: ignore[attr-defined]
-    Order.__table__.c.user_id == bindparam("owner"),  # type: ignore[attr-defined]
-)
-
-
-class OutOfStock(BadUserInput):
-    default_message = "Not enough stock."
-
-
-class PriceChanged(Conflict):
-    default_message = "Prices changed since the summary; review the new total and confirm again."
-
-
-def check_prices(
-    lines: list[LineInput], products: dict[str, Product], expected: dict[str, int]
-) -> None:
-    """Refuse to charge anything the customer was not shown."""
-    changes = [
-        {"sku": line.sku, "was": expected.get(line.sku), "now": products[line.sku].price_minor}
-        for line in lines
-        if expected.get(line.sku) != products[line.sku].price_minor
-    ]
-    if changes:
-        detail = ", ".join(f"{c['sku']}: {c['was']} → {c['now']}" for c in changes)
-        raise PriceChanged(
-            f"Prices changed since the summary ({detail}, in minor units). Review the "
-            "checkout (updateCheckout reprices it) and confirm again.",
-            field="checkoutCode",
-            details={"changes": changes},
-        )
-
-
-@dataclass(frozen=True)
-class OrderView:
-    order: Order
-    lines: list[OrderLine] | None  # None: left to the API's loader
-
-
-@dataclass(frozen=True)
-class OrderFilter:
-    statuses: list[str] = field(default_factory=list)
-    placed_from: datetime | None = None
-    placed_to: datetime | None = None
-    text: str | None = None
-
-
-@dataclass(frozen=True)
-class OrderPage:
-    orders: list[OrderView]
-    cursors: list[str]
-    has_next_page: bool
-
-
-@dataclass(frozen=True)
-class DraftLine:
-    sku: str
-    name: str
-    quantity: int
-    unit_price_minor: int
-    available: bool
-    in_stock: int
-
-
-@dataclass(frozen=True)
-class CartDraft:
-    lines: list[DraftLine]
-    currency: str
-    totals: Totals
-    unavailable_skus: list[str]
-
-
-def fingerprint(lines: list[LineInput], address: AddressInput, payment_token: str) -> str:
-    canonical = json.dumps(
-        {
-            "lines": sorted((line.sku, line.quantity) for line in lines),
-            "address": address.__dict__,
-            "payment": payment_token,
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class OrderService:
@@ -185,11 +88,34 @@ class OrderService:
     ) -> None:
         self.events: Broker = events or InProcessBroker()
         self._db = db
-        self._refunds = refunds
-        self._lookups = lookups
-        self._cursors = cursors
         self._settings = settings
         self.placement: OrderPlacement | None = None  # set by the composition root
+        doors = Doors(lookups)
+        units = UnitsOfWork(db, self.events)
+        self._history = OrderHistory(db, doors, cursors, settings.max_page_size)
+        self._cancellation = Cancellation(units, doors, refunds)
+        self._reorder = Reorder(db, doors, self.totals_for)
+
+    # -- the use cases (one module each) --------------------------------------------------
+    async def get_order(self, viewer: Viewer | None, raw_code: str, client_ip: str) -> Order:
+        return await self._history.get_order(viewer, raw_code, client_ip)
+
+    async def list_orders(
+        self, viewer: Viewer | None, first: int | None, after: str | None, filt: OrderFilter
+    ) -> OrderPage:
+        return await self._history.list_orders(viewer, first, after, filt)
+
+    async def reload_owned(self, viewer: Viewer, order_id: int) -> Order | None:
+        return await self._history.reload_owned(viewer, order_id)
+
+    async def lines_for_orders(self, order_ids: list[int]) -> dict[int, list[OrderLine]]:
+        return await self._history.lines_for_orders(order_ids)
+
+    async def cancel_order(self, viewer: Viewer | None, raw_code: str, client_ip: str) -> OrderView:
+        return await self._cancellation.cancel_order(viewer, raw_code, client_ip)
+
+    async def reorder(self, viewer: Viewer | None, raw_code: str, client_ip: str) -> CartDraft:
+        return await self._reorder.reorder(viewer, raw_code, client_ip)
 
     # -- pricing ------------------------------------------------------------------------
     def totals_for(self, line_totals: list[int]) -> Totals:
@@ -279,7 +205,7 @@ class OrderService:
                     "This idempotencyKey was already used for a different order.",
                     field="idempotencyKey",
                 )
-            return OrderView(order, await self._lines(session, order))
+            return OrderView(order, await order_lines(session, order))
 
     @staticmethod
     def queue_confirmation(
@@ -320,249 +246,7 @@ class OrderService:
 
     # -- lookups ------------------------------------------------------------------------
     @staticmethod
-    async def _owned(session: AsyncSession, code: str, owner_id: int) -> Order | None:
-        found: Order | None = (
-            await session.execute(
-                select(Order).where(Order.code == code, col(Order.user_id) == owner_id)
-            )
-        ).scalar_one_or_none()
-        return found
-
-    @staticmethod
-    async def _lines(session: AsyncSession, order: Order) -> list[OrderLine]:
-        return list(
-            (
-                await session.execute(
-                    select(OrderLine).where(OrderLine.order_id == order.id).order_by(OrderLine.id)
-                )
-            ).scalars()
-        )
-
-    async def get_order(self, viewer: Viewer | None, raw_code: str, client_ip: str) -> Order:
-        """`order(code)`: the owner's order (lines are loaded by the API on demand)."""
-        who, code = await self._lookups.begin(viewer, raw_code, client_ip)
-        row = await self._db.fetch_one(_OWNED_ORDER, {"code": code, "owner": who.user_id})
-        if row is None:
-            await self._lookups.failed(who, client_ip)
-            raise OrderNotFound()
-        return Order.model_construct(**row_values(_OWNED_ORDER, row))
-
     def publish(self, order: Order, kind: str) -> None:
         """Tell live subscribers of this order that it changed (after the commit)."""
         assert order.id is not None
         self.events.publish(order_topic(order.id), {"type": kind, "status": order.status})
-
-    async def reload_owned(self, viewer: Viewer, order_id: int) -> Order | None:
-        """A subscriber's fresh view: by id *and* owner, like every other read."""
-        row = await self._db.fetch_one(_OWNED_BY_ID, {"id": order_id, "owner": viewer.user_id})
-        if row is None:
-            return None
-        return Order.model_construct(**row_values(_OWNED_BY_ID, row))
-
-    async def lines_for_orders(self, order_ids: list[int]) -> dict[int, list[OrderLine]]:
-        """Batch loader: lines of many orders in one statement."""
-        result: dict[int, list[OrderLine]] = {order_id: [] for order_id in order_ids}
-        rows = await self._db.fetch_all(_LINES_OF_ORDERS, {"ids": order_ids})
-        for row in as_models(OrderLine, _LINES_OF_ORDERS, rows):
-            result[row.order_id].append(row)
-        return result
-
-    async def list_orders(
-        self, viewer: Viewer | None, first: int | None, after: str | None, filt: OrderFilter
-    ) -> OrderPage:
-        """`myOrders`: newest first, keyset-paginated on (placed_at, code)."""
-        who = require_viewer(viewer)
-        size = clamp_page_size(first, self._settings.max_page_size)
-        if filt == OrderFilter():  # the history as customers page through it: prebuilt
-            rows = await self._plain_page(who, size, after)
-        else:
-            rows = await self._filtered_page(who, size, after, filt)
-        page = rows[:size]
-        # The lines of the page are left to the API's loader (only fetched if selected).
-        return OrderPage(
-            orders=[OrderView(o, None) for o in page],
-            cursors=[
-                self._cursors.encode("order", [o.placed_at.isoformat(), o.code]) for o in page
-            ],
-            has_next_page=len(rows) > size,
-        )
-
-    async def _plain_page(self, who: Viewer, size: int, after: str | None) -> list[Order]:
-        if after:
-            placed, code = self._order_cursor(after)
-            params = {"owner": who.user_id, "limit": size + 1, "placed": placed, "code": code}
-            rows = await self._db.fetch_all(_PAGE_AFTER, params)
-            return as_models(Order, _PAGE_AFTER, rows)
-        rows = await self._db.fetch_all(_FIRST_PAGE, {"owner": who.user_id, "limit": size + 1})
-        return as_models(Order, _FIRST_PAGE, rows)
-
-    def _order_cursor(self, after: str) -> tuple[datetime, str]:
-        placed_iso, last_code = self._cursors.decode("order", after)
-        return datetime.fromisoformat(str(placed_iso)), str(last_code)
-
-    async def _filtered_page(
-        self, who: Viewer, size: int, after: str | None, filt: OrderFilter
-    ) -> list[Order]:
-        query = select(Order).where(Order.user_id == who.user_id)
-        if filt.statuses:
-            query = query.where(Order.status.in_(filt.statuses))
-        if filt.placed_from is not None:
-            query = query.where(Order.placed_at >= filt.placed_from)
-        if filt.placed_to is not None:
-            query = query.where(Order.placed_at < filt.placed_to)
-        if filt.text:
-            text = filt.text.strip()
-            if len(text) > 100:
-                raise BadUserInput("Search text must have at most 100 characters.", field="text")
-            pattern = (
-                "%"
-                + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                + "%"
-            )
-            query = query.where(
-                exists().where(
-                    col(OrderLine.order_id) == Order.id,
-                    or_(
-                        func.lower(col(OrderLine.name)).like(pattern, escape="\\"),
-                        func.lower(col(OrderLine.sku)).like(pattern, escape="\\"),
-                    ),
-                )
-            )
-        if after:
-            placed, last_code = self._order_cursor(after)
-            query = query.where(
-                or_(
-                    col(Order.placed_at) < placed,
-                    and_(Order.placed_at == placed, col(Order.code) < last_code),
-                )
-            )
-        query = query.order_by(Order.placed_at.desc(), col(Order.code).desc()).limit(size + 1)
-        async with self._db.read() as session:
-            return list((await session.execute(query)).scalars())
-
-    # -- changes by the owner -----------------------------------------------------------
-    async def cancel_order(self, viewer: Viewer | None, raw_code: str, client_ip: str) -> OrderView:
-        """Owner cancels before shipment: stock released, email queued, full refund.
-
-        The cancellation commits first, with the refund written down as PENDING; the
-        provider is called after the commit (never inside the transaction) and the refund
-        completed then. If the provider fails, the order stays cancelled and the refund is
-        sent again by the reconciler (same idempotency key: the money moves once).
-        """
-        who, code = await self._lookups.begin(viewer, raw_code, client_ip)
-        async with self._db.write() as session:
-            order = await self._owned(session, code, who.user_id)
-            if order is not None:
-                lines, refund = await self._cancel(session, order, who)
-                await session.commit()
-        if order is None:
-            await self._lookups.failed(who, client_ip)
-            raise OrderNotFound()
-        log.info("order cancelled", extra={"code": codes.mask(order.code)})
-        self.publish(order, "STATUS_CHANGED")
-        if refund is not None:
-            try:
-                await self._refunds.send(refund)
-                order.refunded_minor += refund.amount_minor
-            except ServiceUnavailable:
-                log.warning("cancellation refund pending", extra={"code": codes.mask(order.code)})
-        return OrderView(order, lines)
-
-    async def _cancel(
-        self, session: AsyncSession, order: Order, who: Viewer
-    ) -> tuple[list[OrderLine], PaymentRefund | None]:
-        # Only the owner gets here, so telling the status reveals nothing new.
-        if order.status == OrderStatus.CANCELLED.value:
-            raise Conflict("The order is already cancelled.", field="code")
-        if OrderStatus(order.status) not in CANCELLABLE:
-            raise Conflict("The order has shipped and can no longer be cancelled.", field="code")
-        assert order.id is not None
-        lines = await self._lines(session, order)
-        refund_amount = order.total_minor - await Refunds.committed_minor(session, order)
-        now = utcnow()
-        changed = await session.execute(
-            update(Order)
-            .where(col(Order.id) == order.id, col(Order.status) == order.status)
-            .values(status=OrderStatus.CANCELLED.value, cancelled_at=now, updated_at=now)
-        )
-        if changed.rowcount != 1:  # type: ignore[attr-defined]
-            raise Conflict("The order changed meanwhile; try again.", field="code")
-        for line in lines:
-            await session.execute(
-                update(Product)
-                .where(col(Product.id) == line.product_id)
-                .values(stock=col(Product.stock) + line.quantity)
-            )
-        subject, body = templates.order_cancelled(
-            {
-                "code": codes.display(order.code),
-                "name": order.ship_name,
-                "refund_minor": refund_amount,
-                "currency": order.currency,
-            }
-        )
-        enqueue_email(
-            session,
-            kind="order_cancelled",
-            recipient=who.email,
-            subject=subject,
-            body_text=body,
-            dedupe_key=f"order-cancelled.{order.code}",
-        )
-        refund = None
-        if refund_amount > 0:
-            refund = Refunds.add(
-                session,
-                order=order,
-                reason="cancel",
-                key=f"cancel:{order.code}",
-                amount_minor=refund_amount,
-                requested_by=who.user_id,
-            )
-        set_committed_value(order, "status", OrderStatus.CANCELLED.value)
-        set_committed_value(order, "cancelled_at", now)
-        return lines, refund
-
-    async def reorder(self, viewer: Viewer | None, raw_code: str, client_ip: str) -> CartDraft:
-        """The old lines as a cart draft at today's prices, with availability."""
-        who, code = await self._lookups.begin(viewer, raw_code, client_ip)
-        async with self._db.read() as session:
-            order = await self._owned(session, code, who.user_id)
-            if order is not None:
-                old_lines = await self._lines(session, order)
-                products = {
-                    p.id: p
-                    for p in (
-                        await session.execute(
-                            select(Product).where(
-                                col(Product.id).in_([line.product_id for line in old_lines])
-                            )
-                        )
-                    ).scalars()
-                }
-        if order is None:
-            await self._lookups.failed(who, client_ip)
-            raise OrderNotFound()
-        draft: list[DraftLine] = []
-        unavailable: list[str] = []
-        for line in old_lines:
-            product = products.get(line.product_id)
-            if product is None or not product.active:
-                unavailable.append(line.sku)
-                continue
-            ok = product.stock >= line.quantity
-            if not ok:
-                unavailable.append(line.sku)
-            draft.append(
-                DraftLine(
-                    sku=product.sku,
-                    name=product.name,
-                    quantity=line.quantity,
-                    unit_price_minor=product.price_minor,
-                    available=ok,
-                    in_stock=max(product.stock, 0),
-                )
-            )
-        totals = self.totals_for([d.unit_price_minor * d.quantity for d in draft if d.available])
-        return CartDraft(draft, order.currency, totals, unavailable)
-

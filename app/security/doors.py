@@ -21,16 +21,17 @@ every door in the schema and that each declaration says what DESIGN §3 says.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import NoReturn
 
 from app.audit.service import AuditLog
-from app.errors import Forbidden, OrderNotFound
+from app.errors import Forbidden, InvalidOrderCode, OrderNotFound
 from app.security import codes
 from app.security.lookups import CodeLookups
 from app.security.policy import Viewer
+from app.security.ratelimit import Limiter
 from app.security.roles import Role
 
 
@@ -113,6 +114,7 @@ class Entry:
         Call it with no transaction open."""
         await self._doors.lookups.failed(self.who, self.client_ip, staff=self.staff)
         if self.staff and self.door.audit is not None:
+            assert self._doors.audit is not None, f"door {self.door.field} audits its misses"
             masked = self.door.subject is Subject.RMA
             await self._doors.audit.record(
                 actor=self.who,
@@ -137,9 +139,15 @@ class Entry:
 class Doors:
     """The one gate; built once by the composition root."""
 
-    def __init__(self, lookups: CodeLookups, audit: AuditLog) -> None:
+    def __init__(
+        self, lookups: CodeLookups, audit: AuditLog | None = None, limiter: Limiter | None = None
+    ) -> None:
+        """`audit`: needed by services with staff doors (owner doors audit nothing);
+        `limiter`: by services with public doors (their budgets are the address's and the
+        token's)."""
         self.lookups = lookups
         self.audit = audit
+        self.limiter = limiter
 
     async def enter(
         self, door: Door, viewer: Viewer | None, raw_code: str, client_ip: str
@@ -155,3 +163,40 @@ class Doors:
         if door.who is Who.STAFF and not staff:
             raise Forbidden()
         return Entry(door, who, code, staff, client_ip, self)
+
+    async def enter_public(
+        self, door: Door, raw_token: str, client_ip: str, *, subject_key: Callable[[str], str]
+    ) -> PublicEntry:
+        """A public door (the token is the credential): RATE_LIMITED while the address is
+        locked out by failed lookups, or past its view budget; INVALID_ORDER_CODE for a typo
+        (a failure of the address); then the token's own view budget (`subject_key(token)`
+        names it, never the token itself)."""
+        if door.who is not Who.TOKEN:
+            raise TypeError(f"door {door.field} is not public")
+        limiter = self.limiter
+        assert limiter is not None, f"door {door.field} spends the limiter's public budgets"
+        await limiter.ensure_not_exhausted(limiter.failures_per_ip, client_ip)
+        await limiter.hit(limiter.tracking_views, f"ip:{client_ip}")
+        try:
+            token = codes.normalise(raw_token)
+        except InvalidOrderCode:
+            await limiter.record(limiter.failures_per_ip, client_ip)
+            raise
+        await limiter.hit(limiter.tracking_views, f"token:{subject_key(token)}")
+        return PublicEntry(door, token, client_ip, limiter)
+
+
+@dataclass(frozen=True)
+class PublicEntry:
+    """A caller who passed a public door's budgets with a well-formed token."""
+
+    door: Door
+    code: str
+    client_ip: str
+    _limiter: Limiter
+
+    async def miss(self) -> NoReturn:
+        """Unknown, expired and revoked are one answer; each counts toward the address's
+        failed-lookup lockout."""
+        await self._limiter.record(self._limiter.failures_per_ip, self.client_ip)
+        raise self.door.not_found() from None

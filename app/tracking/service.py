@@ -17,15 +17,17 @@ from sqlalchemy import select, update
 from sqlmodel import col
 
 from app.db import Database, utcnow
-from app.errors import BadUserInput, ErrorCode, InvalidOrderCode, OrderNotFound
+from app.errors import BadUserInput, ErrorCode, OrderNotFound
 from app.orders.models import Order
 from app.security import codes
+from app.security.doors import Doors, NoMatch, Subject, Who, declare
 from app.security.lookups import CodeLookups
 from app.security.policy import Viewer
 from app.security.ratelimit import Limiter
 from app.shipments.models import Shipment, TrackingEvent
 from app.shipments.service import ShipmentService
 from app.tracking.models import TrackingLink
+from app.unit_of_work import UnitsOfWork
 
 MIN_HOURS = 1
 MAX_HOURS = 24 * 30
@@ -34,6 +36,14 @@ MAX_HOURS = 24 * 30
 class TrackingLinkNotFound(OrderNotFound):
     code = ErrorCode.ORDER_NOT_FOUND
     default_message = "This tracking link does not exist or is no longer valid."
+
+
+CREATE_TRACKING_LINK = declare("createTrackingLink", Who.OWNER, Subject.ORDER)
+REVOKE_TRACKING_LINK = declare(
+    "revokeTrackingLink", Who.OWNER, Subject.TOKEN, not_found=TrackingLinkNotFound
+)
+# Public: the token is the credential; budgets per token and per address.
+TRACKING_LINK = declare("trackingLink", Who.TOKEN, Subject.TOKEN, not_found=TrackingLinkNotFound)
 
 
 @dataclass(frozen=True)
@@ -58,31 +68,30 @@ class TrackingLinkService:
         self, db: Database, lookups: CodeLookups, limiter: Limiter, shipments: ShipmentService
     ) -> None:
         self._db = db
-        self._lookups = lookups
-        self._limiter = limiter
+        self._doors = Doors(lookups, limiter=limiter)
+        self._units = UnitsOfWork(db)  # link changes tell no live subscriber
         self._shipments = shipments
 
     async def create(
         self, viewer: Viewer | None, raw_code: str, client_ip: str, expires_in_hours: int
     ) -> MintedLink:
-        who, code = await self._lookups.begin(viewer, raw_code, client_ip)
-        minted = await self._mint(who, code, expires_in_hours)
-        if minted is None:
-            # counted once the transaction has ended: the limiter may be Redis
-            await self._lookups.failed(who, client_ip)
-            raise OrderNotFound()
-        return minted
+        entry = await self._doors.enter(CREATE_TRACKING_LINK, viewer, raw_code, client_ip)
+        # a miss is counted by the door once the transaction has ended (the limiter may be
+        # Redis)
+        async with entry.misses():
+            return await self._mint(entry.who, entry.code, expires_in_hours)
 
-    async def _mint(self, who: Viewer, code: str, expires_in_hours: int) -> MintedLink | None:
-        """A new link to `who`'s order `code`, or None when they have no such order."""
-        async with self._db.write() as session:
+    async def _mint(self, who: Viewer, code: str, expires_in_hours: int) -> MintedLink:
+        """A new link to `who`'s order `code`; `NoMatch` when they have no such order."""
+        async with self._units.begin() as uow:
+            session = uow.session
             order = (
                 await session.execute(
                     select(Order).where(col(Order.code) == code, col(Order.user_id) == who.user_id)
                 )
             ).scalar_one_or_none()
             if order is None or order.id is None:
-                return None  # leaving without a commit rolls back
+                raise NoMatch()  # leaving without a commit rolls back
             if not MIN_HOURS <= expires_in_hours <= MAX_HOURS:
                 raise BadUserInput(
                     f"expiresInHours must be between {MIN_HOURS} and {MAX_HOURS}.",
@@ -98,16 +107,15 @@ class TrackingLinkService:
                     expires_at=expires_at,
                 )
             )
-            await session.commit()
+            await uow.commit()
         return MintedLink(token, expires_at)
 
     async def revoke(self, viewer: Viewer | None, raw_token: str, client_ip: str) -> None:
         """Owner only; someone else's token answers like an unknown one."""
-        who, token = await self._lookups.begin(viewer, raw_token, client_ip)
-        if not await self._revoke_owned(who, token):
+        entry = await self._doors.enter(REVOKE_TRACKING_LINK, viewer, raw_token, client_ip)
+        if not await self._revoke_owned(entry.who, entry.code):
             # counted once the transaction has ended: the limiter may be Redis
-            await self._lookups.failed(who, client_ip)
-            raise TrackingLinkNotFound()
+            await entry.miss()
 
     async def _revoke_owned(self, who: Viewer, token: str) -> bool:
         """Revoke `who`'s live link `token`; False when they have none."""
@@ -118,7 +126,8 @@ class TrackingLinkService:
             .where(col(Order.user_id) == who.user_id)
             .where(col(TrackingLink.revoked_at).is_(None))
         )
-        async with self._db.write() as session:
+        async with self._units.begin() as uow:
+            session = uow.session
             link_id = (await session.execute(owned)).scalar_one_or_none()
             if link_id is None:
                 return False  # leaving without a commit rolls back
@@ -127,19 +136,14 @@ class TrackingLinkService:
                 .where(col(TrackingLink.id) == link_id)
                 .values(revoked_at=utcnow())
             )
-            await session.commit()
+            await uow.commit()
         return True
 
     async def view(self, raw_token: str, client_ip: str) -> PublicTracking:
-        limiter = self._limiter
-        await limiter.ensure_not_exhausted(limiter.failures_per_ip, client_ip)
-        await limiter.hit(limiter.tracking_views, f"ip:{client_ip}")
-        try:
-            token = codes.normalise(raw_token)
-        except InvalidOrderCode:
-            await limiter.record(limiter.failures_per_ip, client_ip)
-            raise
-        await limiter.hit(limiter.tracking_views, f"token:{digest(token)[:32]}")
+        entry = await self._doors.enter_public(
+            TRACKING_LINK, raw_token, client_ip, subject_key=lambda t: digest(t)[:32]
+        )
+        token = entry.code
         live = (
             select(Order.id, Order.estimated_delivery)
             .join(TrackingLink, col(TrackingLink.order_id) == col(Order.id))
@@ -150,8 +154,7 @@ class TrackingLinkService:
         async with self._db.read() as session:
             row = (await session.execute(live)).one_or_none()
         if row is None:
-            await limiter.record(limiter.failures_per_ip, client_ip)
-            raise TrackingLinkNotFound()
+            await entry.miss()
         order_id, estimated = row
         shipments = (await self._shipments.shipments_for_orders([order_id])).get(order_id, [])
         ids = [s.id for s in shipments if s.id is not None]
