@@ -11,26 +11,20 @@ which the caller applies to the status it read; this module does the writing.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-from sqlalchemy import Result, update
-from sqlalchemy.engine import CursorResult
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.db import utcnow
 from app.errors import Conflict
+from app.tables import rows_changed
 
 
 class HasStatus(Protocol):
     id: int | None
     status: str
-
-
-def rows_changed(result: Result[Any]) -> int:
-    """Rows an UPDATE/DELETE touched. `AsyncSession.execute` is typed as returning a plain
-    `Result`; for DML it is a `CursorResult`, which has the count."""
-    return cast(CursorResult[Any], result).rowcount
 
 
 async def change_status(

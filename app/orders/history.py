@@ -20,17 +20,18 @@ from app.orders.views import OrderFilter, OrderPage, OrderView
 from app.pagination import CursorCodec, clamp_page_size
 from app.security.doors import Doors, Subject, Who, declare
 from app.security.policy import Viewer, require_viewer
+from app.tables import table
 
 ORDER = declare("order", Who.OWNER, Subject.ORDER)
 
 # The one statement behind order(code): by code AND owner, so "not yours" and "not found"
 # are the same query. Built once (the hot path), executed on a Core connection.
-_OWNED_ORDER = select(*Order.__table__.columns).where(  # type: ignore[attr-defined]
-    Order.__table__.c.code == bindparam("code"),  # type: ignore[attr-defined]
-    Order.__table__.c.user_id == bindparam("owner"),  # type: ignore[attr-defined]
+_OWNED_ORDER = select(*table(Order).columns).where(
+    table(Order).c.code == bindparam("code"),
+    table(Order).c.user_id == bindparam("owner"),
 )
 # The history page (myOrders without filters), newest first, keyset on (placed_at, code).
-_ORDER = Order.__table__
+_ORDER = table(Order)
 _FIRST_PAGE = (
     select(*_ORDER.columns)
     .where(_ORDER.c.user_id == bindparam("owner"))
@@ -50,14 +51,14 @@ _PAGE_AFTER = (
     .limit(bindparam("limit"))
 )
 _LINES_OF_ORDERS = (
-    select(*OrderLine.__table__.columns)
-    .where(OrderLine.__table__.c.order_id.in_(bindparam("ids", expanding=True)))
-    .order_by(OrderLine.__table__.c.id)
+    select(*table(OrderLine).columns)
+    .where(table(OrderLine).c.order_id.in_(bindparam("ids", expanding=True)))
+    .order_by(table(OrderLine).c.id)
 )
 # A live subscriber's re-read: by id *and* owner.
-_OWNED_BY_ID = select(*Order.__table__.columns).where(  # type: ignore[attr-defined]
-    Order.__table__.c.id == bindparam("id"),  # type: ignore[attr-defined]
-    Order.__table__.c.user_id == bindparam("owner"),  # type: ignore[attr-defined]
+_OWNED_BY_ID = select(*table(Order).columns).where(
+    table(Order).c.id == bindparam("id"),
+    table(Order).c.user_id == bindparam("owner"),
 )
 
 
@@ -153,13 +154,13 @@ class OrderHistory:
     async def _filtered_page(
         self, who: Viewer, size: int, after: str | None, filt: OrderFilter
     ) -> list[Order]:
-        query = select(Order).where(Order.user_id == who.user_id)
+        query = select(Order).where(col(Order.user_id) == who.user_id)
         if filt.statuses:
-            query = query.where(Order.status.in_(filt.statuses))
+            query = query.where(col(Order.status).in_(filt.statuses))
         if filt.placed_from is not None:
-            query = query.where(Order.placed_at >= filt.placed_from)
+            query = query.where(col(Order.placed_at) >= filt.placed_from)
         if filt.placed_to is not None:
-            query = query.where(Order.placed_at < filt.placed_to)
+            query = query.where(col(Order.placed_at) < filt.placed_to)
         if filt.text:
             text = filt.text.strip()
             if len(text) > 100:
@@ -171,7 +172,7 @@ class OrderHistory:
             )
             query = query.where(
                 exists().where(
-                    col(OrderLine.order_id) == Order.id,
+                    col(OrderLine.order_id) == col(Order.id),
                     or_(
                         func.lower(col(OrderLine.name)).like(pattern, escape="\\"),
                         func.lower(col(OrderLine.sku)).like(pattern, escape="\\"),
@@ -183,10 +184,10 @@ class OrderHistory:
             query = query.where(
                 or_(
                     col(Order.placed_at) < placed,
-                    and_(Order.placed_at == placed, col(Order.code) < last_code),
+                    and_(col(Order.placed_at) == placed, col(Order.code) < last_code),
                 )
             )
-        query = query.order_by(Order.placed_at.desc(), col(Order.code).desc()).limit(size + 1)
+        query = query.order_by(col(Order.placed_at).desc(), col(Order.code).desc()).limit(size + 1)
         async with self._db.read() as session:
             return list((await session.execute(query)).scalars())
 

@@ -21,7 +21,7 @@ from sqlmodel import col
 from app.catalog.models import Product
 from app.db import Database
 from app.errors import BadUserInput, Conflict
-from app.events.broker import Broker, InProcessBroker, order_topic
+from app.events.broker import Broker, InProcessBroker
 from app.notifications import templates
 from app.notifications.outbox import enqueue_email
 from app.orders.addresses import address_lines
@@ -243,10 +243,3 @@ class OrderService:
             body_text=body,
             dedupe_key=f"order-confirmation.{order.code}",
         )
-
-    # -- lookups ------------------------------------------------------------------------
-    @staticmethod
-    def publish(self, order: Order, kind: str) -> None:
-        """Tell live subscribers of this order that it changed (after the commit)."""
-        assert order.id is not None
-        self.events.publish(order_topic(order.id), {"type": kind, "status": order.status})

@@ -117,7 +117,7 @@ async def locked_return(session: AsyncSession, rma: str) -> tuple[ReturnRequest,
     """The return and its order, with the order row locked (the return read after)."""
     found = (
         await session.execute(
-            select(ReturnRequest.id, ReturnRequest.order_id).where(
+            select(col(ReturnRequest.id), col(ReturnRequest.order_id)).where(
                 col(ReturnRequest.rma_code) == rma
             )
         )
@@ -156,13 +156,13 @@ async def order_state(session: AsyncSession, order: Order) -> OrderState:
     for line_id, shipment_id, quantity, status, when in (
         await session.execute(
             select(
-                ShipmentLine.order_line_id,
-                Shipment.id,
-                ShipmentLine.quantity,
-                Shipment.status,
-                Shipment.delivered_at,
+                col(ShipmentLine.order_line_id),
+                col(ShipmentLine.shipment_id),
+                col(ShipmentLine.quantity),
+                col(Shipment.status),
+                col(Shipment.delivered_at),
             )
-            .join(Shipment, col(Shipment.id) == ShipmentLine.shipment_id)
+            .join(Shipment, col(Shipment.id) == col(ShipmentLine.shipment_id))
             .where(col(Shipment.order_id) == order.id)
         )
     ).all():
@@ -172,13 +172,13 @@ async def order_state(session: AsyncSession, order: Order) -> OrderState:
     for line_id, shipment_id, quantity, received, status in (
         await session.execute(
             select(
-                ReturnLine.order_line_id,
-                ReturnLine.shipment_id,
-                ReturnLine.quantity,
-                ReturnLine.received_quantity,
-                ReturnRequest.status,
+                col(ReturnLine.order_line_id),
+                col(ReturnLine.shipment_id),
+                col(ReturnLine.quantity),
+                col(ReturnLine.received_quantity),
+                col(ReturnRequest.status),
             )
-            .join(ReturnRequest, col(ReturnRequest.id) == ReturnLine.return_id)
+            .join(ReturnRequest, col(ReturnRequest.id) == col(ReturnLine.return_id))
             .where(col(ReturnRequest.order_id) == order.id)
         )
     ).all():
@@ -224,7 +224,7 @@ async def return_rows(
         for row, line in (
             await session.execute(
                 select(ReturnLine, OrderLine)
-                .join(OrderLine, col(OrderLine.id) == ReturnLine.order_line_id)
+                .join(OrderLine, col(OrderLine.id) == col(ReturnLine.order_line_id))
                 .where(col(ReturnLine.return_id) == ret.id)
                 .order_by(col(ReturnLine.id))
             )
@@ -235,7 +235,7 @@ async def return_rows(
 async def ordered_units(session: AsyncSession, order: Order) -> int:
     total = (
         await session.execute(
-            select(func.coalesce(func.sum(OrderLine.quantity), 0)).where(
+            select(func.coalesce(func.sum(col(OrderLine.quantity)), 0)).where(
                 col(OrderLine.order_id) == order.id
             )
         )
@@ -245,14 +245,14 @@ async def ordered_units(session: AsyncSession, order: Order) -> int:
 
 async def units_refunded(session: AsyncSession, order: Order) -> int:
     """Units of returns refunded, or whose refund is on its way."""
-    in_flight = select(PaymentRefund.return_id).where(
+    in_flight = select(col(PaymentRefund.return_id)).where(
         col(PaymentRefund.order_id) == order.id,
         col(PaymentRefund.status) == RefundStatus.PENDING.value,
     )
     total = (
         await session.execute(
-            select(func.coalesce(func.sum(ReturnLine.received_quantity), 0))
-            .join(ReturnRequest, col(ReturnRequest.id) == ReturnLine.return_id)
+            select(func.coalesce(func.sum(col(ReturnLine.received_quantity)), 0))
+            .join(ReturnRequest, col(ReturnRequest.id) == col(ReturnLine.return_id))
             .where(
                 col(ReturnRequest.order_id) == order.id,
                 or_(
@@ -262,13 +262,13 @@ async def units_refunded(session: AsyncSession, order: Order) -> int:
             )
         )
     ).scalar_one()
-    return int(total)
+    return int(total or 0)  # coalesce: never NULL (typed after the nullable column)
 
 
 async def owner_email(session: AsyncSession, order: Order) -> str:
     return str(
         (
-            await session.execute(select(User.email).where(col(User.id) == order.user_id))
+            await session.execute(select(col(User.email)).where(col(User.id) == order.user_id))
         ).scalar_one()
     )
 

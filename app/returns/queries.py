@@ -16,9 +16,9 @@ async def returned_units(session: AsyncSession, order_id: int) -> int:
     """Units of an order that came back (received returns)."""
     total = (
         await session.execute(
-            select(func.coalesce(func.sum(ReturnLine.received_quantity), 0))
-            .join(ReturnRequest, col(ReturnRequest.id) == ReturnLine.return_id)
+            select(func.coalesce(func.sum(col(ReturnLine.received_quantity)), 0))
+            .join(ReturnRequest, col(ReturnRequest.id) == col(ReturnLine.return_id))
             .where(col(ReturnRequest.order_id) == order_id, col(ReturnRequest.status).in_(COUNTED))
         )
     ).scalar_one()
-    return int(total)
+    return int(total or 0)  # coalesce: never NULL (typed after the nullable column)

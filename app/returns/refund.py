@@ -188,7 +188,9 @@ class ReturnRefunds:
         role = None
         if refund.requested_by is not None:
             role = (
-                await session.execute(select(User.role).where(col(User.id) == refund.requested_by))
+                await session.execute(
+                    select(col(User.role)).where(col(User.id) == refund.requested_by)
+                )
             ).scalar_one_or_none()
         await self._deps.audit.record(
             actor=None,

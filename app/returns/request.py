@@ -150,15 +150,16 @@ class CustomerReturns:
         entry = await deps.doors.enter(RETURN_REQUEST, viewer, raw_rma, client_ip)
         who, rma = entry.who, entry.code
         query = (
-            select(ReturnRequest, Order.code, Order.user_id)
-            .join(Order, col(Order.id) == ReturnRequest.order_id)
+            select(ReturnRequest, col(Order.code), col(Order.user_id))
+            .join(Order, col(Order.id) == col(ReturnRequest.order_id))
             .where(col(ReturnRequest.rma_code) == rma)
         )
         if not entry.staff:
             query = query.where(col(Order.user_id) == who.user_id)
         async with deps.db.read() as session:
             row = (await session.execute(query)).one_or_none()
-            lines = [] if row is None else (await lines_in(session, [row[0].id]))[row[0].id]
+            return_id = 0 if row is None else row[0].id or 0
+            lines = [] if row is None else (await lines_in(session, [return_id]))[return_id]
         if row is None:
             await entry.miss()
         ret, order_code, owner_id = row
@@ -180,7 +181,7 @@ async def _fresh_rma(session: AsyncSession) -> str:
         rma = codes.generate()
         taken = (
             await session.execute(
-                select(ReturnRequest.id).where(col(ReturnRequest.rma_code) == rma)
+                select(col(ReturnRequest.id)).where(col(ReturnRequest.rma_code) == rma)
             )
         ).first()
         if taken is None:

@@ -21,6 +21,8 @@ from app.returns.common import (
     RETURN_REFUNDERS,
     ReturnsDeps,
 )
+from app.returns.inputs import ReturnLineRequest
+from app.returns.models import ReturnRequest
 from app.returns.queries import returned_units
 from app.returns.refund import ReturnRefunds
 from app.returns.request import CustomerReturns
@@ -28,6 +30,7 @@ from app.returns.staff import StaffReturns
 from app.returns.views import EligibilityView, EligibleLine, ReturnedLine, ReturnReads, ReturnView
 from app.security.doors import Doors
 from app.security.lookups import CodeLookups
+from app.security.policy import Viewer
 from app.settings import Settings
 from app.unit_of_work import UnitsOfWork
 
@@ -65,16 +68,57 @@ class ReturnService:
             refunds=refunds,
             settings=settings,
         )
-        customer = CustomerReturns(deps)
-        self.eligibility = customer.eligibility
-        self.request_return = customer.request_return
-        self.get_return = customer.get_return
-        refund = ReturnRefunds(deps)  # registers the refund's completion with `Refunds`
-        self.refund = refund.refund
-        staff = StaffReturns(deps, refund)
-        self.approve = staff.approve
-        self.reject = staff.reject
-        self.receive = staff.receive
-        reads = ReturnReads(db)
-        self.returns_for_orders = reads.returns_for_orders
-        self.lines_for_returns = reads.lines_for_returns
+        self._customer = CustomerReturns(deps)
+        self._refunds = ReturnRefunds(deps)  # registers the refund's completion with `Refunds`
+        self._staff = StaffReturns(deps, self._refunds)
+        self._reads = ReturnReads(db)
+
+    # -- the customer (request.py) --------------------------------------------------------
+    async def eligibility(
+        self, viewer: Viewer | None, raw_code: str, client_ip: str
+    ) -> EligibilityView:
+        return await self._customer.eligibility(viewer, raw_code, client_ip)
+
+    async def request_return(
+        self,
+        viewer: Viewer | None,
+        raw_code: str,
+        client_ip: str,
+        lines: list[ReturnLineRequest],
+        reason: str,
+        comment: str | None = None,
+    ) -> ReturnView:
+        return await self._customer.request_return(
+            viewer, raw_code, client_ip, lines, reason, comment
+        )
+
+    async def get_return(self, viewer: Viewer | None, raw_rma: str, client_ip: str) -> ReturnView:
+        return await self._customer.get_return(viewer, raw_rma, client_ip)
+
+    # -- staff (staff.py, refund.py) ------------------------------------------------------
+    async def approve(self, viewer: Viewer | None, raw_rma: str, client_ip: str) -> ReturnView:
+        return await self._staff.approve(viewer, raw_rma, client_ip)
+
+    async def reject(
+        self, viewer: Viewer | None, raw_rma: str, client_ip: str, reason: str
+    ) -> ReturnView:
+        return await self._staff.reject(viewer, raw_rma, client_ip, reason)
+
+    async def receive(
+        self,
+        viewer: Viewer | None,
+        raw_rma: str,
+        client_ip: str,
+        lines: list[ReturnLineRequest],
+    ) -> ReturnView:
+        return await self._staff.receive(viewer, raw_rma, client_ip, lines)
+
+    async def refund(self, viewer: Viewer | None, raw_rma: str, client_ip: str) -> ReturnView:
+        return await self._refunds.refund(viewer, raw_rma, client_ip)
+
+    # -- batch reads (views.py) -----------------------------------------------------------
+    async def returns_for_orders(self, order_ids: list[int]) -> dict[int, list[ReturnRequest]]:
+        return await self._reads.returns_for_orders(order_ids)
+
+    async def lines_for_returns(self, return_ids: list[int]) -> dict[int, list[ReturnedLine]]:
+        return await self._reads.lines_for_returns(return_ids)

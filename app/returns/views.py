@@ -15,8 +15,9 @@ from app.db import Database, as_models
 from app.orders.models import Order, OrderLine
 from app.returns.models import ReturnLine, ReturnRequest
 from app.returns.rules import LineEligibility
+from app.tables import table
 
-_RETURN = ReturnRequest.__table__
+_RETURN = table(ReturnRequest)
 _RETURNS_OF_ORDERS = (
     select(*_RETURN.columns)
     .where(_RETURN.c.order_id.in_(bindparam("ids", expanding=True)))
@@ -24,17 +25,17 @@ _RETURNS_OF_ORDERS = (
 )
 _LINES_OF_RETURNS = (
     select(
-        ReturnLine.__table__.c.return_id,
-        ReturnLine.__table__.c.quantity,
-        ReturnLine.__table__.c.received_quantity,
-        OrderLine.__table__.c.id,
-        OrderLine.__table__.c.sku,
-        OrderLine.__table__.c.name,
-        OrderLine.__table__.c.unit_price_minor,
+        table(ReturnLine).c.return_id,
+        table(ReturnLine).c.quantity,
+        table(ReturnLine).c.received_quantity,
+        table(OrderLine).c.id,
+        table(OrderLine).c.sku,
+        table(OrderLine).c.name,
+        table(OrderLine).c.unit_price_minor,
     )
-    .join(OrderLine.__table__, OrderLine.__table__.c.id == ReturnLine.__table__.c.order_line_id)
-    .where(ReturnLine.__table__.c.return_id.in_(bindparam("ids", expanding=True)))
-    .order_by(OrderLine.__table__.c.id, ReturnLine.__table__.c.id)
+    .join(table(OrderLine), table(OrderLine).c.id == table(ReturnLine).c.order_line_id)
+    .where(table(ReturnLine).c.return_id.in_(bindparam("ids", expanding=True)))
+    .order_by(table(OrderLine).c.id, table(ReturnLine).c.id)
 )
 
 

@@ -74,21 +74,21 @@ async def find_order(session: AsyncSession, code: str, *, lock: bool) -> Order:
 async def pick_lines(session: AsyncSession, order_ids: list[int]) -> dict[int, list[PickLine]]:
     """Per order, its lines with bin, ordered, packed and shipped units, in bin order."""
     packed = (
-        select(func.coalesce(func.sum(PackLine.quantity), 0))
-        .where(col(PackLine.order_line_id) == OrderLine.id)
+        select(func.coalesce(func.sum(col(PackLine.quantity)), 0))
+        .where(col(PackLine.order_line_id) == col(OrderLine.id))
         .correlate(OrderLine)
         .scalar_subquery()
     )
     shipped = (
-        select(func.coalesce(func.sum(ShipmentLine.quantity), 0))
-        .where(col(ShipmentLine.order_line_id) == OrderLine.id)
+        select(func.coalesce(func.sum(col(ShipmentLine.quantity)), 0))
+        .where(col(ShipmentLine.order_line_id) == col(OrderLine.id))
         .correlate(OrderLine)
         .scalar_subquery()
     )
     rows = (
         await session.execute(
-            select(OrderLine, Product.bin_location, packed, shipped)
-            .join(Product, col(Product.id) == OrderLine.product_id)
+            select(OrderLine, col(Product.bin_location), packed, shipped)
+            .join(Product, col(Product.id) == col(OrderLine.product_id))
             .where(col(OrderLine.order_id).in_(order_ids))
         )
     ).all()

@@ -22,9 +22,10 @@ from app.shipments.fulfilment import (
 )
 from app.shipments.models import PackLine, Shipment, ShipmentLine, TrackingEvent
 from app.shipments.results import PickLine, QueuePage, ShippedLine
+from app.tables import table
 
-_SHIPMENT = Shipment.__table__
-_EVENT = TrackingEvent.__table__
+_SHIPMENT = table(Shipment)
+_EVENT = table(TrackingEvent)
 _SHIPMENTS_OF_ORDERS = (
     select(*_SHIPMENT.columns)
     .where(_SHIPMENT.c.order_id.in_(bindparam("ids", expanding=True)))
@@ -37,17 +38,17 @@ _EVENTS_OF_SHIPMENTS = (
 )
 _LINES_OF_SHIPMENTS = (
     select(
-        ShipmentLine.__table__.c.shipment_id,
-        OrderLine.__table__.c.sku,
-        OrderLine.__table__.c.name,
-        ShipmentLine.__table__.c.quantity,
+        table(ShipmentLine).c.shipment_id,
+        table(OrderLine).c.sku,
+        table(OrderLine).c.name,
+        table(ShipmentLine).c.quantity,
     )
     .join(
-        OrderLine.__table__,
-        OrderLine.__table__.c.id == ShipmentLine.__table__.c.order_line_id,
+        table(OrderLine),
+        table(OrderLine).c.id == table(ShipmentLine).c.order_line_id,
     )
-    .where(ShipmentLine.__table__.c.shipment_id.in_(bindparam("ids", expanding=True)))
-    .order_by(ShipmentLine.__table__.c.id)
+    .where(table(ShipmentLine).c.shipment_id.in_(bindparam("ids", expanding=True)))
+    .order_by(table(ShipmentLine).c.id)
 )
 # Orders with units still to pick (PARTIALLY_SHIPPED ones only while something is unpacked).
 PICKABLE = (OrderStatus.PLACED, OrderStatus.PROCESSING, OrderStatus.PARTIALLY_SHIPPED)
@@ -66,15 +67,15 @@ class FulfilmentReads:
         await deps.audit.record(actor=who, action="fulfillment_queue", outcome="listed")
         size = clamp_page_size(first, deps.max_page_size)
         ordered = (
-            select(func.coalesce(func.sum(OrderLine.quantity), 0))
-            .where(col(OrderLine.order_id) == Order.id)
+            select(func.coalesce(func.sum(col(OrderLine.quantity)), 0))
+            .where(col(OrderLine.order_id) == col(Order.id))
             .correlate(Order)
             .scalar_subquery()
         )
         packed = (
-            select(func.coalesce(func.sum(PackLine.quantity), 0))
-            .join(OrderLine, col(OrderLine.id) == PackLine.order_line_id)
-            .where(col(OrderLine.order_id) == Order.id)
+            select(func.coalesce(func.sum(col(PackLine.quantity)), 0))
+            .join(OrderLine, col(OrderLine.id) == col(PackLine.order_line_id))
+            .where(col(OrderLine.order_id) == col(Order.id))
             .correlate(Order)
             .scalar_subquery()
         )

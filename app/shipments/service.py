@@ -6,13 +6,19 @@ shipping (`ship.py`), tracking events by staff and carriers (`tracking.py`). Wha
 
 from __future__ import annotations
 
+from datetime import date
+
 from app.audit.service import AuditLog
 from app.db import Database
 from app.events.broker import Broker
+from app.orders.models import Order
 from app.pagination import CursorCodec
 from app.security.doors import Doors
 from app.security.lookups import CodeLookups
+from app.security.policy import Viewer
 from app.shipments.fulfilment import FULFILMENT_READ_ROLES, Fulfilment
+from app.shipments.inputs import EventInput, LineRequest
+from app.shipments.models import Shipment, TrackingEvent
 from app.shipments.pack import Packing
 from app.shipments.reads import PICKABLE, FulfilmentReads
 from app.shipments.results import (
@@ -73,15 +79,71 @@ class ShipmentService:
             max_page_size=max_page_size,
             return_window_days=return_window_days,
         )
-        reads = FulfilmentReads(deps)
-        self.fulfillment_queue = reads.fulfillment_queue
-        self.pick_list = reads.pick_list
-        self.pick_lines_for_orders = reads.pick_lines_for_orders
-        self.shipments_for_orders = reads.shipments_for_orders
-        self.events_for_shipments = reads.events_for_shipments
-        self.lines_for_shipments = reads.lines_for_shipments
-        self.pack_order = Packing(deps).pack_order
-        self.ship_order = Shipping(deps).ship_order
-        tracking = TrackingEvents(deps)
-        self.add_tracking_event = tracking.add_tracking_event
-        self.record_carrier_event = tracking.record_carrier_event
+        self._reads = FulfilmentReads(deps)
+        self._packing = Packing(deps)
+        self._shipping = Shipping(deps)
+        self._tracking = TrackingEvents(deps)
+
+    # -- reads (reads.py) -----------------------------------------------------------------
+    async def fulfillment_queue(
+        self, viewer: Viewer | None, first: int | None, after: str | None
+    ) -> QueuePage:
+        return await self._reads.fulfillment_queue(viewer, first, after)
+
+    async def pick_list(self, viewer: Viewer | None, raw_code: str, client_ip: str) -> Order:
+        return await self._reads.pick_list(viewer, raw_code, client_ip)
+
+    async def pick_lines_for_orders(self, order_ids: list[int]) -> dict[int, list[PickLine]]:
+        return await self._reads.pick_lines_for_orders(order_ids)
+
+    async def shipments_for_orders(self, order_ids: list[int]) -> dict[int, list[Shipment]]:
+        return await self._reads.shipments_for_orders(order_ids)
+
+    async def events_for_shipments(self, shipment_ids: list[int]) -> dict[int, list[TrackingEvent]]:
+        return await self._reads.events_for_shipments(shipment_ids)
+
+    async def lines_for_shipments(self, shipment_ids: list[int]) -> dict[int, list[ShippedLine]]:
+        return await self._reads.lines_for_shipments(shipment_ids)
+
+    # -- changes (pack.py, ship.py, tracking.py) ------------------------------------------
+    async def pack_order(
+        self,
+        viewer: Viewer | None,
+        raw_code: str,
+        client_ip: str,
+        scanned_skus: list[str],
+        lines: list[LineRequest] | None = None,
+    ) -> PackResult:
+        return await self._packing.pack_order(viewer, raw_code, client_ip, scanned_skus, lines)
+
+    async def ship_order(
+        self,
+        viewer: Viewer | None,
+        raw_code: str,
+        client_ip: str,
+        carrier: str,
+        tracking_number: str,
+        lines: list[LineRequest] | None = None,
+        estimated_delivery: date | None = None,
+    ) -> ShipResult:
+        return await self._shipping.ship_order(
+            viewer, raw_code, client_ip, carrier, tracking_number, lines, estimated_delivery
+        )
+
+    async def add_tracking_event(
+        self,
+        viewer: Viewer | None,
+        raw_code: str,
+        client_ip: str,
+        carrier: str,
+        tracking_number: str,
+        event: EventInput,
+    ) -> EventResult:
+        return await self._tracking.add_tracking_event(
+            viewer, raw_code, client_ip, carrier, tracking_number, event
+        )
+
+    async def record_carrier_event(
+        self, carrier: str, tracking_number: str, event: EventInput
+    ) -> CarrierOutcome:
+        return await self._tracking.record_carrier_event(carrier, tracking_number, event)

@@ -82,7 +82,7 @@ class Shipping:
                 )
                 taken = (
                     await session.execute(
-                        select(Shipment.id).where(
+                        select(col(Shipment.id)).where(
                             col(Shipment.carrier) == carrier,
                             col(Shipment.tracking_number) == tracking,
                         )
@@ -179,7 +179,7 @@ async def queue_shipping_email(
     partial: bool,
 ) -> None:
     recipient = (
-        await uow.session.execute(select(User.email).where(col(User.id) == order.user_id))
+        await uow.session.execute(select(col(User.email)).where(col(User.id) == order.user_id))
     ).scalar_one()
     subject, body = templates.render(
         "order_shipped",

@@ -174,7 +174,7 @@ class TrackingEvents:
         session = uow.session
         seen = (
             await session.execute(
-                select(TrackingEvent.id).where(
+                select(col(TrackingEvent.id)).where(
                     col(TrackingEvent.carrier) == shipment.carrier,
                     col(TrackingEvent.carrier_event_id) == event.event_id,
                 )
@@ -277,14 +277,14 @@ class TrackingEvents:
         dedupe_key = f"{kind.replace('_', '-')}.{shipment.id}"
         sent = (
             await session.execute(
-                select(OutboxEmail.id).where(col(OutboxEmail.dedupe_key) == dedupe_key)
+                select(col(OutboxEmail.id)).where(col(OutboxEmail.dedupe_key) == dedupe_key)
             )
         ).first()
         if sent is not None or not await milestone_emails_wanted(session, order.user_id):
             return
         email, public_id = (
             await session.execute(
-                select(User.email, User.public_id).where(col(User.id) == order.user_id)
+                select(col(User.email), col(User.public_id)).where(col(User.id) == order.user_id)
             )
         ).one()
         occurred = event.occurred_at.astimezone(UTC).date()
