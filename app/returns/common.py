@@ -32,7 +32,7 @@ from app.returns.models import ReturnLine, ReturnRequest, ReturnStatus
 from app.returns.rules import LineEligibility, Parcel, committed_units, line_eligibility
 from app.returns.views import ReturnView
 from app.security import codes
-from app.security.doors import Doors, Entry, NoMatch, Subject, Who, declare
+from app.security.doors import Doors, Entry, NoMatch, StaffBudget, Subject, Who, declare
 from app.security.policy import Viewer
 from app.security.roles import Role
 from app.settings import Settings
@@ -51,7 +51,15 @@ RETURN_ADDRESS = ["Orders Returns", "Dock 3, 1 Warehouse Road", "10115 Berlin", 
 REFUND_REASON = "return"
 
 RETURN_ELIGIBILITY = declare("returnEligibility", Who.OWNER, Subject.ORDER)
-REQUEST_RETURN = declare("requestReturn", Who.OWNER, Subject.ORDER)
+# The owner; or SUPPORT/ADMIN for the customer, with a ticket (app/returns/on_behalf.py).
+REQUEST_RETURN = declare(
+    "requestReturn",
+    Who.OWNER_OR_STAFF,
+    Subject.ORDER,
+    Role.SUPPORT,
+    Role.ADMIN,
+    staff_budget=StaffBudget.SUPPORT,
+)
 RETURN_REQUEST = declare(
     "returnRequest", Who.OWNER_OR_STAFF, Subject.RMA, *RETURN_READERS, audit="return_lookup"
 )

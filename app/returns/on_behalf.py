@@ -26,11 +26,12 @@ from sqlmodel import col
 from app.accounts.models import User
 from app.audit.service import AuditLog
 from app.db import Database
-from app.errors import BadUserInput, DomainError, Forbidden, InvalidOrderCode, OrderNotFound
+from app.errors import BadUserInput, DomainError, Forbidden, InvalidOrderCode
 from app.orders.models import Order
+from app.returns.common import REQUEST_RETURN
 from app.returns.inputs import ReturnLineRequest
 from app.returns.service import ReturnService, ReturnView
-from app.security import codes
+from app.security.doors import Doors, NoMatch
 from app.security.lookups import CodeLookups
 from app.security.policy import SUPPORT_ROLES, Viewer, require_viewer
 from app.security.ratelimit import Limiter
@@ -59,9 +60,7 @@ class ReturnsOnBehalf:
         audit: AuditLog,
         returns: ReturnService,
     ) -> None:
-        self._db = db
-        self._limiter = limiter
-        self._lookups = lookups
+        self._doors = Doors(lookups, audit, limiter)
         self._audit = audit
         self._returns = returns
 
@@ -87,7 +86,8 @@ class ReturnsOnBehalf:
                 "Only support staff give a support reason; leave it out.", field="supportReason"
             )
         if not staff:
-            await self._lookups.begin(who, raw_code, client_ip)  # charged as a customer
+            # charged as a customer (REQUEST_RETURN's staff are SUPPORT and ADMIN only)
+            await self._doors.enter(REQUEST_RETURN, who, raw_code, client_ip)
             raise Forbidden()
         return await self._for_customer(
             who, raw_code, client_ip, lines, reason, comment, clean_support_reason(support_reason)
@@ -103,57 +103,46 @@ class ReturnsOnBehalf:
         comment: str | None,
         ticket: str,
     ) -> ReturnView:
-        key = CodeLookups.user_key(agent)
         outcome = "error"
         code: str | None = None
         order: Order | None = None
         try:
-            await self._limiter.charge_support_lookup(key)  # lockout, then one unit
             try:
-                code = codes.normalise(raw_code)
+                entry = await self._doors.enter_support(REQUEST_RETURN, agent, raw_code, client_ip)
             except InvalidOrderCode:
                 outcome = "invalid_code"
-                await self._lookups.typo(agent, client_ip, staff=True)
                 raise
-            async with self._db.write() as session:
+            code = entry.code
+            async with entry.misses(), self._returns.units.begin() as uow:
                 found = (
-                    await session.execute(
+                    await uow.session.execute(
                         select(Order, User)
-                        .join(User, col(User.id) == Order.user_id)
+                        .join(User, col(User.id) == col(Order.user_id))
                         .where(col(Order.code) == code)
                         .with_for_update(of=Order)
                     )
                 ).one_or_none()
                 if found is None:
                     outcome = "not_found"
-                else:
-                    order, owner = found
-                    # The return is the customer's: their email gets the instructions.
-                    as_owner = Viewer(
-                        user_id=owner.id or 0,
-                        public_id=owner.public_id,
-                        role=Role(owner.role),
-                        session_id=0,
-                        email=owner.email,
-                    )
-                    view = await self._returns._create_return(
-                        session, order, as_owner, lines, reason, comment
-                    )
-                    await self._audit.record(
-                        actor=agent,
-                        action=ACTION,
-                        outcome="created",
-                        order_id=order.id,
-                        code=code,
-                        reason=ticket,
-                        client_ip=client_ip,
-                        session=session,
-                    )
-                    await session.commit()
-                    outcome = "created"
-            if order is None:
-                await self._lookups.failed(agent, client_ip, staff=True)
-                raise OrderNotFound()
+                    raise NoMatch()  # one staff failure, once the transaction has ended
+                order, owner = found
+                # The return is the customer's: their email gets the instructions.
+                view = await self._returns.create_return(
+                    uow, order, owner.email, lines, reason, comment
+                )
+                await self._audit.record(
+                    actor=agent,
+                    action=ACTION,
+                    outcome="created",
+                    order_id=order.id,
+                    code=code,
+                    reason=ticket,
+                    client_ip=client_ip,
+                    session=uow.session,
+                )
+                uow.publish(order, "RETURN_UPDATED")
+                await uow.commit()
+                outcome = "created"
         except DomainError as error:
             if outcome in ("error", "not_found"):
                 outcome = error.code.value.lower()
@@ -167,5 +156,4 @@ class ReturnsOnBehalf:
                 client_ip=client_ip,
             )
             raise
-        self._returns._publish(order)
         return view

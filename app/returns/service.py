@@ -11,6 +11,7 @@ from __future__ import annotations
 from app.audit.service import AuditLog
 from app.db import Database
 from app.events.broker import Broker
+from app.orders.models import Order
 from app.payments.refunds import Refunds
 from app.returns.common import (
     REFUND_REASON,
@@ -32,7 +33,7 @@ from app.security.doors import Doors
 from app.security.lookups import CodeLookups
 from app.security.policy import Viewer
 from app.settings import Settings
-from app.unit_of_work import UnitsOfWork
+from app.unit_of_work import UnitOfWork, UnitsOfWork
 
 __all__ = [
     "REFUND_REASON",
@@ -68,6 +69,7 @@ class ReturnService:
             refunds=refunds,
             settings=settings,
         )
+        self._deps = deps
         self._customer = CustomerReturns(deps)
         self._refunds = ReturnRefunds(deps)  # registers the refund's completion with `Refunds`
         self._staff = StaffReturns(deps, self._refunds)
@@ -91,6 +93,24 @@ class ReturnService:
         return await self._customer.request_return(
             viewer, raw_code, client_ip, lines, reason, comment
         )
+
+    async def create_return(
+        self,
+        uow: UnitOfWork,
+        order: Order,
+        recipient: str,
+        lines: list[ReturnLineRequest],
+        reason: str,
+        comment: str | None,
+    ) -> ReturnView:
+        """The return itself, in the caller's unit of work (`order` locked in it): for
+        support acting for the customer (app/returns/on_behalf.py)."""
+        return await self._customer.create_return(uow, order, recipient, lines, reason, comment)
+
+    @property
+    def units(self) -> UnitsOfWork:
+        """Units of work on this service's database and broker."""
+        return self._deps.units
 
     async def get_return(self, viewer: Viewer | None, raw_rma: str, client_ip: str) -> ReturnView:
         return await self._customer.get_return(viewer, raw_rma, client_ip)

@@ -44,6 +44,14 @@ class Who(StrEnum):
     TOKEN = "token"  # public: the token is the credential (budgets per token and address)
 
 
+class StaffBudget(StrEnum):
+    """What staff spend at a door (DESIGN §4, docs/security.md §3)."""
+
+    LOOKUPS = "lookups"  # the staff lookup budget (`CodeLookups.begin` with the roles)
+    SUPPORT = "support"  # the agent's lockout and support budget (supportOrder and the like:
+    # a reason/ticket is required and audited by the use case)
+
+
 class Subject(StrEnum):
     ORDER = "order"
     CHECKOUT = "checkout"
@@ -62,10 +70,14 @@ class Door:
     roles: tuple[Role, ...] = ()
     audit: str | None = None
     not_found: type[OrderNotFound] = OrderNotFound
+    staff_budget: StaffBudget = StaffBudget.LOOKUPS
 
     @property
     def staff_roles(self) -> tuple[Role, ...]:
-        """The roles that spend staff budgets here (none at an owner door)."""
+        """The roles that spend the staff lookup budget through `Doors.enter` (none at an
+        owner door, nor where staff go through `Doors.enter_support`)."""
+        if self.staff_budget is StaffBudget.SUPPORT:
+            return ()
         return self.roles if self.who in (Who.STAFF, Who.OWNER_OR_STAFF) else ()
 
 
@@ -79,13 +91,14 @@ def declare(
     *roles: Role,
     audit: str | None = None,
     not_found: type[OrderNotFound] = OrderNotFound,
+    staff_budget: StaffBudget = StaffBudget.LOOKUPS,
 ) -> Door:
     """Declare a door (once: a second declaration of the same field is a bug)."""
     if who in (Who.STAFF, Who.OWNER_OR_STAFF) and not roles:
         raise ValueError(f"door {field}: a staff door names its roles")
     if who in (Who.OWNER, Who.TOKEN) and roles:
         raise ValueError(f"door {field}: only staff doors name roles")
-    door = Door(field, who, subject, tuple(roles), audit, not_found)
+    door = Door(field, who, subject, tuple(roles), audit, not_found, staff_budget)
     if DECLARED.setdefault(field, door) != door:
         raise ValueError(f"door {field} declared twice, differently")
     return door
@@ -163,6 +176,23 @@ class Doors:
         if door.who is Who.STAFF and not staff:
             raise Forbidden()
         return Entry(door, who, code, staff, client_ip, self)
+
+    async def enter_support(
+        self, door: Door, agent: Viewer, raw_code: str, client_ip: str
+    ) -> Entry:
+        """Staff with one of `door`'s roles at a support door (the caller checked the role
+        and the reason first): the agent's lockout and one unit of the support budget, then
+        the code normalised (a typo counted as a staff typo). A miss is one staff failure."""
+        if door.staff_budget is not StaffBudget.SUPPORT or agent.role not in door.roles:
+            raise TypeError(f"door {door.field}: not a support door for {agent.role}")
+        assert self.limiter is not None, f"door {door.field} spends the support budget"
+        await self.limiter.charge_support_lookup(CodeLookups.user_key(agent))
+        try:
+            code = codes.normalise(raw_code)
+        except InvalidOrderCode:
+            await self.lookups.typo(agent, client_ip, staff=True)
+            raise
+        return Entry(door, agent, code, True, client_ip, self)
 
     async def enter_public(
         self, door: Door, raw_token: str, client_ip: str, *, subject_key: Callable[[str], str]

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from app.errors import BadUserInput
 from app.shipments.models import ShipmentStatus
-from app.tracking.places import town_from_place, town_from_text
+from app.tracking import town_from_place, town_from_text
 
 MAX_SCANS = 500
 MAX_LINES = 50

@@ -42,7 +42,7 @@ from app.shipments.transitions import (
     order_status_after,
     shipment_status_after,
 )
-from app.tracking import places
+from app.tracking import load_places
 from app.unit_of_work import UnitOfWork
 
 log = logging.getLogger("app.shipments")
@@ -77,7 +77,7 @@ class TrackingEvents:
         who = entry.who
         carrier = clean_carrier(carrier)
         tracking = clean_tracking_number(tracking_number)
-        await places.load()
+        await load_places()
         now = utcnow()
         clean = clean_event(event, now=now, default_event_id=f"staff-{uuid.uuid4().hex}")
         async with entry.misses(), deps.units.begin() as uow:
@@ -120,7 +120,7 @@ class TrackingEvents:
         every outcome the same way, so whether a tracking number exists is never told."""
         carrier = clean_carrier(carrier)
         tracking = clean_tracking_number(tracking_number)
-        await places.load()
+        await load_places()
         clean = clean_event(event, now=utcnow(), default_event_id=None)
         try:
             async with self._deps.units.begin() as uow:

@@ -14,13 +14,18 @@ from sqlalchemy import select
 from app.accounts.models import User
 from app.audit.service import AuditLog
 from app.db import Database
-from app.errors import BadUserInput, DomainError, InvalidOrderCode, OrderNotFound
+from app.errors import BadUserInput, DomainError, InvalidOrderCode
 from app.orders.models import Order
 from app.security import codes
+from app.security.doors import Doors, StaffBudget, Subject, Who, declare
 from app.security.lookups import CodeLookups
 from app.security.policy import SUPPORT_ROLES, Viewer, require_role
 from app.security.ratelimit import Limiter
 
+# DESIGN §3 "support": SUPPORT and ADMIN, with a reason; audited found or not (below).
+SUPPORT_ORDER = declare(
+    "supportOrder", Who.STAFF, Subject.ORDER, *SUPPORT_ROLES, staff_budget=StaffBudget.SUPPORT
+)
 MIN_REASON = 3
 MAX_REASON = 500
 
@@ -37,8 +42,7 @@ class SupportService:
         self, db: Database, limiter: Limiter, lookups: CodeLookups, audit: AuditLog
     ) -> None:
         self._db = db
-        self._limiter = limiter
-        self._lookups = lookups
+        self._doors = Doors(lookups, audit, limiter)
         self._audit = audit
 
     async def lookup(
@@ -57,14 +61,12 @@ class SupportService:
                     f"{MIN_REASON} to {MAX_REASON} characters).",
                     field="reason",
                 )
-            key = CodeLookups.user_key(agent)
-            await self._limiter.charge_support_lookup(key)
             try:
-                code = codes.normalise(raw_code)
+                entry = await self._doors.enter_support(SUPPORT_ORDER, agent, raw_code, client_ip)
             except InvalidOrderCode:
                 outcome = "invalid_code"
-                await self._lookups.typo(agent, client_ip, staff=True)
                 raise
+            code = entry.code
             async with self._db.read() as session:
                 row = (
                     await session.execute(
@@ -75,8 +77,7 @@ class SupportService:
                 ).one_or_none()
             if row is None:
                 outcome = "not_found"
-                await self._lookups.failed(agent, client_ip, staff=True)
-                raise OrderNotFound()
+                await entry.miss()  # audited below, with the reason
             order, email, name = row
             order_id = order.id
             outcome = "found"

@@ -16,6 +16,7 @@ from app.container import Services
 from app.orders.inputs import LineInput
 from app.schema import schema
 from app.security import codes
+from app.security.doors import DECLARED, StaffBudget, Who
 from app.security.roles import Role
 from tests.conftest import ADDRESS, Account, GraphQLClient, Run
 from tests.support.returns import deliver, request
@@ -160,6 +161,28 @@ def schema_doors() -> set[str]:
 
 def test_every_door_is_in_the_matrix() -> None:
     assert schema_doors() == set(DOORS)
+
+
+def test_every_door_is_declared_once_as_design_says() -> None:
+    """The declarations the use cases pass through (app/security/doors.py) say what this
+    table says (DESIGN §3): who is entitled, which roles, what the subject is. Subscriptions
+    do not go through a declared door (see orderUpdates above)."""
+    assert set(DECLARED) == {name for name, spec in DOORS.items() if spec is not None}
+    for name, declared in DECLARED.items():
+        spec = DOORS[name]
+        assert spec is not None
+        assert declared.subject.value == spec.subject, name
+        assert {role.value for role in declared.roles} == spec.entitled - {OWNER, ANYONE}, name
+        owner_may = declared.who in (Who.OWNER, Who.OWNER_OR_STAFF)
+        assert owner_may == (OWNER in spec.entitled), name
+        assert (declared.who is Who.TOKEN) == (ANYONE in spec.entitled), name
+        # which budget staff spend there (DESIGN §4): the support budget at support doors
+        support = declared.staff_budget is StaffBudget.SUPPORT
+        assert support == (name in SUPPORT_BUDGET_DOORS), name
+
+
+# Doors where SUPPORT/ADMIN spend the agent's support budget (DESIGN §4).
+SUPPORT_BUDGET_DOORS = {"supportOrder", "requestReturn"}
 
 
 def _answer(body: dict[str, Any]) -> tuple[Any, ...]:
