@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import select, update
+from sqlmodel import col
 
 from app.accounts.models import User
 from app.catalog.models import Product
@@ -93,7 +94,7 @@ async def seed_demo(services: Services) -> int:
         except Conflict:
             async with services.db.read() as session:
                 users[email] = (
-                    await session.execute(select(User).where(User.email == email))
+                    await session.execute(select(User).where(col(User.email) == email))
                 ).scalar_one()
     warehouse = _viewer(users["warehouse@example.com"])
     for owner, key, lines, status, days_ago in ORDERS:
@@ -111,7 +112,7 @@ async def seed_demo(services: Services) -> int:
             async with services.db.write() as session:
                 await session.execute(
                     update(Order)
-                    .where(Order.id == order.id)
+                    .where(col(Order.id) == order.id)
                     .values(
                         placed_at=placed,
                         updated_at=placed,
@@ -133,7 +134,7 @@ async def _seed_catalog(services: Services) -> int:
     """The demo products that are not there yet; returns how many were added."""
     added = 0
     async with services.db.write() as session:
-        existing = set((await session.execute(select(Product.sku))).scalars())
+        existing = set((await session.execute(select(col(Product.sku)))).scalars())
         for sku, name, price, stock, bin_location in PRODUCTS:
             if sku not in existing:
                 session.add(
@@ -204,17 +205,19 @@ async def _fulfil(
         async with services.db.write() as session:
             await session.execute(
                 update(Shipment)
-                .where(Shipment.id == shipped.id)
+                .where(col(Shipment.id) == shipped.id)
                 .values(shipped_at=placed + timedelta(days=1), estimated_delivery=estimate)
             )
             await session.execute(
-                update(Order).where(Order.id == order.id).values(estimated_delivery=estimate)
+                update(Order).where(col(Order.id) == order.id).values(estimated_delivery=estimate)
             )
             await session.commit()
         done += 1
     async with services.db.read() as session:
         has_shipment = (
-            await session.execute(select(Shipment.id).where(Shipment.order_id == order.id))
+            await session.execute(
+                select(col(Shipment.id)).where(col(Shipment.order_id) == order.id)
+            )
         ).first()
     if has_shipment is None:
         return done

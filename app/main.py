@@ -225,7 +225,7 @@ def create_app(
             ),
             Route(
                 "/unsubscribe",
-                unsubscribe_endpoint(services.preferences),  # type: ignore[arg-type]
+                unsubscribe_endpoint(services.preferences),
                 methods=["GET", "POST"],
             ),
             Route(

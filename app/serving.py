@@ -46,6 +46,8 @@ class SlowClientProtocol(HttpToolsProtocol):
     body_timeout: float = 10.0
     _deadline: asyncio.TimerHandle | None = None
 
+    # uvicorn's protocol narrows asyncio.Protocol's BaseTransport to Transport (it calls
+    # transport methods only Transport has); this override keeps uvicorn's signature.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm(self.header_timeout)

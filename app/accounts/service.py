@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import ColumnElement, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
 
 from app.accounts.models import AuthSession, RefreshToken, User
 from app.audit.service import AuditLog
@@ -25,6 +27,7 @@ from app.security.tokens import (
     new_public_id,
     token_digest,
 )
+from app.tables import rows_changed, table
 
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 MAX_EMAIL = 254
@@ -32,14 +35,22 @@ MAX_NAME = 120
 
 
 # Every authenticated request runs this: built once, executed with parameters.
+# (Columns passed as one tuple: `Database.fetch_one` takes a Select of any width.)
+_LIVE_SESSION_COLUMNS: tuple[Any, ...] = (
+    col(User.id),
+    col(User.public_id),
+    col(User.role),
+    col(User.email),
+    col(AuthSession.id),
+)
 _LIVE_SESSION = (
-    select(User.id, User.public_id, User.role, User.email, AuthSession.id)
-    .join(AuthSession, AuthSession.user_id == User.id)  # type: ignore[arg-type]
+    select(*_LIVE_SESSION_COLUMNS)
+    .join(AuthSession, col(AuthSession.user_id) == col(User.id))
     .where(
-        AuthSession.public_id == bindparam("sid"),
-        AuthSession.revoked_at.is_(None),  # type: ignore[union-attr]
-        User.public_id == bindparam("uid"),
-        User.active.is_(True),  # type: ignore[attr-defined]
+        col(AuthSession.public_id) == bindparam("sid"),
+        col(AuthSession.revoked_at).is_(None),
+        col(User.public_id) == bindparam("uid"),
+        col(User.active).is_(True),
     )
 )
 
@@ -139,7 +150,7 @@ class AccountService:
         await self._limiter.admit_login(email_key, client_ip)
         async with self._db.read() as session:
             user = (
-                await session.execute(select(User).where(User.email == email_key))
+                await session.execute(select(User).where(col(User.email) == email_key))
             ).scalar_one_or_none()
         # Unknown email: verify against a dummy hash, the same argon2 work as a wrong password.
         ok = await self._passwords.verify(user.password_hash if user else None, password)
@@ -153,9 +164,7 @@ class AccountService:
             rehashed = await self._passwords.hash(password)
             async with self._db.write() as session:
                 await session.execute(
-                    update(User)
-                    .where(User.id == user.id)  # type: ignore[arg-type]
-                    .values(password_hash=rehashed)
+                    update(User).where(col(User.id) == user.id).values(password_hash=rehashed)
                 )
                 await session.commit()
         return await self._start_session(user)
@@ -212,9 +221,9 @@ class AccountService:
             row = (
                 await session.execute(
                     select(RefreshToken, AuthSession, User)
-                    .join(AuthSession, RefreshToken.session_id == AuthSession.id)  # type: ignore[arg-type]
-                    .join(User, AuthSession.user_id == User.id)  # type: ignore[arg-type]
-                    .where(RefreshToken.token_hash == digest)
+                    .join(AuthSession, col(RefreshToken.session_id) == col(AuthSession.id))
+                    .join(User, col(AuthSession.user_id) == col(User.id))
+                    .where(col(RefreshToken.token_hash) == digest)
                 )
             ).one_or_none()
             if row is None:
@@ -229,13 +238,13 @@ class AccountService:
             # Spend the token with a conditional update: of two concurrent uses, one wins.
             spent = await session.execute(
                 update(RefreshToken)
-                .where(RefreshToken.id == token.id, RefreshToken.rotated_at.is_(None))  # type: ignore[arg-type,union-attr]
+                .where(col(RefreshToken.id) == token.id, col(RefreshToken.rotated_at).is_(None))
                 .values(rotated_at=now)
             )
-            if spent.rowcount != 1:  # type: ignore[attr-defined]
+            if rows_changed(spent) != 1:
                 await session.execute(
                     update(AuthSession)
-                    .where(AuthSession.id == auth_session.id)  # type: ignore[arg-type]
+                    .where(col(AuthSession.id) == auth_session.id)
                     .values(revoked_at=now, revoked_reason="refresh-reuse")
                 )
                 await session.commit()
@@ -243,9 +252,10 @@ class AccountService:
                 self._events.publish(session_topic(auth_session.id), {"type": "SESSION_ENDED"})
                 raise InvalidRefreshToken()
             new_refresh = new_opaque_token()
+            assert auth_session.id is not None  # read from the database: it has its id
             session.add(
                 RefreshToken(
-                    session_id=auth_session.id,  # type: ignore[arg-type]
+                    session_id=auth_session.id,
                     token_hash=token_digest(new_refresh),
                     created_at=now,
                     expires_at=now + self._refresh_ttl,
@@ -255,20 +265,20 @@ class AccountService:
         return self._result(user, auth_session, new_refresh)
 
     async def logout(self, viewer: Viewer) -> None:
-        await self._revoke(AuthSession.id == viewer.session_id, "logout")  # type: ignore[arg-type]
+        await self._revoke(col(AuthSession.id) == viewer.session_id, "logout")
 
     async def logout_all(self, viewer: Viewer) -> int:
-        return await self._revoke(AuthSession.user_id == viewer.user_id, "logout-all")  # type: ignore[arg-type]
+        return await self._revoke(col(AuthSession.user_id) == viewer.user_id, "logout-all")
 
-    async def _revoke(self, condition: object, reason: str) -> int:
+    async def _revoke(self, condition: ColumnElement[bool], reason: str) -> int:
         async with self._db.write() as session:
             ended = list(
                 (
                     await session.execute(
                         update(AuthSession)
-                        .where(condition, AuthSession.revoked_at.is_(None))  # type: ignore[arg-type,union-attr]
+                        .where(condition, col(AuthSession.revoked_at).is_(None))
                         .values(revoked_at=utcnow(), revoked_reason=reason)
-                        .returning(AuthSession.id)
+                        .returning(table(AuthSession).c.id)
                     )
                 ).scalars()
             )

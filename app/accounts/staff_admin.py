@@ -31,6 +31,7 @@ from app.security.passwords import Passwords, password_problem
 from app.security.policy import Viewer, require_role
 from app.security.roles import Role
 from app.security.tokens import new_public_id
+from app.tables import table
 
 STAFF_ROLES = tuple(role for role in Role if role is not Role.CUSTOMER)
 NO_STAFF_ACCOUNT = "No staff account has this email."
@@ -169,7 +170,7 @@ class StaffAdmin:
                             col(AuthSession.revoked_at).is_(None),
                         )
                         .values(revoked_at=utcnow(), revoked_reason="deactivated")
-                        .returning(col(AuthSession.id))
+                        .returning(table(AuthSession).c.id)
                     )
                 ).scalars()
             )

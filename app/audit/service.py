@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from app.accounts.models import User
 from app.audit.models import AuditEntry
@@ -92,30 +93,33 @@ class AuditLog:
         require_role(viewer, Role.ADMIN)
         size = clamp_page_size(first, self._max)
         query = (
-            select(AuditEntry, User.email, Order.code)
-            .outerjoin(User, AuditEntry.actor_user_id == User.id)
-            .outerjoin(Order, AuditEntry.order_id == Order.id)
+            select(AuditEntry, col(User.email), col(Order.code))
+            .outerjoin(User, col(AuditEntry.actor_user_id) == col(User.id))
+            .outerjoin(Order, col(AuditEntry.order_id) == col(Order.id))
         )
         if filt.actions:
-            query = query.where(AuditEntry.action.in_(filt.actions))
+            query = query.where(col(AuditEntry.action).in_(filt.actions))
         if filt.actor_email:
-            query = query.where(User.email == filt.actor_email.strip().lower())
+            query = query.where(col(User.email) == filt.actor_email.strip().lower())
         if filt.code:
-            query = query.where(Order.code == filt.code)
+            query = query.where(col(Order.code) == filt.code)
         if filt.since:
-            query = query.where(AuditEntry.created_at >= filt.since)
+            query = query.where(col(AuditEntry.created_at) >= filt.since)
         if filt.until:
-            query = query.where(AuditEntry.created_at < filt.until)
+            query = query.where(col(AuditEntry.created_at) < filt.until)
         if after:
             at_iso, last_public = self._cursors.decode("audit", after)
             at = datetime.fromisoformat(str(at_iso))
             query = query.where(
                 or_(
-                    AuditEntry.created_at < at,
-                    and_(AuditEntry.created_at == at, AuditEntry.public_id < str(last_public)),
+                    col(AuditEntry.created_at) < at,
+                    and_(
+                        col(AuditEntry.created_at) == at,
+                        col(AuditEntry.public_id) < str(last_public),
+                    ),
                 )
             )
-        query = query.order_by(AuditEntry.created_at.desc(), AuditEntry.public_id.desc())
+        query = query.order_by(col(AuditEntry.created_at).desc(), col(AuditEntry.public_id).desc())
         async with self._db.read() as session:
             rows = list((await session.execute(query.limit(size + 1))).all())
         page = rows[:size]

@@ -16,7 +16,7 @@ class AuditEntryType:
 
     @strawberry.field
     def at(self) -> datetime:
-        return utc(self.record.entry.created_at)  # type: ignore[return-value]
+        return utc(self.record.entry.created_at)
 
     @strawberry.field(description="Email of the staff member or customer who acted.")
     def actor_email(self) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from app.catalog.models import Product
 from app.db import Database
@@ -26,10 +27,10 @@ class CatalogService:
 
     async def list_products(self, first: int | None, after: str | None) -> ProductPage:
         size = clamp_page_size(first, self._max)
-        query = select(Product).where(Product.active).order_by(Product.sku)
+        query = select(Product).where(col(Product.active)).order_by(col(Product.sku))
         if after:
             (last_sku,) = self._cursors.decode("product", after)
-            query = query.where(Product.sku > str(last_sku))
+            query = query.where(col(Product.sku) > str(last_sku))
         async with self._db.read() as session:
             rows = list((await session.execute(query.limit(size + 1))).scalars())
         page = rows[:size]

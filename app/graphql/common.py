@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import overload
 
 import strawberry
 
@@ -19,6 +20,12 @@ class PageInfo:
     end_cursor: str | None
 
 
+@overload
+def utc(value: datetime) -> datetime: ...
+@overload
+def utc(value: None) -> None: ...
+@overload
+def utc(value: datetime | None) -> datetime | None: ...
 def utc(value: datetime | None) -> datetime | None:
     """The API always answers in UTC (ISO-8601 with +00:00)."""
     if value is None:

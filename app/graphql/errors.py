@@ -68,6 +68,7 @@ class DomainErrorMasking(MaskErrors):
         # on the hot path; an attribute lookup does the same job.
         errors = getattr(result, "errors", None)
         if errors:
+            # `result` is typed `object` by the base class; it has `errors` (read just above)
             result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:

@@ -8,6 +8,7 @@ must not unsubscribe anyone. Answers say what happened and nothing about any ord
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from html import escape
 from urllib.parse import quote
 
@@ -54,7 +55,9 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(_PAGE.format(title=escape(title), body=body), status, headers=_HEADERS)
 
 
-def unsubscribe_endpoint(preferences: PreferenceService) -> object:
+def unsubscribe_endpoint(
+    preferences: PreferenceService,
+) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         token = request.query_params.get("token", "")
         if request.method == "GET":

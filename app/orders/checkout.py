@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from app.catalog.models import Product
 from app.db import Database, utcnow
@@ -155,7 +156,9 @@ class CheckoutService:
         """One query by code and owner; expired is the same answer as unknown (None)."""
         checkout: Checkout | None = (
             await session.execute(
-                select(Checkout).where(Checkout.code == code, Checkout.user_id == who.user_id)
+                select(Checkout).where(
+                    col(Checkout.code) == code, col(Checkout.user_id) == who.user_id
+                )
             )
         ).scalar_one_or_none()
         if checkout is None or (
@@ -239,7 +242,7 @@ class CheckoutService:
             p.sku: p
             for p in (
                 await session.execute(
-                    select(Product).where(Product.sku.in_([sku for sku, _, _ in stored]))
+                    select(Product).where(col(Product.sku).in_([sku for sku, _, _ in stored]))
                 )
             ).scalars()
         }

@@ -23,7 +23,6 @@ from app.db import Database
 from app.errors import BadUserInput, Conflict
 from app.events.broker import Broker, InProcessBroker
 from app.notifications import templates
-from app.notifications.outbox import enqueue_email
 from app.orders.addresses import address_lines
 from app.orders.cancel import Cancellation
 from app.orders.history import OrderHistory, order_lines
@@ -55,7 +54,7 @@ from app.security.doors import Doors
 from app.security.lookups import CodeLookups
 from app.security.policy import Viewer, mask_payment, require_viewer
 from app.settings import Settings
-from app.unit_of_work import UnitsOfWork
+from app.unit_of_work import UnitOfWork, UnitsOfWork
 
 if TYPE_CHECKING:
     from app.orders.placement import OrderPlacement
@@ -134,7 +133,9 @@ class OrderService:
     async def products_for(session: AsyncSession, lines: list[LineInput]) -> dict[str, Product]:
         skus = [line.sku for line in lines]
         found = (
-            await session.execute(select(Product).where(Product.sku.in_(skus), Product.active))
+            await session.execute(
+                select(Product).where(col(Product.sku).in_(skus), col(Product.active))
+            )
         ).scalars()
         products = {p.sku: p for p in found}
         for index, line in enumerate(lines):
@@ -180,8 +181,8 @@ class OrderService:
             taken = (
                 await session.execute(
                     select(
-                        exists().where(Order.code == code)
-                        | exists().where(Checkout.code == code)
+                        exists().where(col(Order.code) == code)
+                        | exists().where(col(Checkout.code) == code)
                         | exists().where(col(OrderReservation.code) == code)
                     )
                 )
@@ -195,7 +196,9 @@ class OrderService:
         async with self._db.read() as session:
             order = (
                 await session.execute(
-                    select(Order).where(Order.user_id == user_id, col(Order.idempotency_key) == key)
+                    select(Order).where(
+                        col(Order.user_id) == user_id, col(Order.idempotency_key) == key
+                    )
                 )
             ).scalar_one_or_none()
             if order is None:
@@ -209,8 +212,9 @@ class OrderService:
 
     @staticmethod
     def queue_confirmation(
-        session: AsyncSession, order: Order, lines: list[OrderLine], email: str
+        uow: UnitOfWork, order: Order, lines: list[OrderLine], email: str
     ) -> None:
+        """The confirmation email, queued in the unit of work that creates the order."""
         subject, body = templates.order_confirmation(
             {
                 "code": codes.display(order.code),
@@ -235,8 +239,7 @@ class OrderService:
                 "payment": mask_payment(order.payment_brand, order.payment_last4),
             }
         )
-        enqueue_email(
-            session,
+        uow.email(
             kind="order_confirmation",
             recipient=email,
             subject=subject,

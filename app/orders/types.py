@@ -80,11 +80,11 @@ class OrderType:
 
     @strawberry.field
     def placed_at(self) -> datetime:
-        return utc(self.row.placed_at)  # type: ignore[return-value]
+        return utc(self.row.placed_at)
 
     @strawberry.field
     def updated_at(self) -> datetime:
-        return utc(self.row.updated_at)  # type: ignore[return-value]
+        return utc(self.row.updated_at)
 
     @strawberry.field
     def cancelled_at(self) -> datetime | None:
@@ -121,7 +121,7 @@ class OrderType:
         if delivered is None:
             return None
         promise = self.row.promised_delivery or self.row.estimated_delivery
-        return utc(delivered).date() <= promise  # type: ignore[union-attr]
+        return utc(delivered).date() <= promise
 
     @strawberry.field
     def subtotal(self) -> Money:
@@ -351,7 +351,7 @@ class CheckoutType:
 
     @strawberry.field
     def expires_at(self) -> datetime:
-        return utc(self.view.checkout.expires_at)  # type: ignore[return-value]
+        return utc(self.view.checkout.expires_at)
 
 
 @strawberry.type

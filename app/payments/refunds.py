@@ -32,6 +32,7 @@ from app.events.broker import Broker, order_topic
 from app.orders.models import Order
 from app.payments.models import PaymentRefund, RefundStatus
 from app.payments.provider import PaymentProvider, Refund
+from app.tables import rows_changed
 
 log = logging.getLogger("app.payments")
 
@@ -69,7 +70,7 @@ class Refunds:
         including those made before refunds were recorded here) and its PENDING refunds."""
         pending = (
             await session.execute(
-                select(func.coalesce(func.sum(PaymentRefund.amount_minor), 0)).where(
+                select(func.coalesce(func.sum(col(PaymentRefund.amount_minor)), 0)).where(
                     col(PaymentRefund.order_id) == order.id,
                     col(PaymentRefund.status) == RefundStatus.PENDING.value,
                 )
@@ -155,7 +156,7 @@ class Refunds:
                     completed_at=now,
                 )
             )
-            if done.rowcount == 1:  # type: ignore[attr-defined]
+            if rows_changed(done) == 1:
                 await session.execute(
                     update(Order)
                     .where(col(Order.id) == refund.order_id)
@@ -238,4 +239,4 @@ class Refunds:
                 .values(next_attempt_at=utcnow() + timedelta(seconds=RETRY_BASE_SECONDS))
             )
             await session.commit()
-        return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
+        return rows_changed(claimed) == 1

@@ -13,7 +13,7 @@ Who takes which door (the resolver sends every requestReturn here):
 
 The staff door is rate-limited and audited like `supportOrder`: the agent's lockout, one
 unit of the agent's support budget, a typo counted as a typo, an unknown code as one staff
-failure; the same return rules as the owner's (`ReturnService._create_return` inside the
+failure; the same return rules as the owner's (`ReturnService.create_return` inside the
 order's lock), the same email to the customer, and an audit entry with the ticket in the
 transaction that creates the return (a refusal is audited on its own afterwards).
 """

@@ -50,8 +50,8 @@ class ReturnsQueue:
         size = clamp_page_size(first, self._max)
         wanted = sorted({s.value for s in (statuses or WAITING)})
         query = (
-            select(ReturnRequest, Order.code)
-            .join(Order, col(Order.id) == ReturnRequest.order_id)
+            select(ReturnRequest, col(Order.code))
+            .join(Order, col(Order.id) == col(ReturnRequest.order_id))
             .where(col(ReturnRequest.status).in_(wanted))
         )
         if after:

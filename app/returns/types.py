@@ -113,7 +113,7 @@ class ReturnRequestType:
 
     @strawberry.field
     def requested_at(self) -> datetime:
-        return utc(self.row.requested_at)  # type: ignore[return-value]
+        return utc(self.row.requested_at)
 
     @strawberry.field
     def approved_at(self) -> datetime | None:
@@ -225,7 +225,7 @@ class TimelineEventType:
 
     @strawberry.field
     def at(self) -> datetime:
-        return utc(self.entry.at)  # type: ignore[return-value]
+        return utc(self.entry.at)
 
     @strawberry.field(description="The step in words, e.g. 'Shipped with DHL'.")
     def description(self) -> str:

@@ -49,7 +49,7 @@ class TrackingEventType:
 
     @strawberry.field(description="When it happened (carrier's time, in UTC).")
     def occurred_at(self) -> datetime:
-        return utc(self.row.occurred_at)  # type: ignore[return-value]
+        return utc(self.row.occurred_at)
 
 
 @strawberry.type(name="ShipmentLine")
@@ -91,7 +91,7 @@ class ShipmentType:
 
     @strawberry.field
     def shipped_at(self) -> datetime:
-        return utc(self.row.shipped_at)  # type: ignore[return-value]
+        return utc(self.row.shipped_at)
 
     @strawberry.field(
         description="When the carrier delivered this parcel (its DELIVERED event's time)."
@@ -176,7 +176,7 @@ class FulfillmentOrderType:
 
     @strawberry.field
     def placed_at(self) -> datetime:
-        return utc(self.row.placed_at)  # type: ignore[return-value]
+        return utc(self.row.placed_at)
 
     @strawberry.field
     def estimated_delivery(self) -> date:

@@ -118,8 +118,8 @@ class SupportSearch:
 
     async def _orders_of(self, email: str, limit: int) -> list[OrderSummary]:
         items = (
-            select(func.coalesce(func.sum(OrderLine.quantity), 0))
-            .where(col(OrderLine.order_id) == Order.id)
+            select(func.coalesce(func.sum(col(OrderLine.quantity)), 0))
+            .where(col(OrderLine.order_id) == col(Order.id))
             .correlate(Order)
             .scalar_subquery()
         )
@@ -132,7 +132,7 @@ class SupportSearch:
                 col(Order.currency),
                 items,
             )
-            .join(User, col(User.id) == Order.user_id)
+            .join(User, col(User.id) == col(Order.user_id))
             .where(col(User.email) == email)
             .order_by(col(Order.placed_at).desc(), col(Order.id).desc())
             .limit(limit)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from app.accounts.models import User
 from app.audit.service import AuditLog
@@ -70,9 +71,9 @@ class SupportService:
             async with self._db.read() as session:
                 row = (
                     await session.execute(
-                        select(Order, User.email, User.name)
-                        .join(User, Order.user_id == User.id)
-                        .where(Order.code == code)
+                        select(Order, col(User.email), col(User.name))
+                        .join(User, col(Order.user_id) == col(User.id))
+                        .where(col(Order.code) == code)
                     )
                 ).one_or_none()
             if row is None:

@@ -39,7 +39,7 @@ class SupportOrderSummary:
 
     @strawberry.field
     def placed_at(self) -> datetime:
-        return utc(self.row.placed_at)  # type: ignore[return-value]
+        return utc(self.row.placed_at)
 
     @strawberry.field
     def total(self) -> Money:

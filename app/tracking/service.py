@@ -120,7 +120,7 @@ class TrackingLinkService:
     async def _revoke_owned(self, who: Viewer, token: str) -> bool:
         """Revoke `who`'s live link `token`; False when they have none."""
         owned = (
-            select(TrackingLink.id)
+            select(col(TrackingLink.id))
             .join(Order, col(Order.id) == col(TrackingLink.order_id))
             .where(col(TrackingLink.token_digest) == digest(token))
             .where(col(Order.user_id) == who.user_id)
@@ -145,7 +145,7 @@ class TrackingLinkService:
         )
         token = entry.code
         live = (
-            select(Order.id, Order.estimated_delivery)
+            select(col(TrackingLink.order_id), col(Order.estimated_delivery))
             .join(TrackingLink, col(TrackingLink.order_id) == col(Order.id))
             .where(col(TrackingLink.token_digest) == digest(token))
             .where(col(TrackingLink.revoked_at).is_(None))

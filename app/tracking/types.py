@@ -37,7 +37,7 @@ class PublicTrackingEvent:
 
     @strawberry.field
     def occurred_at(self) -> datetime:
-        return utc(self.row.occurred_at)  # type: ignore[return-value]
+        return utc(self.row.occurred_at)
 
 
 @strawberry.type(description="A parcel as a shared link shows it: no items, no address.")
