@@ -277,7 +277,10 @@ class Plan:
         path: _Path = (None, root.key)
         try:
             raw_args = get_argument_values(root.graphql_field, root.nodes[0], coerced)
-            info = self.schema.config.info_class(_raw_info=_RawInfo(context), _field=root.field)  # type: ignore[arg-type]
+            # a stand-in for graphql-core's ResolveInfo: vetted resolvers read only the
+            # context from it (tests/unit/test_compiled_plan_internals.py pins that)
+            raw_info: Any = _RawInfo(context)
+            info = self.schema.config.info_class(_raw_info=raw_info, _field=root.field)
             execution.info = info
             kwargs = convert_arguments(
                 raw_args,
