@@ -14,7 +14,8 @@ import pytest
 
 from app.errors import RateLimited
 from app.redis_link import RedisLink
-from app.security.ratelimit import COUNT, HIT, UNLOCKED, WITHIN, Bucket, Limiter
+from app.security.counters import COUNT, HIT, UNLOCKED, WITHIN
+from app.security.ratelimit import Bucket, Limiter
 from app.settings import RateLimits
 
 TIGHT = RateLimits(

@@ -1,7 +1,7 @@
 """Pins of the library behaviour the app relies on beyond their public contracts. Each test
 fails if a new version of the library changes under the app, before the app misbehaves.
 
-* `limits`: the limiter's one-round-trip settle script (app/security/ratelimit.py, `_SETTLE`)
+* `limits`: the limiter's one-round-trip settle script (app/security/counters.py, `SETTLE_SCRIPT`)
   writes the counters itself, under the key `limits`' RedisStorage uses
   (`<key_prefix>:<item.key_for(...)>`, a plain integer with a TTL), so that the strategy's
   own reads (`remaining`, `hit`) and the script count the same thing.
