@@ -14,7 +14,7 @@ tree of closures and run directly:
 - async resolvers below the root (the loader fields: lines, shipments, events, returns,
   timeline) run in lockstep, breadth first: every resolver of one round is started before
   any is waited for, so each DataLoader gets the whole round's keys in one batch, as under
-  graphql-core, without a task per field (`_lockstep`, `_drive`);
+  graphql-core, without a task per field (`lockstep`, `drive`);
 - errors are located, null-propagated and masked as graphql-core and the masking
   extension do, and the operation is counted by the same metrics.
 
@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from inspect import CORO_CREATED, getcoroutinestate, isawaitable, iscoroutine
+from inspect import isawaitable
 from typing import Any, cast
 
 import strawberry
@@ -57,6 +57,7 @@ from strawberry.types.field import StrawberryField
 
 from app.errors import ErrorCode
 from app.graphql.errors import mask_error, with_default_codes
+from app.graphql.lockstep import close_unstarted, drive, fill
 from app.graphql.metrics import outcome_of
 from app.metrics import LATENCY, REQUESTS, lookup_tally
 
@@ -89,7 +90,6 @@ _Compiled = tuple[_Complete, bool]
 # (error, execution, path of the field or item) -> None, or raises to null the parent
 _Failed = Callable[[Exception, _Execution, _Path], None]
 # (index among the awaited, error) -> None, or raises to null the parent
-_Fail = Callable[[int, Exception], None]
 
 
 def _as_list(path: _Path) -> list[str | int]:
@@ -108,111 +108,6 @@ class _RawInfo:
 
     def __init__(self, context: Any) -> None:
         self.context = context
-
-
-# -- running async resolvers in lockstep ----------------------------------------------------
-
-
-class _Wait:
-    """What a `_lockstep` hands up to its driver: the futures its coroutines wait for."""
-
-    __slots__ = ("futures",)
-
-    def __init__(self, futures: list[asyncio.Future[Any]]) -> None:
-        self.futures = futures
-
-    def __await__(self) -> Generator[Any, None, None]:
-        yield self
-
-
-async def _lockstep(coroutines: list[Coroutine[Any, Any, Any]], fail: _Fail) -> list[Any]:
-    """Runs `coroutines` a step each in turn until every one waits, then hands everything
-    they wait for up as one `_Wait`, and so on until all are done. A coroutine that raises
-    gets `fail(index, error)` as its result (which records the error, or raises it on to
-    null the parent: then the others are closed). Only ever awaited below `_drive` (which
-    does the waiting) or another `_lockstep`."""
-    results: list[Any] = [None] * len(coroutines)
-    running = list(range(len(coroutines)))
-    try:
-        while running:
-            futures: list[asyncio.Future[Any]] = []
-            still: list[int] = []
-            for index in running:
-                try:
-                    waits_for = coroutines[index].send(None)
-                except StopIteration as done:
-                    results[index] = done.value
-                    continue
-                except Exception as raw:
-                    fail(index, raw)  # recorded (the result stays None), or raised on
-                    continue
-                still.append(index)
-                if type(waits_for) is _Wait:
-                    futures.extend(waits_for.futures)
-                elif waits_for is not None:  # a future (a bare yield is None: go round again)
-                    waits_for._asyncio_future_blocking = False
-                    futures.append(waits_for)
-            running = still
-            if running:
-                await _Wait(futures)
-    except BaseException:
-        _close([coroutines[index] for index in running])
-        raise
-    return results
-
-
-async def _drive(coroutine: Coroutine[Any, Any, Any]) -> Any:
-    """Awaits a coroutine that may await `_lockstep`s: does the waiting they hand up."""
-    try:
-        while True:
-            try:
-                waits_for = coroutine.send(None)
-            except StopIteration as done:
-                return done.value
-            if type(waits_for) is _Wait:
-                futures: list[asyncio.Future[Any]] = waits_for.futures
-            elif waits_for is None:
-                futures = []
-            else:
-                waits_for._asyncio_future_blocking = False
-                futures = [waits_for]
-            if futures:
-                await asyncio.wait(futures)
-            else:
-                await asyncio.sleep(0)
-    except BaseException:
-        _close([coroutine])
-        raise
-
-
-async def _fill(
-    out: Any, slots: list[Any], pending: list[Coroutine[Any, Any, Any]], fail: _Fail
-) -> Any:
-    """Puts each awaited value into `out[slot]` (an object's keys, a list's indices); each
-    is its own error boundary: `fail(index, error)` records the error or raises it on."""
-    if len(pending) == 1:
-        try:
-            out[slots[0]] = await pending[0]
-        except Exception as raw:
-            fail(0, raw)
-            out[slots[0]] = None
-        return out
-    for slot, value in zip(slots, await _lockstep(pending, fail), strict=True):
-        out[slot] = value
-    return out
-
-
-def _close(pending: list[Coroutine[Any, Any, Any]]) -> None:
-    """Closes coroutines that will not be run (a sibling nulled their parent). One not
-    started yet may hold others as its arguments (`_fill`'s list): closing it runs
-    none of its code, so those are closed here too."""
-    for coroutine in pending:
-        if getcoroutinestate(coroutine) == CORO_CREATED:
-            held: list[Any] = []
-            for value in cast(Any, coroutine).cr_frame.f_locals.values():
-                held.extend(value if isinstance(value, list) else [value])
-            _close([value for value in held if iscoroutine(value)])
-        coroutine.close()
 
 
 # -- plans ----------------------------------------------------------------------------------
@@ -297,7 +192,7 @@ class Plan:
                 value = await value
             completed = root.complete(value, execution, path)
             if isawaitable(completed):
-                completed = await _drive(cast(Coroutine[Any, Any, Any], completed))
+                completed = await drive(cast(Coroutine[Any, Any, Any], completed))
             return completed
         except Exception as raw:
             error = located_error(raw, list(root.nodes), [root.key])
@@ -441,7 +336,7 @@ def _non_null_completer(
     def non_null(value: Any, execution: _Execution, path: _Path) -> Any:
         completed = inner(value, execution, path)
         if inner_async and isawaitable(completed):
-            return completed  # `_fill`: it never answers None
+            return completed  # `fill`: it never answers None
         if completed is None:
             raise TypeError(message)
         return completed
@@ -504,7 +399,7 @@ def _list_completer(
                     completed = None
                 out.append(completed)
         except BaseException:
-            _close(pending)
+            close_unstarted(pending)
             raise
         if not pending:
             return out
@@ -512,7 +407,7 @@ def _list_completer(
         def fail(index: int, raw: Exception) -> None:
             item_failed(raw, execution, (path, at[index]))
 
-        return _fill(out, at, pending, fail)
+        return fill(out, at, pending, fail)
 
     return complete_list, item_async
 
@@ -586,7 +481,7 @@ def _object_completer(
                     completed = None
                 out[key] = completed
         except BaseException:
-            _close(pending)
+            close_unstarted(pending)
             raise
         if not pending:
             return out
@@ -594,7 +489,7 @@ def _object_completer(
         def fail(index: int, raw: Exception) -> None:
             failed[index](raw, execution, (path, keys[index]))
 
-        return _fill(out, keys, pending, fail)
+        return fill(out, keys, pending, fail)
 
     return complete_object, True
 
@@ -611,7 +506,7 @@ def _field_runner(
 ) -> tuple[Callable[[Any, _Execution, _Path], Any], bool, _Failed] | None:
     """(run, may return an awaitable, failed): one field of an object. `run` handles the
     errors it raises itself; an awaitable it returns leaves them to `failed`, called by
-    `_fill` (the field's error boundary)."""
+    `fill` (the field's error boundary)."""
     name = nodes[0].name.value
     if any(node.arguments for node in nodes):
         return None
