@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import NullPool
 
-from app.db import normalise_url
+from app.engines import normalise_url
 
 
 def fail(message: str) -> SystemExit:

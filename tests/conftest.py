@@ -27,7 +27,7 @@ from starlette.testclient import TestClient
 
 from app.catalog.models import Product
 from app.container import Services, build_services
-from app.db import make_engine
+from app.engines import make_engine
 from app.main import create_app
 from app.migrate import upgrade
 from app.orders.inputs import AddressInput, LineInput

@@ -9,7 +9,7 @@ from sqlalchemy import pool
 from sqlmodel import SQLModel
 
 import app.models  # noqa: F401  (registers every table)
-from app.db import make_engine, normalise_url
+from app.engines import make_engine, normalise_url
 from app.migrate import include_object
 
 config = context.config

@@ -38,7 +38,8 @@ from sqlalchemy import Row, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.db import make_async_engine, make_engine, utcnow
+from app.db import utcnow
+from app.engines import make_async_engine, make_engine
 from app.errors import BadUserInput, ServiceUnavailable
 from app.payments.models import provider_metadata, test_provider_transactions
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.db import make_engine
+from app.engines import make_engine
 from app.migrate import upgrade
 from app.orders.models import OrderStatus
 from app.orders.pricing import add_business_days, compute_totals

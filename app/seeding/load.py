@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from app.db import make_engine
+from app.engines import make_engine
 from app.orders.models import OrderStatus
 from app.orders.pricing import compute_totals
 from app.payments.models import provider_metadata

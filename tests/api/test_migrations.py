@@ -15,7 +15,7 @@ from sqlmodel import SQLModel
 
 import app.models  # noqa: F401
 from app.container import Services
-from app.db import make_engine
+from app.engines import make_engine
 from app.migrate import alembic_config, include_object, is_at_head, upgrade
 from tests.conftest import Run
 from tests.support.rows import insert_row

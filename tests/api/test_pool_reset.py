@@ -1,5 +1,5 @@
 """A connection goes back to the pool out of any transaction: the pool asks the driver
-whether one is open and rolls it back (app/db.py `_rollback_if_in_transaction`), instead
+whether one is open and rolls it back (app/engines.py `_rollback_if_in_transaction`), instead
 of SQLAlchemy's unconditional ROLLBACK on every return."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import text
 
 from app.container import Services
-from app.db import _driver_in_transaction as _in_transaction
+from app.engines import _driver_in_transaction as _in_transaction
 from tests.conftest import Run
 
 
@@ -36,6 +36,13 @@ def test_a_transaction_left_open_on_the_driver_is_rolled_back_when_the_connectio
             count = counted.scalar_one()
         return opened, returned_open, count
 
-    opened, returned_open, count = run(abandon())
+    async def clean_up() -> None:  # the session's database is shared by later tests
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP TABLE IF EXISTS pool_reset_probe"))
+
+    try:
+        opened, returned_open, count = run(abandon())
+    finally:
+        run(clean_up())
     assert opened and not returned_open
     assert count == 0

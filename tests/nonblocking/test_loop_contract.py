@@ -43,8 +43,8 @@ OFF_THE_LOOP = {"cli.py", "migrate.py", "migrations", "seeding"}
 # The owned thread boundaries: CPU-heavy hashing, writing .eml files, and reading the
 # tracking gazetteer once per process (`serve` loads it before the loop runs).
 THREAD_OWNERS = {"security/passwords.py", "notifications/transports.py", "tracking/places.py"}
-# Synchronous engines: the database module (for tools) and the test provider's start-up.
-SYNC_ENGINE_OWNERS = {"db.py", "payments/provider.py"}
+# Synchronous engines: the engines module (for tools) and the test provider's start-up.
+SYNC_ENGINE_OWNERS = {"engines.py", "payments/provider.py"}
 
 BLOCKING_CALLS = {
     "time.sleep",

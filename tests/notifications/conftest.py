@@ -22,7 +22,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlmodel import SQLModel
 
-from app.db import Database, make_engine, utcnow
+from app.db import Database, utcnow
+from app.engines import make_engine
 from app.notifications.models import OutboxEmail
 from app.notifications.outbox import enqueue_email
 from tests.support.processes import free_port

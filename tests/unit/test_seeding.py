@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 from app.catalog.models import Product
-from app.db import normalise_url
+from app.engines import normalise_url
 from app.seeding import bench, load
 
 
