@@ -25,12 +25,12 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
-from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Date, DateTime, Select, event, text
+from sqlalchemy import Select, event, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_engine
@@ -38,6 +38,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlmodel import SQLModel
 
+from app.db_errors import connection_lost, is_unavailable, statement_cancelled
 from app.engines import async_url, make_async_engine, normalise_url
 from app.errors import ServiceUnavailable
 
@@ -294,8 +295,8 @@ class Database:
                     await self._interrupt(lease)
                     raise
                 except Exception as exc:
-                    if not _connection_lost(exc):
-                        if _statement_cancelled(exc):
+                    if not connection_lost(exc):
+                        if statement_cancelled(exc):
                             raise ServiceUnavailable() from exc
                         raise
                     # The server dropped this connection (a restart): forget it and every
@@ -331,7 +332,7 @@ class Database:
                 await self._interrupt(lease)
                 raise
             except (OperationalError, DBAPIError) as exc:
-                if _is_unavailable(exc):
+                if is_unavailable(exc):
                     await self._discard(lease)
                     raise ServiceUnavailable() from exc
                 raise
@@ -361,7 +362,7 @@ class Database:
                 await self._interrupt(lease)
                 raise
             except (OperationalError, DBAPIError) as exc:
-                if _is_unavailable(exc):
+                if is_unavailable(exc):
                     if session is not None:
                         await _close_session(session)
                         session = None
@@ -442,110 +443,3 @@ async def _close_quietly(conn: AsyncConnection) -> None:
         await conn.close()
     except Exception as exc:  # a connection already broken: the pool drops it
         log.debug("closing a database connection failed: %s", type(exc).__name__)
-
-
-def row_values(statement: Select[Any], row: Sequence[Any]) -> dict[str, Any]:
-    """Name the values of a `fetch_one` row and give dates and times their Python types
-    (SQLite hands them back as ISO strings; PostgreSQL already as datetime/date)."""
-    columns = _row_shapes.get(id(statement))
-    if columns is None:
-        columns = _row_shapes[id(statement)] = [
-            (str(column.key), _temporal_kind(column.type)) for column in statement.selected_columns
-        ]
-    values: dict[str, Any] = {}
-    for (key, kind), value in zip(columns, row, strict=True):
-        if kind is not None and isinstance(value, str):
-            if kind is datetime:
-                parsed = datetime.fromisoformat(value)
-                value = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-            else:
-                value = date.fromisoformat(value)
-        values[key] = value
-    return values
-
-
-M = TypeVar("M", bound=SQLModel)
-
-
-def as_models(model: type[M], statement: Select[Any], rows: Sequence[Sequence[Any]]) -> list[M]:
-    """Rows of a prebuilt `select(*Model.__table__.columns)` as (unsaved, read-only) model
-    instances, for the API layer to read attributes from."""
-    return [model.model_construct(**row_values(statement, row)) for row in rows]
-
-
-# Column keys and temporal kinds of each hot-path statement (module-level constants, so
-# their ids are stable), worked out once instead of per row.
-_row_shapes: dict[int, list[tuple[str, type | None]]] = {}
-
-
-def _temporal_kind(column_type: Any) -> type | None:
-    """datetime or date for DateTime/Date columns (TypeDecorators by their impl)."""
-    impl = getattr(column_type, "impl", column_type)
-    if isinstance(impl, DateTime):
-        return datetime
-    if isinstance(impl, Date):
-        return date
-    return None
-
-
-_LOST_MARKERS = (
-    "connection",
-    "server closed",
-    "terminating",
-    "could not connect",
-    "the database system is",
-    "ssl syscall",
-    "connection reset",
-    "broken pipe",
-)
-
-
-def _connection_lost(exc: BaseException) -> bool:
-    """A raw driver error that means the server or the connection is gone."""
-    if isinstance(exc, ConnectionError | OSError):
-        return True
-    name = type(exc).__name__
-    module = type(exc).__module__
-    if module.startswith("asyncpg"):
-        return (
-            name
-            in {
-                "ConnectionDoesNotExistError",
-                "ConnectionFailureError",
-                "InterfaceError",
-                "AdminShutdownError",
-                "CannotConnectNowError",
-                "CrashShutdownError",
-                "PostgresConnectionError",
-                "ConnectionRejectionError",
-            }
-            or "connection" in str(exc).lower()
-        )
-    if name in {"OperationalError", "InterfaceError"}:
-        text = str(exc).lower()
-        return any(marker in text for marker in _LOST_MARKERS)
-    return False
-
-
-def _statement_cancelled(exc: BaseException) -> bool:
-    """PostgreSQL's statement timeout (or an operator) cancelled the statement; SQLite
-    interrupted; or the lock wait ran out."""
-    name = type(exc).__name__
-    text = str(exc).lower()
-    return name == "QueryCanceledError" or "interrupted" in text or "database is locked" in text
-
-
-def _is_unavailable(exc: DBAPIError) -> bool:
-    """Connection-level failures (server down, restarted) and cancelled statements, rather
-    than bugs in a statement."""
-    if exc.connection_invalidated:
-        return True
-    original = exc.orig
-    if original is not None:
-        # SQLAlchemy's async adapters wrap the driver's error once more
-        inner = getattr(original, "__cause__", None) or original
-        if _connection_lost(inner) or _statement_cancelled(inner):
-            return True
-    message = str(original).lower() if original is not None else ""
-    markers = (*_LOST_MARKERS, "timeout", "database is locked", "canceling statement")
-    return isinstance(exc, OperationalError) and any(m in message for m in markers)

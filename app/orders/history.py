@@ -13,7 +13,8 @@ from sqlalchemy import and_, bindparam, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.db import Database, as_models, row_values
+from app.db import Database
+from app.db_rows import as_models, row_values
 from app.errors import BadUserInput
 from app.orders.models import Order, OrderLine
 from app.orders.views import OrderFilter, OrderPage, OrderView

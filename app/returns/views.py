@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import Database, as_models
+from app.db import Database
+from app.db_rows import as_models
 from app.orders.models import Order, OrderLine
 from app.returns.models import ReturnLine, ReturnRequest
 from app.returns.rules import LineEligibility

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import and_, bindparam, func, or_, select
 from sqlmodel import col
 
-from app.db import as_models
+from app.db_rows import as_models
 from app.orders.models import Order, OrderLine, OrderStatus
 from app.pagination import clamp_page_size
 from app.security.policy import Viewer, require_role

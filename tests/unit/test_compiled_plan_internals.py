@@ -72,7 +72,8 @@ from strawberry.types.fields.resolver import (
 )
 
 from app.graphql import compiled
-from app.graphql.compiled import _BACKREF, VETTED_ROOT_FIELDS, _RawInfo, compile_plan
+from app.graphql.compiled import VETTED_ROOT_FIELDS, _RawInfo, compile_plan
+from app.graphql.completion import BACKREF as _BACKREF
 from app.graphql.metrics import MetricsExtension
 from app.main import OrdersGraphQL
 from app.orders.models import OrderStatus

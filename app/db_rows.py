@@ -1,0 +1,56 @@
+"""Rows of the hot path's prebuilt SELECTs (app/db.py `fetch_all`) as values the models
+expect: SQLite gives dates and times as ISO strings, which are parsed here by the selected
+column's type."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Date, DateTime, Select
+from sqlmodel import SQLModel
+
+
+def row_values(statement: Select[Any], row: Sequence[Any]) -> dict[str, Any]:
+    """Name the values of a `fetch_one` row and give dates and times their Python types
+    (SQLite hands them back as ISO strings; PostgreSQL already as datetime/date)."""
+    columns = _row_shapes.get(id(statement))
+    if columns is None:
+        columns = _row_shapes[id(statement)] = [
+            (str(column.key), _temporal_kind(column.type)) for column in statement.selected_columns
+        ]
+    values: dict[str, Any] = {}
+    for (key, kind), value in zip(columns, row, strict=True):
+        if kind is not None and isinstance(value, str):
+            if kind is datetime:
+                parsed = datetime.fromisoformat(value)
+                value = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            else:
+                value = date.fromisoformat(value)
+        values[key] = value
+    return values
+
+
+M = TypeVar("M", bound=SQLModel)
+
+
+def as_models(model: type[M], statement: Select[Any], rows: Sequence[Sequence[Any]]) -> list[M]:
+    """Rows of a prebuilt `select(*Model.__table__.columns)` as (unsaved, read-only) model
+    instances, for the API layer to read attributes from."""
+    return [model.model_construct(**row_values(statement, row)) for row in rows]
+
+
+# Column keys and temporal kinds of each hot-path statement (module-level constants, so
+# their ids are stable), worked out once instead of per row.
+_row_shapes: dict[int, list[tuple[str, type | None]]] = {}
+
+
+def _temporal_kind(column_type: Any) -> type | None:
+    """datetime or date for DateTime/Date columns (TypeDecorators by their impl)."""
+    impl = getattr(column_type, "impl", column_type)
+    if isinstance(impl, DateTime):
+        return datetime
+    if isinstance(impl, Date):
+        return date
+    return None
