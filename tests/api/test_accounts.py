@@ -22,7 +22,7 @@ from app.accounts.service import InvalidCredentials
 from app.container import Services
 from app.db import utcnow
 from app.errors import RateLimited
-from app.security import ratelimit
+from app.security import counters, ratelimit
 from app.security.passwords import Passwords
 from app.security.tokens import token_digest
 from tests.conftest import (
@@ -132,8 +132,9 @@ def forge(header: dict[str, Any], claims: dict[str, Any], key: str | None) -> st
 
 
 class FakeClock:
-    """Stands in for the `time` module of the login back-off (the limiter and its in-process
-    storage both read the clock through `app.security.ratelimit.time`)."""
+    """Stands in for the `time` module of the login back-off (the limiter reads the clock
+    through `app.security.ratelimit.time`, its in-process counters through
+    `app.security.counters.time`)."""
 
     def __init__(self) -> None:
         self.now = datetime.now(UTC).timestamp()
@@ -150,6 +151,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
     shim = types.SimpleNamespace(time=fake.time)
     monkeypatch.setattr(ratelimit, "time", shim)
+    monkeypatch.setattr(counters, "time", shim)
     return fake
 
 
