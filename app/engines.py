@@ -127,12 +127,12 @@ def _rollback_if_in_transaction(dbapi_connection: Any, _record: Any, state: Any)
     if not state.asyncio_safe or state.transaction_was_reset:
         return  # being thrown away, or its transaction already ended
     driver = dbapi_connection.driver_connection
-    if _driver_in_transaction(driver):
+    if driver_in_transaction(driver):
         dbapi_connection.rollback()
-        if _driver_in_transaction(driver):  # begun on the driver, unknown to the adapter
+        if driver_in_transaction(driver):  # begun on the driver, unknown to the adapter
             await_(driver.execute("ROLLBACK"))
 
 
-def _driver_in_transaction(driver: Any) -> bool:
+def driver_in_transaction(driver: Any) -> bool:
     check = getattr(driver, "is_in_transaction", None)  # asyncpg
     return bool(check() if check is not None else driver.in_transaction)  # aiosqlite

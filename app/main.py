@@ -36,6 +36,7 @@ from app.graphql.metrics import REFUSED_BEFORE_EXECUTION
 from app.graphql.over_http import refusal, shape
 from app.graphql.persisted import PersistedQueries, allowlist_rule
 from app.graphql.ws_sessions import SessionCheckedLegacyWS, SessionCheckedTransportWS
+from app.heap import freeze_startup_heap, unfreeze_heap
 from app.http import JSON, DatabaseScope, GuardMiddleware, media_type_of, request_id_of
 from app.metrics import counted_webhook, metrics_endpoint, request_refused
 from app.migrate import is_at_head
@@ -197,9 +198,11 @@ def create_app(
                     services.reconciler.run_forever(settings.reconcile_interval_seconds, stop)
                 )
             )
+        freeze_startup_heap()  # after the schema, mappers and pools exist: app/heap.py
         try:
             yield
         finally:
+            unfreeze_heap()
             stop.set()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, TimeoutError):

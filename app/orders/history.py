@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.db import Database
-from app.db_rows import as_models, row_values
+from app.db_rows import as_model, as_models
 from app.errors import BadUserInput
 from app.orders.models import Order, OrderLine
 from app.orders.views import OrderFilter, OrderPage, OrderView
@@ -102,14 +102,14 @@ class OrderHistory:
         )
         if row is None:
             await entry.miss()
-        return Order.model_construct(**row_values(_OWNED_ORDER, row))
+        return as_model(Order, _OWNED_ORDER, row)
 
     async def reload_owned(self, viewer: Viewer, order_id: int) -> Order | None:
         """A subscriber's fresh view: by id *and* owner, like every other read."""
         row = await self._db.fetch_one(_OWNED_BY_ID, {"id": order_id, "owner": viewer.user_id})
         if row is None:
             return None
-        return Order.model_construct(**row_values(_OWNED_BY_ID, row))
+        return as_model(Order, _OWNED_BY_ID, row)
 
     async def lines_for_orders(self, order_ids: list[int]) -> dict[int, list[OrderLine]]:
         """Batch loader: lines of many orders in one statement."""

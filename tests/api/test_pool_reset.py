@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import text
 
 from app.container import Services
-from app.engines import _driver_in_transaction as _in_transaction
+from app.engines import driver_in_transaction as _in_transaction
 from tests.conftest import Run
 
 
