@@ -16,20 +16,27 @@ from sqlmodel import SQLModel
 def row_values(statement: Select[Any], row: Sequence[Any]) -> dict[str, Any]:
     """Name the values of a `fetch_one` row and give dates and times their Python types
     (SQLite hands them back as ISO strings; PostgreSQL already as datetime/date)."""
-    columns = _row_shapes.get(id(statement))
-    if columns is None:
-        columns = _row_shapes[id(statement)] = [
-            (str(column.key), _temporal_kind(column.type)) for column in statement.selected_columns
-        ]
-    values: dict[str, Any] = {}
-    for (key, kind), value in zip(columns, row, strict=True):
-        if kind is not None and isinstance(value, str):
+    shape = _row_shapes.get(id(statement))
+    if shape is None:
+        columns = list(statement.selected_columns)
+        shape = _row_shapes[id(statement)] = (
+            tuple(str(column.key) for column in columns),
+            [
+                (index, str(column.key), kind)
+                for index, column in enumerate(columns)
+                if (kind := _temporal_kind(column.type)) is not None
+            ],
+        )
+    keys, temporal = shape
+    values = dict(zip(keys, row, strict=True))
+    for index, key, kind in temporal:  # only the date and time columns need a look
+        value = row[index]
+        if isinstance(value, str):
             if kind is datetime:
                 parsed = datetime.fromisoformat(value)
-                value = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+                values[key] = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
             else:
-                value = date.fromisoformat(value)
-        values[key] = value
+                values[key] = date.fromisoformat(value)
     return values
 
 
@@ -80,7 +87,7 @@ def _selects_every_field(model: type[SQLModel], statement: Select[Any]) -> bool:
 
 # Column keys and temporal kinds of each hot-path statement (module-level constants, so
 # their ids are stable), worked out once instead of per row.
-_row_shapes: dict[int, list[tuple[str, type | None]]] = {}
+_row_shapes: dict[int, tuple[tuple[str, ...], list[tuple[int, str, type]]]] = {}
 
 
 def _temporal_kind(column_type: Any) -> type | None:
