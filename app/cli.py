@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import getpass
 import os
 import sys
@@ -34,17 +33,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         upgrade(settings.database_url)
     host = args.host or os.environ.get("HOST", "127.0.0.1")
     port = int(args.port or os.environ.get("PORT", "8000"))
-    app = create_app(settings, run_sender=not args.no_sender)
+    app = create_app(settings, run_sender=not args.no_sender, freeze_heap=True)
     # The public tracking view's gazetteer (a third of a second to load), before the loop
     # runs: the first carrier event must not wait for it (app/tracking/places.py).
     places.gazetteer()
-    # Everything built so far (the schema, the ORM's mappers, the services) lives as long
-    # as the process: out of the cyclic collector's sight, so that its full passes — which
-    # stop the event loop — walk only what requests allocate (the order page's p99 in
-    # `scripts/loadtest --instances-only 1 --lookup-rate 100 --duration 60`: 131 ms
-    # without, 35 ms with).
-    gc.collect()
-    gc.freeze()
+    # The start-up heap is frozen when the app's lifespan starts (app/heap.py), after
+    # uvicorn has built its own part of it.
     uvicorn.run(
         app,
         host=host,

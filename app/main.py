@@ -140,8 +140,15 @@ class OrdersGraphQL(GraphQL[Context, None]):
 
 
 def create_app(
-    settings: Settings, *, run_sender: bool = True, services: Services | None = None
+    settings: Settings,
+    *,
+    run_sender: bool = True,
+    services: Services | None = None,
+    freeze_heap: bool = False,
 ) -> Starlette:
+    """The app. `freeze_heap` (the server, `orders-api serve`): its start-up heap is frozen
+    while it serves (app/heap.py); the tests build hundreds of apps and skip the full
+    collection it starts with."""
     services = services or build_services(settings)
     ide = None if settings.is_production else "graphiql"
     persisted = PersistedQueries.from_file(allowlist_only=settings.persisted_queries == "allowlist")
@@ -198,11 +205,13 @@ def create_app(
                     services.reconciler.run_forever(settings.reconcile_interval_seconds, stop)
                 )
             )
-        freeze_startup_heap()  # after the schema, mappers and pools exist: app/heap.py
+        if freeze_heap:  # after the schema, the mappers and uvicorn's own: app/heap.py
+            freeze_startup_heap()
         try:
             yield
         finally:
-            unfreeze_heap()
+            if freeze_heap:
+                unfreeze_heap()
             stop.set()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, TimeoutError):

@@ -15,10 +15,10 @@ from app.main import create_app
 from app.settings import Settings
 
 
-def test_the_start_up_heap_is_frozen_while_serving_and_handed_back_at_shutdown(
+def test_the_servers_start_up_heap_is_frozen_while_serving_and_handed_back_at_shutdown(
     settings: Settings, services: Services
 ) -> None:
-    app = create_app(settings, run_sender=False, services=services)
+    app = create_app(settings, run_sender=False, services=services, freeze_heap=True)
     thresholds = gc.get_threshold()
     with TestClient(app) as client:
         frozen = gc.get_freeze_count()
@@ -29,3 +29,13 @@ def test_the_start_up_heap_is_frozen_while_serving_and_handed_back_at_shutdown(
     assert serving == (YOUNG_THRESHOLD, *thresholds[1:]) != thresholds
     assert gc.get_freeze_count() == 0
     assert gc.get_threshold() == thresholds
+
+
+def test_an_app_built_for_the_tests_leaves_the_collector_alone(
+    settings: Settings, services: Services
+) -> None:
+    thresholds = gc.get_threshold()
+    with TestClient(create_app(settings, run_sender=False, services=services)) as client:
+        assert client.get("/healthz").status_code == 200
+        assert gc.get_freeze_count() == 0
+        assert gc.get_threshold() == thresholds
