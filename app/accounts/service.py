@@ -87,6 +87,26 @@ def normalise_email(email: str) -> str:
     return email
 
 
+async def new_account(
+    passwords: Passwords, email: str, password: str, *, name: str, role: Role
+) -> User:
+    """A checked, unsaved account: the email normalised, the password held to the rules
+    (`password_problem`, which knows the email) and hashed on the hashing thread, never on
+    the event loop. The caller checks the name by its own rules first and saves the row,
+    with whatever else its transaction holds (a staff account's audit entry)."""
+    email = normalise_email(email)
+    problem = password_problem(password, email)
+    if problem:
+        raise BadUserInput(problem, field="password")
+    return User(
+        public_id=new_public_id(),
+        email=email,
+        password_hash=await passwords.hash(password),
+        name=name,
+        role=role.value,
+    )
+
+
 class AccountService:
     def __init__(
         self,
@@ -114,16 +134,7 @@ class AccountService:
         name = name.strip()
         if len(name) > MAX_NAME:
             raise BadUserInput(f"Name must have at most {MAX_NAME} characters.", field="name")
-        problem = password_problem(password, email)
-        if problem:
-            raise BadUserInput(problem, field="password")
-        user = User(
-            public_id=new_public_id(),
-            email=email,
-            password_hash=await self._passwords.hash(password),
-            name=name,
-            role=role.value,
-        )
+        user = await new_account(self._passwords, email, password, name=name, role=role)
         async with self._db.write() as session:
             session.add(user)
             try:

@@ -21,16 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.accounts.models import AuthSession, User
-from app.accounts.service import MAX_NAME, normalise_email
+from app.accounts.service import MAX_NAME, new_account, normalise_email
 from app.audit.service import AuditLog
 from app.db import Database, utcnow
 from app.errors import BadUserInput, Conflict
 from app.events.broker import Broker, session_topic
 from app.pagination import CursorCodec, clamp_page_size
-from app.security.passwords import Passwords, password_problem
+from app.security.passwords import Passwords
 from app.security.policy import Viewer, require_role
 from app.security.roles import Role
-from app.security.tokens import new_public_id
 from app.tables import table
 
 STAFF_ROLES = tuple(role for role in Role if role is not Role.CUSTOMER)
@@ -92,25 +91,15 @@ class StaffAdmin:
     async def create(
         self, viewer: Viewer | None, email: str, name: str, password: str, role: Role
     ) -> User:
-        """`createStaffUser`: the password checked by the same rules as a customer's and
-        hashed in the worker thread (`Passwords`), never on the event loop."""
+        """`createStaffUser`: a name required, a staff role, then the account checked and
+        hashed as a customer's is (`new_account`); saved with its audit entry."""
         admin = require_role(viewer, Role.ADMIN)
         email = normalise_email(email)
         name = " ".join(name.split())
         if not name or len(name) > MAX_NAME:
             raise BadUserInput(f"Give a name of 1 to {MAX_NAME} characters.", field="name")
         role = _staff_role(role)
-        problem = password_problem(password, email)
-        if problem:
-            raise BadUserInput(problem, field="password")
-        user = User(
-            public_id=new_public_id(),
-            email=email,
-            password_hash=await self._passwords.hash(password),
-            name=name,
-            role=role.value,
-            created_at=utcnow(),
-        )
+        user = await new_account(self._passwords, email, password, name=name, role=role)
         async with self._db.write() as session:
             session.add(user)
             try:

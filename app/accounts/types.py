@@ -68,30 +68,12 @@ class RegisterInput:
 
 
 @strawberry.type(description="A staff account (role other than CUSTOMER), for admins.")
-class StaffUser:
-    row: strawberry.Private[UserRow]
-
-    @strawberry.field
-    def email(self) -> str:
-        return self.row.email
-
-    @strawberry.field
-    def name(self) -> str:
-        return self.row.name
-
-    @strawberry.field
-    def role(self) -> RoleEnum:
-        return RoleEnum(self.row.role)
+class StaffUser(UserType):
+    """A User's fields, and whether the account may still log in."""
 
     @strawberry.field(description="False once deactivated: it can no longer log in.")
     def active(self) -> bool:
         return bool(self.row.active)
-
-    @strawberry.field
-    def created_at(self) -> datetime:
-        created = utc(self.row.created_at)
-        assert created is not None
-        return created
 
 
 @strawberry.type
