@@ -120,9 +120,12 @@ class Database:
         # Health checks and migration checks connect on their own, outside the pool.
         self.health_engine = create_async_engine(async_url(url), poolclass=NullPool)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
-        self._recipes: dict[tuple[int, tuple[int, ...]], _Recipe] = {}
-        self._expanding: dict[int, tuple[str, ...]] = {}
-        self._fixed_values: dict[int, dict[str, Any]] = {}
+        # Keyed by the statement itself (identity), not its id(): an id can be reused by a
+        # statement built after another was freed. Statements are module constants, built
+        # once; one built per call would be kept here for good (correct, but growing).
+        self._recipes: dict[tuple[Select[Any], tuple[int, ...]], _Recipe] = {}
+        self._expanding: dict[Select[Any], tuple[str, ...]] = {}
+        self._fixed_values: dict[Select[Any], dict[str, Any]] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._counted: list[str] | None = None
         # Connections between requests stay checked out of SQLAlchemy's pool, on a stack of
@@ -279,12 +282,12 @@ class Database:
         them: SQLite dates and times as ISO strings (see `row_values`).
         """
         lengths = tuple(len(params[name]) for name in self._expanding_of(statement))
-        key = (id(statement), lengths)
+        key = (statement, lengths)
         recipe = self._recipes.get(key)
         if recipe is None:
             recipe = self._recipes[key] = self._recipe(statement, params)
         sql, order = recipe
-        given = {**self._fixed_values[id(statement)], **params}
+        given = {**self._fixed_values[statement], **params}
         args = tuple(
             _bound(given[name] if index is None else given[name][index], process)
             for name, index, process in order
@@ -292,16 +295,16 @@ class Database:
         return await self._read_retrying(sql, args)
 
     def _expanding_of(self, statement: Select[Any]) -> tuple[str, ...]:
-        names = self._expanding.get(id(statement))
+        names = self._expanding.get(statement)
         if names is None:
             compiled = statement.compile(dialect=self.engine.dialect)
             assert isinstance(compiled, SQLCompiler)
             # (compiled.binds is keyed by the names the SQL uses, as positiontup is)
-            names = self._expanding[id(statement)] = tuple(
+            names = self._expanding[statement] = tuple(
                 name for name, bind in compiled.binds.items() if bind.expanding
             )
             # Values the statement carries itself (SQLite's `LIMIT ? OFFSET ?` adds one).
-            self._fixed_values[id(statement)] = {
+            self._fixed_values[statement] = {
                 name: bind.effective_value
                 for name, bind in compiled.binds.items()
                 if bind.effective_value is not None and not bind.expanding

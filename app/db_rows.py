@@ -16,10 +16,10 @@ from sqlmodel import SQLModel
 def row_values(statement: Select[Any], row: Sequence[Any]) -> dict[str, Any]:
     """Name the values of a `fetch_one` row and give dates and times their Python types
     (SQLite hands them back as ISO strings; PostgreSQL already as datetime/date)."""
-    shape = _row_shapes.get(id(statement))
+    shape = _row_shapes.get(statement)
     if shape is None:
         columns = list(statement.selected_columns)
-        shape = _row_shapes[id(statement)] = (
+        shape = _row_shapes[statement] = (
             tuple(str(column.key) for column in columns),
             [
                 (index, str(column.key), kind)
@@ -70,11 +70,11 @@ def as_model(model: type[M], statement: Select[Any], row: Sequence[Any]) -> M:
 
 _new = object.__new__
 _set = object.__setattr__
-_complete: dict[tuple[type, int], bool] = {}
+_complete: dict[tuple[type, Select[Any]], bool] = {}
 
 
 def _selects_every_field(model: type[SQLModel], statement: Select[Any]) -> bool:
-    key = (model, id(statement))
+    key = (model, statement)
     found = _complete.get(key)
     if found is None:
         # The models' attributes read `__dict__` only once SQLAlchemy has set up its
@@ -85,9 +85,9 @@ def _selects_every_field(model: type[SQLModel], statement: Select[Any]) -> bool:
     return found
 
 
-# Column keys and temporal kinds of each hot-path statement (module-level constants, so
-# their ids are stable), worked out once instead of per row.
-_row_shapes: dict[int, tuple[tuple[str, ...], list[tuple[int, str, type]]]] = {}
+# Column keys and temporal kinds of each hot-path statement (module-level constants, keyed
+# by the statement itself as app/db.py's caches are), worked out once instead of per row.
+_row_shapes: dict[Select[Any], tuple[tuple[str, ...], list[tuple[int, str, type]]]] = {}
 
 
 def _temporal_kind(column_type: Any) -> type | None:

@@ -19,7 +19,7 @@ from app.errors import ServiceUnavailable
 from app.models import User
 from app.tables import table
 
-# Built once, as every statement of `fetch_all` is (its caches are keyed by the object).
+# Built once, as every statement of `fetch_all` is (its caches keep what they are given).
 _NOBODY = select(table(User).c.id).where(table(User).c.id == -1)
 _PROBE_COUNT = select(text("count(*)")).select_from(text("warm_probe"))
 

@@ -17,7 +17,7 @@ from app.models import Order, OrderLine, ReturnRequest, Shipment, TrackingEvent
 from app.tables import table
 
 MODELS: list[type[SQLModel]] = [Order, OrderLine, Shipment, TrackingEvent, ReturnRequest]
-# one statement per model, built once (as_model's caches are keyed by the statement)
+# one statement per model, built once, as the app's are
 EVERY_COLUMN = {model: select(*table(model).columns) for model in MODELS}
 
 
