@@ -7,22 +7,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from inspect import isawaitable
+from operator import attrgetter
 from typing import Any, cast
 
 import strawberry
 from graphql import (
     FieldNode,
+    GraphQLBoolean,
     GraphQLEnumType,
     GraphQLError,
     GraphQLField,
+    GraphQLID,
+    GraphQLInt,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLScalarType,
+    GraphQLString,
     located_error,
 )
 from graphql.pyutils import Undefined, inspect, is_iterable
+from graphql.type.scalars import GRAPHQL_MAX_INT, GRAPHQL_MIN_INT
 from strawberry.types.field import StrawberryField
 
 from app.graphql.lockstep import close_unstarted, fill
@@ -51,6 +57,17 @@ Complete = Callable[[Any, Execution, Path], Any]
 Compiled = tuple[Complete, bool]
 # (error, execution, path of the field or item) -> None, or raises to null the parent
 Failed = Callable[[Exception, Execution, Path], None]
+
+# Built-in scalars whose coercion returns a value of this exact type unchanged (graphql-core's
+# serialize_string/_id/_boolean; serialize_int too, within 32 bits): a leaf holding one is
+# answered as it is, without the calls of the general completion (most of a page's fields).
+# tests/unit/test_compiled_plan_internals.py pins each of these.
+PASS_THROUGH: dict[GraphQLScalarType, type] = {
+    GraphQLString: str,
+    GraphQLID: str,
+    GraphQLBoolean: bool,
+    GraphQLInt: int,
+}
 
 
 def as_list(path: Path) -> list[str | int]:
@@ -298,7 +315,7 @@ def _field_runner(
     compiled = completer(schema, graphql_field.type, nodes, parent.name, name)
     if getter is None or compiled is None:
         return None
-    get, get_async = getter
+    get, get_async, read = getter
     complete, complete_async = compiled
     non_null = isinstance(graphql_field.type, GraphQLNonNull)
     node_list = list(nodes)
@@ -308,6 +325,11 @@ def _field_runner(
         if non_null:
             raise error from None
         execution.errors.append(error)
+
+    leaf = graphql_field.type.of_type if non_null else graphql_field.type  # not in a list
+    passes = PASS_THROUGH.get(leaf) if isinstance(leaf, GraphQLScalarType) else None
+    if read is not None and not get_async and passes is not None:
+        return _leaf_runner(read, passes, complete, key, failed), False, failed
 
     if get_async:
 
@@ -331,30 +353,71 @@ def _field_runner(
     return run, complete_async, failed
 
 
-def _getter(
-    graphql_field: GraphQLField,
-) -> tuple[Callable[[Any, Execution], Any], bool] | None:
-    """(get, is async): how strawberry reads this field — its resolver, given `self` and
-    `info` where it takes them, or the attribute."""
+def _leaf_runner(
+    read: Callable[[Any], Any],
+    passes: type,
+    complete: Complete,
+    key: str,
+    failed: Failed,
+) -> Callable[[Any, Execution, Path], Any]:
+    """`run` for a leaf of a built-in scalar read without `info`: a value of the type the
+    scalar passes through is the answer; anything else (None, an error, another type)
+    takes the field's general completion."""
+    if passes is int:
+
+        def run_int(source: Any, execution: Execution, path: Path) -> Any:
+            try:
+                value = read(source)
+                if type(value) is int and GRAPHQL_MIN_INT <= value <= GRAPHQL_MAX_INT:
+                    return value
+                return complete(value, execution, (path, key))
+            except Exception as raw:
+                failed(raw, execution, (path, key))
+                return None
+
+        return run_int
+
+    def run(source: Any, execution: Execution, path: Path) -> Any:
+        try:
+            value = read(source)
+            if type(value) is passes:
+                return value
+            return complete(value, execution, (path, key))
+        except Exception as raw:
+            failed(raw, execution, (path, key))
+            return None
+
+    return run
+
+
+Getter = tuple[Callable[[Any, Execution], Any], bool, Callable[[Any], Any] | None]
+
+
+def _getter(graphql_field: GraphQLField) -> Getter | None:
+    """(get, is async, read): how strawberry reads this field — its resolver, given `self`
+    and `info` where it takes them, or the attribute; `read(source)` does the same in one
+    call where no `info` is needed."""
     field = graphql_field.extensions.get(BACKREF)
     if not isinstance(field, StrawberryField) or field.extensions or field.arguments:
         return None
     resolver = field.base_resolver
     if resolver is None:
-        python_name = field.python_name
-        return (lambda source, _execution: getattr(source, python_name)), False
+        read = attrgetter(field.python_name)
+        return (lambda source, _execution: read(source)), False, read
     others = {p for p in resolver.reserved_parameters.values() if p is not None}
     info = resolver.info_parameter
     if others - {resolver.self_parameter, info}:
         return None
     function = cast(Callable[..., Any], resolver.wrapped_func)
     if resolver.self_parameter is None and info is None:
-        return (lambda _source, _execution: function()), resolver.is_async
+        return (lambda _source, _execution: function()), resolver.is_async, None
     if resolver.self_parameter is None:
         return None  # info without self: not a shape this schema has
     if info is None:
-        return (lambda source, _execution: function(source)), resolver.is_async
+        return (lambda source, _execution: function(source)), resolver.is_async, function
     info_name = info.name
     return (
-        lambda source, execution: function(source, **{info_name: execution.info})
-    ), resolver.is_async
+        (lambda source, execution: function(source, **{info_name: execution.info})),
+        resolver.is_async,
+        None,
+    )

@@ -31,6 +31,7 @@ from graphql import (
     GraphQLEnumType,
     GraphQLError,
     GraphQLField,
+    GraphQLInt,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -44,6 +45,7 @@ from graphql.execution import executor as graphql_executor
 from graphql.execution.values import get_argument_values, get_variable_values
 from graphql.pyutils import Undefined, is_iterable
 from graphql.pyutils import inspect as graphql_inspect
+from graphql.type.scalars import GRAPHQL_MAX_INT, GRAPHQL_MIN_INT
 from graphql.validation import specified_rules
 from starlette.requests import Request
 from starlette.responses import Response
@@ -74,6 +76,7 @@ from strawberry.types.fields.resolver import (
 from app.graphql import compiled
 from app.graphql.compiled import VETTED_ROOT_FIELDS, _RawInfo, compile_plan
 from app.graphql.completion import BACKREF as _BACKREF
+from app.graphql.completion import PASS_THROUGH
 from app.graphql.metrics import MetricsExtension
 from app.main import OrdersGraphQL
 from app.orders.models import OrderStatus
@@ -172,6 +175,19 @@ class Box:
     @strawberry.field
     def undefined_value(self) -> str | None:
         return Undefined  # type: ignore[return-value]
+
+    # values the pass-through leaves (completion.PASS_THROUGH) hand to the general coercion
+    @strawberry.field
+    def too_big(self) -> int | None:
+        return 2**31
+
+    @strawberry.field
+    def number_as_text(self) -> str:
+        return 5  # type: ignore[return-value]
+
+    @strawberry.field
+    def flag_from_number(self) -> bool | None:
+        return 2  # type: ignore[return-value]
 
 
 @strawberry.type
@@ -586,6 +602,26 @@ def test_coerce_output_value_serialises_leaves_as_the_executor_does() -> None:
         integer.coerce_output_value("x")
 
 
+def test_the_pass_through_scalars_answer_their_own_values_unchanged() -> None:
+    """completion.PASS_THROUGH: a leaf of String, ID, Boolean or Int holding a value of
+    exactly the listed type (an Int within 32 bits) is answered without coercion, which is
+    only right while graphql-core's coercion returns such a value as it is. These are the
+    schema's own scalar objects (what `named(field.type)` finds), not copies (the schema
+    has no ID today)."""
+    types = app_schema._schema.type_map
+    assert {"String", "Boolean", "Int"} <= {scalar.name for scalar in PASS_THROUGH}
+    for scalar, python_type in PASS_THROUGH.items():
+        assert types.get(scalar.name, scalar) is scalar, scalar.name
+        for value in {str: ["", "x", "Ä-1"], bool: [True, False], int: [0, -7]}[python_type]:
+            assert type(value) is python_type
+            assert scalar.coerce_output_value(value) is value, (scalar.name, value)
+    for edge in (GRAPHQL_MIN_INT, GRAPHQL_MAX_INT):
+        assert GraphQLInt.coerce_output_value(edge) == edge
+    for beyond in (GRAPHQL_MIN_INT - 1, GRAPHQL_MAX_INT + 1):  # the general path refuses
+        with pytest.raises(GraphQLError):
+            GraphQLInt.coerce_output_value(beyond)
+
+
 def test_every_enum_below_a_vetted_root_maps_its_members_to_their_names() -> None:
     """_leaf_completer on the app: every enum a plan can reach from a vetted root is
     strawberry's CustomGraphQLEnumType, whose coerce_output_value turns each member of the
@@ -615,7 +651,14 @@ def test_is_type_of_is_only_set_for_types_that_implement_an_interface(
 
 @pytest.mark.parametrize(
     "selection",
-    ["blank", "absent someValue", "notAList", "undefinedValue", "shade constant"],
+    [
+        "blank",
+        "absent someValue",
+        "notAList",
+        "undefinedValue",
+        "shade constant",
+        "tooBig numberAsText flagFromNumber",
+    ],
 )
 def test_the_plans_copies_of_graphql_core_messages_are_word_for_word(
     tiny: strawberry.Schema, selection: str, monkeypatch: pytest.MonkeyPatch
@@ -639,7 +682,13 @@ def test_the_plans_copies_of_graphql_core_messages_are_word_for_word(
 
     expected = [words(error.formatted) for error in reference.errors or []]
     assert [words(error) for error in answer.get("errors", [])] == expected
-    assert bool(expected) == (selection in ("blank", "absent someValue", "notAList"))
+    assert bool(expected) == (
+        selection in ("blank", "absent someValue", "notAList") or selection.startswith("tooBig")
+    )
+    if selection.startswith("tooBig"):  # coerced by graphql-core's own rules, not passed
+        assert answer["data"] == {
+            "order": {"tooBig": None, "numberAsText": "5", "flagFromNumber": True}
+        }
     if selection == "blank":
         assert expected[0][0] == (
             f"Expected `Blank.coerce_output_value({graphql_inspect('x')})` to return"
