@@ -1,11 +1,14 @@
-"""GraphQL types shared by every domain: money, page info, time conversion."""
+"""GraphQL types shared by every domain: money, page info, time conversion, and what a
+query selects below a field."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import overload
 
 import strawberry
+from strawberry.types.nodes import SelectedField, Selection
 
 
 @strawberry.type(description="An amount in minor units (cents) with its ISO 4217 currency.")
@@ -31,3 +34,19 @@ def utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def fields_at(selections: Sequence[Selection], path: Sequence[str]) -> set[str]:
+    """The names of the fields selected at `path` below these selections (strawberry's
+    `info.selected_fields`), through fragments, whatever their conditions: a resolver
+    that fetches what its children will ask for (one statement for a page, not a loader
+    round per item) asks this, and an extra name only costs an unused statement."""
+    found: set[str] = set()
+    for selection in selections:
+        if not isinstance(selection, SelectedField):  # a fragment spread or inline fragment
+            found |= fields_at(selection.selections, path)
+        elif not path:
+            found.add(selection.name)
+        elif selection.name == path[0]:
+            found |= fields_at(selection.selections, path[1:])
+    return found

@@ -64,12 +64,22 @@ VETTED_ROOT_FIELDS = frozenset({"order", "checkout", "returnRequest", "me", "myO
 
 
 class _RawInfo:
-    """The part of graphql-core's ResolveInfo a vetted resolver reads: the context."""
+    """The part of graphql-core's ResolveInfo a vetted resolver reads: the context, and
+    what strawberry's `Info.selected_fields` reads (the root's field nodes, the coerced
+    variables; a plan has no fragments)."""
 
-    __slots__ = ("context",)
+    __slots__ = ("context", "field_nodes", "fragments", "variable_values")
 
-    def __init__(self, context: Any) -> None:
+    def __init__(
+        self,
+        context: Any,
+        field_nodes: list[FieldNode] | None = None,
+        variable_values: dict[str, Any] | None = None,
+    ) -> None:
         self.context = context
+        self.field_nodes = field_nodes or []
+        self.fragments: dict[str, Any] = {}
+        self.variable_values = variable_values or {}
 
 
 # -- plans ----------------------------------------------------------------------------------
@@ -135,8 +145,9 @@ class Plan:
         try:
             raw_args = get_argument_values(root.graphql_field, root.nodes[0], coerced)
             # a stand-in for graphql-core's ResolveInfo: vetted resolvers read only the
-            # context from it (tests/unit/test_compiled_plan_internals.py pins that)
-            raw_info: Any = _RawInfo(context)
+            # context and the selection from it (tests/unit/test_compiled_plan_internals.py
+            # pins that)
+            raw_info: Any = _RawInfo(context, list(root.nodes), coerced)
             info = self.schema.config.info_class(_raw_info=raw_info, _field=root.field)
             execution.info = info
             kwargs = convert_arguments(

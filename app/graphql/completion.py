@@ -31,7 +31,7 @@ from graphql.pyutils import Undefined, inspect, is_iterable
 from graphql.type.scalars import GRAPHQL_MAX_INT, GRAPHQL_MIN_INT
 from strawberry.types.field import StrawberryField
 
-from app.graphql.lockstep import close_unstarted, fill
+from app.graphql.lockstep import Waiting, close_unstarted, fill, step
 
 BACKREF = "strawberry-definition"  # where strawberry keeps a GraphQL field's definition
 
@@ -179,22 +179,24 @@ def _list_completer(
                     out.append(None)
             return out
         at: list[int] = []
-        pending: list[Coroutine[Any, Any, Any]] = []
+        pending: list[Waiting] = []
         try:
             for index, element in enumerate(value):
                 here = (path, index)
                 try:
                     completed = item(element, execution, here)
+                    if isawaitable(completed):
+                        completed = step(cast(Coroutine[Any, Any, Any], completed))
                 except Exception as raw:
                     item_failed(raw, execution, here)
                     completed = None
-                if isawaitable(completed):
+                if type(completed) is Waiting:
                     at.append(index)
-                    pending.append(cast(Coroutine[Any, Any, Any], completed))
+                    pending.append(completed)
                     completed = None
                 out.append(completed)
         except BaseException:
-            close_unstarted(pending)
+            close_unstarted([waiting.coroutine for waiting in pending])
             raise
         if not pending:
             return out
@@ -264,19 +266,25 @@ def _object_completer(
             return None
         out: dict[str, Any] = {}
         keys: list[str] = []
-        pending: list[Coroutine[Any, Any, Any]] = []
+        pending: list[Waiting] = []
         failed: list[Failed] = []
         try:
             for key, run, is_async, field_failed in runners:
                 completed = run(value, execution, path)
                 if is_async and isawaitable(completed):
-                    keys.append(key)
-                    pending.append(cast(Coroutine[Any, Any, Any], completed))
-                    failed.append(field_failed)
-                    completed = None
+                    try:
+                        completed = step(cast(Coroutine[Any, Any, Any], completed))
+                    except Exception as raw:
+                        field_failed(raw, execution, (path, key))  # or raises on
+                        completed = None
+                    if type(completed) is Waiting:
+                        keys.append(key)
+                        pending.append(completed)
+                        failed.append(field_failed)
+                        completed = None
                 out[key] = completed
         except BaseException:
-            close_unstarted(pending)
+            close_unstarted([waiting.coroutine for waiting in pending])
             raise
         if not pending:
             return out

@@ -18,6 +18,7 @@ from app.orders.models import OrderLine as OrderLineRow
 from app.orders.models import OrderStatus as OrderStatusEnum
 from app.returns.types import ReturnRequestType, TimelineEventType, returns_of, timeline_of
 from app.security import codes
+from app.shipments.models import Shipment as ShipmentRow
 from app.shipments.types import ShipmentType, shipments_of
 
 strawberry.enum(OrderStatusEnum, name="OrderStatus")  # registers the enum on the class
@@ -69,6 +70,7 @@ class PaymentSummary:
 class OrderType:
     row: strawberry.Private[OrderRow]
     preloaded_lines: strawberry.Private[list[OrderLineRow] | None] = None
+    preloaded_shipments: strawberry.Private[list[ShipmentRow] | None] = None
 
     @strawberry.field(description="The order code, as XXXX-XXXX-XXXX-XXXX.")
     def code(self) -> str:
@@ -171,6 +173,8 @@ class OrderType:
         description="Parcels sent so far, oldest first, each with its tracking events."
     )
     async def shipments(self, info: Info) -> list[ShipmentType]:
+        if self.preloaded_shipments is not None:
+            return [ShipmentType(row=row) for row in self.preloaded_shipments]
         return await shipments_of(info.context, self.row.id)
 
     @strawberry.field(

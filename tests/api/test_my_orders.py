@@ -7,10 +7,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import update
 from sqlmodel import col
 
 from app.container import Services
+from app.graphql.loaders import BatchLoader
 from app.orders.models import Order
 from app.security import codes
 from tests.conftest import Account, GraphQLClient, Run, db_session, error_codes
@@ -128,3 +130,48 @@ def test_filters_by_status_date_and_item_text(
 
 def test_anonymous_gets_unauthenticated(gql: GraphQLClient) -> None:
     assert error_codes(gql(MY_ORDERS, {})) == ["UNAUTHENTICATED"]
+
+
+PAGE_WITH_CHILDREN = [
+    # plain fields (a compiled plan), and the same through a fragment (the general path)
+    "{ myOrders(first: 5) { edges { node { code lines { sku } shipments { status } } } } }",
+    "{ myOrders(first: 5) { edges { node { ...O } } } } "
+    "fragment O on Order { code lines { sku } shipments { status } }",
+]
+
+
+def test_a_page_fetches_the_lines_and_parcels_it_selects_with_the_page(
+    gql: GraphQLClient,
+    services: Services,
+    owner: Account,
+    place_order: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given three orders, and every loader call recorded
+    placed = [place_order(owner) for _ in range(3)]
+    loaded: list[str] = []
+    original = BatchLoader.load
+
+    def recording(self: BatchLoader[Any], key: int) -> Any:
+        loaded.append(type(self).__name__)
+        return original(self, key)
+
+    monkeypatch.setattr(BatchLoader, "load", recording)
+    counted = services.db.count_statements()
+    for query in PAGE_WITH_CHILDREN:
+        del counted[:]
+        # when the page asks for its orders' lines and parcels
+        edges = gql.data(query, token=owner.token)["myOrders"]["edges"]
+        # then they come with the page, no loader round per order, one statement each
+        assert len(edges) == 3
+        assert all(edge["node"]["lines"] and edge["node"]["shipments"] == [] for edge in edges)
+        assert {edge["node"]["code"] for edge in edges} == {
+            codes.display(view.order.code) for view in placed
+        }
+        assert loaded == [], query
+        assert sum("order_lines" in sql for sql in counted) == 1, counted
+        assert sum("FROM shipments" in sql for sql in counted) == 1, counted
+    # and a page that does not select them does not fetch them
+    del counted[:]
+    gql.data("{ myOrders(first: 5) { edges { node { code } } } }", token=owner.token)
+    assert not any("order_lines" in sql or "FROM shipments" in sql for sql in counted), counted

@@ -72,6 +72,7 @@ from strawberry.types.fields.resolver import (
     ROOT_PARAMSPEC,
     SELF_PARAMSPEC,
 )
+from strawberry.types.nodes import SelectedField
 
 from app.graphql import compiled
 from app.graphql.compiled import VETTED_ROOT_FIELDS, _RawInfo, compile_plan
@@ -612,7 +613,8 @@ def test_the_pass_through_scalars_answer_their_own_values_unchanged() -> None:
     assert {"String", "Boolean", "Int"} <= {scalar.name for scalar in PASS_THROUGH}
     for scalar, python_type in PASS_THROUGH.items():
         assert types.get(scalar.name, scalar) is scalar, scalar.name
-        for value in {str: ["", "x", "Ä-1"], bool: [True, False], int: [0, -7]}[python_type]:
+        samples: dict[type, list[Any]] = {str: ["", "x", "Ä-1"], bool: [True, False], int: [0, -7]}
+        for value in samples[python_type]:
             assert type(value) is python_type
             assert scalar.coerce_output_value(value) is value, (scalar.name, value)
     for edge in (GRAPHQL_MIN_INT, GRAPHQL_MAX_INT):
@@ -801,14 +803,21 @@ def _types_below_vetted_roots() -> list[Any]:
     return list(seen.values())
 
 
-def _reads_only_info_context(function: Any, info_name: str) -> bool:
+def _reads_only_info_context(
+    function: Any, info_name: str, allowed: frozenset[str] = frozenset({"context"})
+) -> bool:
     tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     uses = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == info_name]
     return all(
-        isinstance(parents.get(use), ast.Attribute) and parents[use].attr == "context"  # type: ignore[attr-defined]
+        isinstance(parents.get(use), ast.Attribute) and parents[use].attr in allowed  # type: ignore[attr-defined]
         for use in uses
     )
+
+
+# What a vetted root resolver may read of its Info: the context, and the selection below it
+# (Plan._resolve_root's _RawInfo carries the root's field nodes and the coerced variables).
+ROOT_READS = frozenset({"context", "selected_fields"})
 
 
 @pytest.mark.parametrize("name", sorted(VETTED_ROOT_FIELDS))
@@ -816,7 +825,8 @@ def test_every_vetted_root_field_is_what_a_plan_can_call(name: str) -> None:
     """VETTED_ROOT_FIELDS and _root_field / Plan._resolve_root on the app's schema: each
     vetted field exists on Query, is a strawberry field without extensions whose resolver
     takes `self` (Plan passes None) and `info` (an Info on _RawInfo) and no cls, root or
-    parent, reads nothing of `info` but `info.context`, is async (awaited), takes only
+    parent, reads nothing of `info` but `info.context` and `info.selected_fields`, is async
+    (awaited), takes only
     scalar arguments, and returns a nullable plain object type (no is_type_of): so roots
     are never nulled as a whole, and running them one after another (graphql-core runs
     them concurrently) changes no answer's shape."""
@@ -834,7 +844,7 @@ def test_every_vetted_root_field_is_what_a_plan_can_call(name: str) -> None:
     assert resolver.root_parameter is None and resolver.parent_parameter is None
     assert resolver.reserved_parameters[CLS_PARAMSPEC] is None
     assert resolver.is_async
-    assert _reads_only_info_context(resolver.wrapped_func, resolver.info_parameter.name)
+    assert _reads_only_info_context(resolver.wrapped_func, resolver.info_parameter.name, ROOT_READS)
     for argument in graphql_field.args.values():
         named = argument.type
         while isinstance(named, GraphQLNonNull | GraphQLList):
@@ -882,6 +892,45 @@ def test_the_static_check_of_info_use_catches_other_reads() -> None:
     async def fine(self: Any, info: Any) -> Any:
         return await info.context.viewer()
 
+    async def looks_below(self: Any, info: Any) -> Any:
+        return info.selected_fields
+
     assert not _reads_only_info_context(reads_more, "info")
     assert not _reads_only_info_context(passes_it_on, "info")
     assert _reads_only_info_context(fine, "info")
+    assert not _reads_only_info_context(looks_below, "info")  # below a root: context only
+    assert _reads_only_info_context(looks_below, "info", ROOT_READS)
+    assert not _reads_only_info_context(reads_more, "info", ROOT_READS)
+
+
+def test_a_plans_info_selects_what_the_executors_info_selects() -> None:
+    """`Info.selected_fields` (strawberry's convert_selections) on Plan._resolve_root's
+    _RawInfo reads only `field_nodes`, `fragments` and `variable_values`: a vetted root
+    resolver sees the same selection through a plan as under graphql-core's executor."""
+    seen: list[Any] = []
+
+    @strawberry.type
+    class SelectionQuery:
+        @strawberry.field
+        async def order(self, info: strawberry.Info, some_code: str) -> Box | None:
+            seen.append(info.selected_fields)
+            return Box()
+
+    schema = strawberry.Schema(
+        query=SelectionQuery, config=StrawberryConfig(scalar_map={Blank: BLANK})
+    )
+    query = "query($c: String!) { order(someCode: $c) { someValue shade constant __typename } }"
+    plan = compile_plan(schema, parse(query), None)
+    assert plan is not None
+    planned = asyncio.run(plan.run({}, {"c": "x"}, "rid"))
+    reference = asyncio.run(schema.execute(query, variable_values={"c": "x"}))
+    assert planned is not None and reference.errors is None
+    assert planned["data"] == reference.data
+    through_plan, through_executor = seen
+    assert through_plan == through_executor
+    (root,) = through_plan
+    assert isinstance(root, SelectedField) and root.name == "order"
+    assert root.arguments == {"someCode": "x"}
+    assert [
+        selection.name for selection in root.selections if isinstance(selection, SelectedField)
+    ] == ["someValue", "shade", "constant", "__typename"]
