@@ -335,9 +335,12 @@ def _field_runner(
         execution.errors.append(error)
 
     leaf = graphql_field.type.of_type if non_null else graphql_field.type  # not in a list
-    passes = PASS_THROUGH.get(leaf) if isinstance(leaf, GraphQLScalarType) else None
-    if read is not None and not get_async and passes is not None:
-        return _leaf_runner(read, passes, complete, key, failed), False, failed
+    if read is not None and not get_async and isinstance(leaf, GraphQLScalarType):
+        passes = PASS_THROUGH.get(leaf)
+        if passes is not None:
+            return _leaf_runner(read, passes, complete, key, failed), False, failed
+    if read is not None and not get_async and isinstance(leaf, GraphQLScalarType | GraphQLEnumType):
+        return _coerced_leaf_runner(read, leaf, complete, key, failed), False, failed
 
     if get_async:
 
@@ -390,6 +393,34 @@ def _leaf_runner(
             value = read(source)
             if type(value) is passes:
                 return value
+            return complete(value, execution, (path, key))
+        except Exception as raw:
+            failed(raw, execution, (path, key))
+            return None
+
+    return run
+
+
+def _coerced_leaf_runner(
+    read: Callable[[Any], Any],
+    type_: GraphQLScalarType | GraphQLEnumType,
+    complete: Complete,
+    key: str,
+    failed: Failed,
+) -> Callable[[Any, Execution, Path], Any]:
+    """`run` for a leaf of any other scalar or enum read without `info` (dates, times,
+    statuses): a value that coerces to something is answered so, in one call; None, an
+    error returned as a value, or a coercion to nothing take the general completion, which
+    words them (calling the same pure coercion again)."""
+    coerce = type_.coerce_output_value
+
+    def run(source: Any, execution: Execution, path: Path) -> Any:
+        try:
+            value = read(source)
+            if value is not None and value is not Undefined and not isinstance(value, Exception):
+                coerced = coerce(value)
+                if coerced is not None and coerced is not Undefined:
+                    return coerced
             return complete(value, execution, (path, key))
         except Exception as raw:
             failed(raw, execution, (path, key))

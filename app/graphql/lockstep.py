@@ -108,10 +108,18 @@ async def drive(coroutine: Coroutine[Any, Any, Any]) -> Any:
             else:
                 waits_for._asyncio_future_blocking = False
                 futures = [waits_for]
-            if futures:
-                await asyncio.wait(futures)
-            else:
+            if not futures:
                 await asyncio.sleep(0)
+                continue
+            try:
+                await asyncio.wait(futures)
+            except asyncio.CancelledError:
+                # The request time cap. graphql-core's tasks cancel what their resolvers
+                # wait for; so does this: a DataLoader whose every caller is cancelled
+                # cancels its batch, and with it the statement on the server.
+                for future in futures:
+                    future.cancel()
+                raise
     except BaseException:
         close_unstarted([coroutine])
         raise

@@ -892,3 +892,48 @@ def test_a_plan_cut_off_by_the_time_cap_answers_and_counts_like_the_general_path
     status, errors, counted = answers[0]
     assert status == 503 and errors[0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
     assert list(counted.values()) == [1.0] and "SERVICE_UNAVAILABLE" in next(iter(counted))
+
+
+WAITED: list[asyncio.Future[int]] = []  # what Slow.later waits for, per run
+
+
+@strawberry.type
+class Slow:
+    @strawberry.field
+    async def later(self, info: strawberry.Info) -> int:
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        WAITED.append(future)  # a loader's future that is never answered
+        return await future
+
+
+@strawberry.type
+class SlowQuery:
+    @strawberry.field
+    async def order(self, info: strawberry.Info, code: str) -> list[Slow] | None:
+        return [Slow(), Slow()]
+
+
+def test_a_cancelled_plan_cancels_what_the_fields_below_the_root_wait_for() -> None:
+    """Cancelling a request (the time cap) cancels the futures its fields wait for on both
+    paths, so a DataLoader batch with no caller left stops its statement."""
+    schema = strawberry.Schema(query=SlowQuery)
+    query = '{ order(code: "x") { later } }'
+    plan = compile_plan(schema, parse_document(query), None)
+    assert plan is not None
+
+    async def cancelled_while_waiting(planned: bool) -> list[bool]:
+        WAITED.clear()
+        running = plan.run(None, None, "rid") if planned else schema.execute(query)
+        task = asyncio.ensure_future(running)
+        for _ in range(100):
+            if len(WAITED) == 2:
+                break
+            await asyncio.sleep(0)
+        assert len(WAITED) == 2 and not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return [future.cancelled() for future in WAITED]
+
+    assert asyncio.run(cancelled_while_waiting(planned=False)) == [True, True]
+    assert asyncio.run(cancelled_while_waiting(planned=True)) == [True, True]
