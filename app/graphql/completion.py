@@ -335,12 +335,8 @@ def _field_runner(
         execution.errors.append(error)
 
     leaf = graphql_field.type.of_type if non_null else graphql_field.type  # not in a list
-    if read is not None and not get_async and isinstance(leaf, GraphQLScalarType):
-        passes = PASS_THROUGH.get(leaf)
-        if passes is not None:
-            return _leaf_runner(read, passes, complete, key, failed), False, failed
     if read is not None and not get_async and isinstance(leaf, GraphQLScalarType | GraphQLEnumType):
-        return _coerced_leaf_runner(read, leaf, complete, key, failed), False, failed
+        return _leaf_runner(read, _quick_answer(leaf), complete, key, failed), False, failed
 
     if get_async:
 
@@ -364,63 +360,48 @@ def _field_runner(
     return run, complete_async, failed
 
 
+GENERAL = object()  # a leaf's quick answer declined: the general completion words it
+
+
+def _quick_answer(leaf: GraphQLScalarType | GraphQLEnumType) -> Callable[[Any], Any]:
+    """What a leaf answers for a value without the general completion, or GENERAL: for
+    String, Boolean and Int a value of exactly that type (an Int within 32 bits) as it is;
+    for other scalars and enums (dates, times, statuses) its coercion, unless the value is
+    None, an error returned as a value, or coerces to nothing."""
+    passes = PASS_THROUGH.get(leaf) if isinstance(leaf, GraphQLScalarType) else None
+    if passes is int:
+        return lambda v: (
+            v if type(v) is int and GRAPHQL_MIN_INT <= v <= GRAPHQL_MAX_INT else GENERAL
+        )
+    if passes is not None:
+        return lambda v: v if type(v) is passes else GENERAL
+    coerce = leaf.coerce_output_value
+
+    def coerced(value: Any) -> Any:
+        if value is None or value is Undefined or isinstance(value, Exception):
+            return GENERAL
+        answer = coerce(value)
+        return GENERAL if answer is None or answer is Undefined else answer
+
+    return coerced
+
+
 def _leaf_runner(
     read: Callable[[Any], Any],
-    passes: type,
+    quick: Callable[[Any], Any],
     complete: Complete,
     key: str,
     failed: Failed,
 ) -> Callable[[Any, Execution, Path], Any]:
-    """`run` for a leaf of a built-in scalar read without `info`: a value of the type the
-    scalar passes through is the answer; anything else (None, an error, another type)
-    takes the field's general completion."""
-    if passes is int:
-
-        def run_int(source: Any, execution: Execution, path: Path) -> Any:
-            try:
-                value = read(source)
-                if type(value) is int and GRAPHQL_MIN_INT <= value <= GRAPHQL_MAX_INT:
-                    return value
-                return complete(value, execution, (path, key))
-            except Exception as raw:
-                failed(raw, execution, (path, key))
-                return None
-
-        return run_int
+    """`run` for a leaf read without `info`: its quick answer, else the general
+    completion (which calls the same pure coercion again to word what went wrong)."""
 
     def run(source: Any, execution: Execution, path: Path) -> Any:
         try:
             value = read(source)
-            if type(value) is passes:
-                return value
-            return complete(value, execution, (path, key))
-        except Exception as raw:
-            failed(raw, execution, (path, key))
-            return None
-
-    return run
-
-
-def _coerced_leaf_runner(
-    read: Callable[[Any], Any],
-    type_: GraphQLScalarType | GraphQLEnumType,
-    complete: Complete,
-    key: str,
-    failed: Failed,
-) -> Callable[[Any, Execution, Path], Any]:
-    """`run` for a leaf of any other scalar or enum read without `info` (dates, times,
-    statuses): a value that coerces to something is answered so, in one call; None, an
-    error returned as a value, or a coercion to nothing take the general completion, which
-    words them (calling the same pure coercion again)."""
-    coerce = type_.coerce_output_value
-
-    def run(source: Any, execution: Execution, path: Path) -> Any:
-        try:
-            value = read(source)
-            if value is not None and value is not Undefined and not isinstance(value, Exception):
-                coerced = coerce(value)
-                if coerced is not None and coerced is not Undefined:
-                    return coerced
+            answer = quick(value)
+            if answer is not GENERAL:
+                return answer
             return complete(value, execution, (path, key))
         except Exception as raw:
             failed(raw, execution, (path, key))
