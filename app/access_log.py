@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 import time
 from collections.abc import MutableMapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.request_ids import new_request_id
 from app.wire import WireError, loads
 
 log = logging.getLogger("app.access")
@@ -110,7 +110,7 @@ class _WebSocketLog:
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
         self.state = scope.setdefault("state", {})
-        self.state.setdefault(_REQUEST_ID, secrets.token_hex(6))
+        self.state.setdefault(_REQUEST_ID, new_request_id())
         self.started = time.perf_counter()
         self.operations: dict[str, tuple[float, str | None, str | None]] = {}
         self.close_code: int | None = None

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 from collections.abc import MutableMapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.metrics import request_refused
+from app.request_ids import new_request_id
 from app.wire import WireError, hostile_text
 from app.wire import loads as wire_loads
 from app.ws_guard import WebSocketGuard
@@ -131,8 +131,7 @@ class GuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        # 12 hex digits: never the shape of an order code, so log scrubbing leaves it be
-        request_id = secrets.token_hex(6)
+        request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         media_type = JSON
         if scope["path"] == self.graphql_path:
