@@ -71,6 +71,17 @@ MY_ORDERS = """
 query MyOrders { myOrders(first: 10) { edges { node { code status } } } }
 """
 
+# The history a page at a time, with what the app's order list shows (the lines and parcels
+# myOrders fetches with the page) and the sealed cursor to carry on from
+HISTORY_PAGE = """
+query HistoryPage($first: Int!, $after: String) {
+  myOrders(first: $first, after: $after) {
+    edges { cursor node { code lines { sku quantity } shipments { carrier } } }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
 LOGOUT = "mutation Logout { logout { ok userErrors { field message code } } }"
 
 ADDRESS = {
@@ -198,6 +209,27 @@ def test_checkout_journey_from_registration_to_logout(
     # Then their order history lists it first, the older one after it
     history = customer.data(MY_ORDERS)["myOrders"]["edges"]
     assert [edge["node"]["code"] for edge in history] == [order["code"], older["code"]]
+    # ... a page at a time: the first page's cursor carries on to the older order
+    first_page = customer.data(HISTORY_PAGE, first=1)["myOrders"]
+    assert [edge["node"] for edge in first_page["edges"]] == [
+        {
+            "code": order["code"],
+            "lines": [{"sku": "MUG-001", "quantity": 2}, {"sku": "TEE-BLK-M", "quantity": 1}],
+            "shipments": [],
+        }
+    ]
+    assert first_page["pageInfo"]["hasNextPage"] is True
+    assert first_page["pageInfo"]["endCursor"] == first_page["edges"][0]["cursor"]
+    after = first_page["pageInfo"]["endCursor"]
+    second_page = customer.data(HISTORY_PAGE, first=1, after=after)["myOrders"]
+    assert [edge["node"] for edge in second_page["edges"]] == [
+        {"code": older["code"], "lines": [{"sku": "LAMP-DESK", "quantity": 1}], "shipments": []}
+    ]
+    assert second_page["pageInfo"]["hasNextPage"] is False
+    # ... and a cursor tampered with by one character is refused, not read
+    tampered = after[:-2] + ("A" if after[-2] != "A" else "B") + after[-1]
+    refused = customer.error(HISTORY_PAGE, first=1, after=tampered)
+    assert error_codes(refused) == ["BAD_USER_INPUT"]
 
     # When the checkout is retried with the same idempotency key
     retried = place(customer, [("MUG-001", 2), ("TEE-BLK-M", 1)], key=key)
