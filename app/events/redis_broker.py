@@ -1,10 +1,15 @@
 """Live-update fan-out across instances: the `Broker` protocol over Redis pub/sub.
 
 Every instance publishes to and subscribes on Redis channels named
-`orders-api:<topic>` (`orders-api:order:42`, `orders-api:session:7`), so an event accepted
-by one instance reaches subscribers connected to any other. Payloads are JSON; events are
-small dicts that say *what* changed (subscribers re-read the data through the owner-scoped
-query), so nothing personal crosses Redis.
+`orders-api:<db>:<topic>` (`orders-api:0:order:42`, `orders-api:0:session:7`), so an event
+accepted by one instance reaches subscribers connected to any other. `<db>` is the numbered
+database of REDIS_URL: Redis pub/sub ignores the database (a message published while on
+db 1 reaches a subscriber on db 2), and order ids are small integers every shop has, so
+two deployments sharing a Redis server on different databases (staging beside production)
+would otherwise wake each other's subscribers for orders that are not theirs.
+
+Payloads are JSON; events are small dicts that say *what* changed (subscribers re-read
+the data through the owner-scoped query), so nothing personal crosses Redis.
 
 `publish` never waits: it queues the event for a background task that sends the queue in
 order through the process's `RedisLink` (a timeout and a circuit breaker), so a slow or
@@ -37,22 +42,23 @@ from app.redis_link import RedisLink
 
 logger = logging.getLogger("app.events")
 
-CHANNEL_PREFIX = "orders-api:"
 MAX_PENDING = 1000
 
 
-def channel_of(topic: str) -> str:
-    return CHANNEL_PREFIX + topic
+def channel_of(topic: str, db: int) -> str:
+    """The pub/sub channel of `topic` for the deployment on Redis database `db`."""
+    return f"orders-api:{db}:{topic}"
 
 
-def topic_of(channel: str | bytes) -> str:
+def topic_of(channel: str | bytes, db: int) -> str:
     name = channel.decode() if isinstance(channel, bytes) else channel
-    return name.removeprefix(CHANNEL_PREFIX)
+    return name.removeprefix(channel_of("", db))
 
 
 class RedisBroker:
     def __init__(self, link: RedisLink) -> None:
         self.link = link
+        self.db = int(link.pool.connection_kwargs.get("db") or 0)
         self._pending: asyncio.Queue[tuple[str, str]] | None = None
         self._sender: asyncio.Task[None] | None = None
 
@@ -62,7 +68,7 @@ class RedisBroker:
             self._pending = asyncio.Queue(MAX_PENDING)
             self._sender = asyncio.get_running_loop().create_task(self._send_forever())
         try:
-            self._pending.put_nowait((channel_of(topic), json.dumps(event, default=str)))
+            self._pending.put_nowait((channel_of(topic, self.db), json.dumps(event, default=str)))
         except asyncio.QueueFull:
             logger.warning("live update dropped: %d waiting to be published", MAX_PENDING)
 
@@ -97,12 +103,12 @@ class RedisBroker:
         try:
             try:
                 async with asyncio.timeout(self.link.timeout * 5):
-                    await pubsub.subscribe(*(channel_of(topic) for topic in topics))
+                    await pubsub.subscribe(*(channel_of(topic, self.db) for topic in topics))
                     await self._confirmed(pubsub, len(set(topics)))
             except (redis.RedisError, OSError, TimeoutError) as exc:
                 self.link.failed(exc)
                 raise ServiceUnavailable() from exc
-            yield self._events(pubsub)
+            yield self._events(pubsub, self.db)
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
@@ -117,7 +123,7 @@ class RedisBroker:
                 confirmed += 1
 
     @staticmethod
-    async def _events(pubsub: Any) -> AsyncIterator[tuple[str, Event]]:
+    async def _events(pubsub: Any, db: int) -> AsyncIterator[tuple[str, Event]]:
         """The subscription's events. When its Redis connection breaks, the stream ends
         with SERVICE_UNAVAILABLE (a domain error the client sees by its code; redis-py's
         own exception would be masked as INTERNAL)."""
@@ -131,7 +137,7 @@ class RedisBroker:
                     logger.warning("ignored a malformed live update")
                     continue
                 if isinstance(event, dict):
-                    yield topic_of(message["channel"]), event
+                    yield topic_of(message["channel"], db), event
         except (redis.RedisError, OSError) as exc:
             logger.warning("live update stream lost Redis: %s", type(exc).__name__)
             raise ServiceUnavailable() from exc

@@ -158,7 +158,7 @@ class LiveServer:
                 "SELECT id FROM orders WHERE code = ?", (codes.normalise(code),)
             ).fetchone()
         assert row is not None, f"no order {code}"
-        return order_channel(int(row[0]))
+        return order_channel(int(row[0]), self.env["REDIS_URL"])
 
     async def following(self, code: str) -> int:
         """How many live subscriptions to the order the server holds (THROUGH_REDIS)."""

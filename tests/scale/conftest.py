@@ -72,7 +72,7 @@ class Cluster:
         """The Redis channel on which the instances fan out the order's live updates."""
         order_id = self.scalar("SELECT id FROM orders WHERE code = %s", codes.normalise(code))
         assert isinstance(order_id, int)
-        return order_channel(order_id)
+        return order_channel(order_id, self.redis_url)
 
 
 @pytest.fixture(scope="module")

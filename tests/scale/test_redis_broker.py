@@ -65,13 +65,24 @@ async def instances(redis_url: str) -> AsyncIterator[Callable[[str], RedisBroker
         await broker.link.aclose()
 
 
+def db_of(url: str) -> int:
+    return int(redis.asyncio.ConnectionPool.from_url(url).connection_kwargs.get("db") or 0)
+
+
+def other_db(url: str) -> str:
+    """The same Redis server, another numbered database (as a second deployment has)."""
+    db = db_of(url)
+    return url.rsplit("/", 1)[0] + f"/{db - 1 if db else 1}"
+
+
 async def subscriber_count(url: str, topic: str) -> int:
+    channel = f"orders-api:{db_of(url)}:{topic}"
     client = redis.asyncio.Redis.from_url(url)
     try:
-        counts: dict[Any, int] = dict(await client.pubsub_numsub(f"orders-api:{topic}"))
+        counts: dict[Any, int] = dict(await client.pubsub_numsub(channel))
     finally:
         await client.aclose()
-    return counts[f"orders-api:{topic}".encode()]
+    return counts[channel.encode()]
 
 
 async def test_an_event_published_by_one_instance_reaches_a_subscriber_of_another(
@@ -87,26 +98,50 @@ async def test_an_event_published_by_one_instance_reaches_a_subscriber_of_anothe
         assert await next_event(events) == (topic, {"type": "SHIPPED", "status": "SHIPPED"})
 
 
-async def test_channels_carry_the_orders_api_prefix(
+async def test_channels_carry_the_orders_api_prefix_and_the_database_number(
     redis_url: str, instances: Callable[[str], RedisBroker]
 ) -> None:
-    # given a raw Redis subscriber on the prefixed channel
+    # given a raw Redis subscriber on the prefixed channel of the URL's database
     topic = unique_topic()
+    channel = f"orders-api:{db_of(redis_url)}:{topic}"
     client = redis.asyncio.Redis.from_url(redis_url)
     raw = client.pubsub(ignore_subscribe_messages=True)
-    await raw.subscribe(f"orders-api:{topic}")
+    await raw.subscribe(channel)
     await raw.get_message(timeout=1)  # the subscription's confirmation
     # when the broker publishes on the bare topic
     broker = instances(redis_url)
     broker.publish(topic, {"type": "CHANGED"})
     await broker.drain()
-    # then the message is on "orders-api:<topic>", as JSON
+    # then the message is on "orders-api:<db>:<topic>", as JSON
     message = await raw.get_message(timeout=2)
     await raw.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves PubSub.aclose untyped
     await client.aclose()
     assert message is not None
-    assert message["channel"] == f"orders-api:{topic}".encode()
+    assert message["channel"] == channel.encode()
     assert message["data"] == b'{"type": "CHANGED"}'
+
+
+async def test_deployments_on_other_databases_of_one_redis_do_not_hear_each_other(
+    redis_url: str, instances: Callable[[str], RedisBroker]
+) -> None:
+    # given a subscriber of one topic on this deployment's database, and one of the same
+    # topic on another database of the same Redis server (staging beside production: order
+    # ids are small integers every shop has)
+    here, there = instances(redis_url), instances(other_db(redis_url))
+    topic = unique_topic()
+    async with here.subscribe([topic]) as ours, there.subscribe([topic]) as theirs:
+        # when the other deployment publishes on the topic (sent to Redis before going on)
+        there.publish(topic, {"type": "THEIRS"})
+        await there.drain()
+        assert await next_event(theirs) == (topic, {"type": "THEIRS"})
+        # and then this deployment does
+        here.publish(topic, {"type": "OURS"})
+        await here.drain()
+        # then each subscriber's first event is its own deployment's (Redis pub/sub itself
+        # ignores databases: on a shared channel, THEIRS would arrive here first)
+        assert await next_event(ours) == (topic, {"type": "OURS"})
+        there.publish(topic, {"type": "THEIRS AGAIN"})
+        assert await next_event(theirs) == (topic, {"type": "THEIRS AGAIN"})
 
 
 async def test_a_subscriber_gets_its_topics_only_and_unsubscribes_on_exit(

@@ -77,9 +77,11 @@ def wait_for_subscriber(services: Services, order_id: int | None, count: int = 1
         time.sleep(0.01)
 
 
-def order_channel(order_id: int) -> str:
-    """The Redis channel of an order's live updates (what RedisBroker subscribes to)."""
-    return channel_of(order_topic(order_id))
+def order_channel(order_id: int, redis_url: str) -> str:
+    """The Redis channel of an order's live updates (what RedisBroker subscribes to) for a
+    server on `redis_url`'s numbered database."""
+    db = redis.asyncio.ConnectionPool.from_url(redis_url).connection_kwargs.get("db") or 0
+    return channel_of(order_topic(order_id), int(db))
 
 
 async def channel_subscribers(redis_url: str, channel: str) -> int:
