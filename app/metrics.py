@@ -56,6 +56,24 @@ LOOKUPS = Counter(
     "Order/RMA/tracking code lookups by outcome (found, not_found, invalid, rate_limited)",
     ["outcome"],
 )
+_FOUND = LOOKUPS.labels(outcome="found")
+
+# The children of REQUESTS and LATENCY per (root field, outcome), looked up once: `labels()`
+# takes a lock and builds its key on every call (3.6 µs of the 4.8 a request spent on these
+# metrics). Bounded as the labels are: root fields of the schema, "invalid", error codes.
+_answered: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+
+def request_answered(operation: str, outcome: str, seconds: float) -> None:
+    """One GraphQL operation answered (`outcome`: ok or the first error code) in `seconds`."""
+    children = _answered.get((operation, outcome))
+    if children is None:
+        children = _answered[(operation, outcome)] = (
+            REQUESTS.labels(operation=operation, outcome=outcome),
+            LATENCY.labels(operation=operation),
+        )
+    children[0].inc()
+    children[1].observe(seconds)
 RATE_LIMITED = Counter(
     "orders_api_rate_limit_rejections",
     "Requests refused by a rate limit, by bucket",
@@ -138,7 +156,7 @@ def lookup_tally() -> Iterator[None]:
             _tally.set(None)
         found = tally.begun - tally.failed
         if found > 0:
-            LOOKUPS.labels(outcome="found").inc(found)
+            _FOUND.inc(found)
 
 
 def lookup_begun() -> None:

@@ -56,7 +56,7 @@ from app.graphql.completion import BACKREF, Complete, Execution, Path, completer
 from app.graphql.errors import mask_error, with_default_codes
 from app.graphql.lockstep import drive
 from app.graphql.metrics import outcome_of
-from app.metrics import LATENCY, REQUESTS, lookup_tally
+from app.metrics import lookup_tally, request_answered
 
 # Root fields whose resolvers read nothing from `info` but `info.context` (reviewed: each is
 # a one-line call into its service). A new root field is not compiled until it is added.
@@ -127,12 +127,10 @@ class Plan:
                 data = None
             except asyncio.CancelledError:  # the request time cap: counted as answered
                 outcome = ErrorCode.SERVICE_UNAVAILABLE.value
-                REQUESTS.labels(operation=self.metrics_name, outcome=outcome).inc()
-                LATENCY.labels(operation=self.metrics_name).observe(time.perf_counter() - started)
+                request_answered(self.metrics_name, outcome, time.perf_counter() - started)
                 raise
             masked = [mask_error(error, request_id) for error in execution.errors]
-            REQUESTS.labels(operation=self.metrics_name, outcome=outcome_of(masked)).inc()
-        LATENCY.labels(operation=self.metrics_name).observe(time.perf_counter() - started)
+        request_answered(self.metrics_name, outcome_of(masked), time.perf_counter() - started)
         response: dict[str, Any] = {"data": data}
         if masked:
             response["errors"] = [error.formatted for error in masked]

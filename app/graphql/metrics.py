@@ -17,11 +17,10 @@ from strawberry.types.graphql import OperationType
 from app.errors import DomainError, ErrorCode
 from app.metrics import (
     BAD_REQUEST,
-    LATENCY,
     PARSE_FAILED,
-    REQUESTS,
     VALIDATION_FAILED,
     lookup_tally,
+    request_answered,
 )
 
 # Raised by strawberry's `Schema.execute` for a request it cannot run; the view turns them
@@ -108,8 +107,7 @@ class MetricsExtension(SchemaExtension):
             if outcome is None:
                 errors = getattr(context.result, "errors", None) or context.pre_execution_errors
                 outcome = self._refusal(errors) or outcome_of(errors)
-            REQUESTS.labels(operation=operation, outcome=outcome).inc()
-            LATENCY.labels(operation=operation).observe(time.perf_counter() - started)
+            request_answered(operation, outcome, time.perf_counter() - started)
 
     def _refusal(self, errors: list[GraphQLError] | None) -> str | None:
         """Why the document was refused before execution, if it was."""
