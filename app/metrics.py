@@ -74,6 +74,8 @@ def request_answered(operation: str, outcome: str, seconds: float) -> None:
         )
     children[0].inc()
     children[1].observe(seconds)
+
+
 RATE_LIMITED = Counter(
     "orders_api_rate_limit_rejections",
     "Requests refused by a rate limit, by bucket",
