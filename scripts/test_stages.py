@@ -16,9 +16,11 @@ in two phases (`PHASES`):
 Each lane is its own pytest process with its own Redis database (`TEST_REDIS_URL`; the
 live-update channels carry the database number, app/events/redis_broker.py) and its own
 PostgreSQL databases (every fixture creates a uniquely named one), so lanes share nothing
-but the servers. Output goes to test-output/stages/<lane>.log and is printed whole when the
-lane ends, with the lane's time. Exits non-zero when any lane failed (every lane still
-runs), so the summary shows every failure of the run.
+but the servers. Each lane's output is printed as it comes, every line prefixed with the
+lane's name (a line per test file), and kept whole in test-output/stages/<lane>.log; when
+a lane ends its time is printed, and at the very end the short test summary of every lane
+that failed. Exits non-zero when any lane failed (every lane still runs), so one run shows
+every failure.
 
 `scripts/test ARGS` (any argument) runs one plain pytest instead: `scripts/test -k orders`.
 """
@@ -28,9 +30,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 LOGS = ROOT / "test-output" / "stages"
@@ -56,19 +60,51 @@ class Lane:
     args: list[str]
     env: dict[str, str] = field(default_factory=dict)
 
-    def start(self) -> tuple[subprocess.Popen[bytes], float, Path]:
+    def start(self) -> Running:
         log = LOGS / f"{self.name}.log"
         command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *self.args]
         print(f"== stage {self.name}: {' '.join(command[1:])}", flush=True)
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **self.env},
-            )
-        return process, time.monotonic(), log
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
+        )
+        assert process.stdout is not None
+        copier = threading.Thread(target=_copy, args=(process.stdout, log, self.name))
+        copier.start()
+        return Running(self.name, process, copier, time.monotonic(), log)
+
+
+@dataclass
+class Running:
+    name: str
+    process: subprocess.Popen[bytes]
+    copier: threading.Thread
+    began: float
+    log: Path
+
+    def summary(self) -> str:
+        """The short test summary pytest printed (`-ra`), or the log's last lines."""
+        text = self.log.read_text(errors="replace")
+        marker = text.rfind("short test summary info")
+        if marker >= 0:
+            return text[text.rfind("\n", 0, marker) + 1 :]
+        return "\n".join(text.splitlines()[-40:]) + "\n"
+
+
+_printing = threading.Lock()
+
+
+def _copy(output: IO[bytes], log: Path, name: str) -> None:
+    """A lane's output, line by line, to its log and (prefixed) to ours."""
+    with log.open("wb") as kept:
+        for line in output:
+            kept.write(line)
+            with _printing:
+                sys.stdout.write(f"[{name}] {line.decode(errors='replace')}")
+                sys.stdout.flush()
 
 
 def ignoring(paths: list[str]) -> list[str]:
@@ -94,25 +130,26 @@ def main() -> int:
         return 2
     LOGS.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    failed: list[str] = []
+    failed: list[Running] = []
     for phase in PHASES:
-        running = {lane.name: lane.start() for lane in phase}
+        running = [lane.start() for lane in phase]
         while running:
-            for name, (process, began, log) in list(running.items()):
-                if process.poll() is None:
-                    continue
-                del running[name]
-                sys.stdout.write(log.read_text(errors="replace"))
-                print(
-                    f"== stage {name}: exit {process.returncode} "
-                    f"after {time.monotonic() - began:.0f} s",
-                    flush=True,
-                )
-                if process.returncode != 0:
-                    failed.append(name)
+            for lane in [lane for lane in running if lane.process.poll() is not None]:
+                running.remove(lane)
+                lane.copier.join()
+                with _printing:
+                    print(
+                        f"== stage {lane.name}: exit {lane.process.returncode} "
+                        f"after {time.monotonic() - lane.began:.0f} s",
+                        flush=True,
+                    )
+                if lane.process.returncode != 0:
+                    failed.append(lane)
             time.sleep(0.5)
+    for lane in failed:
+        print(f"== stage {lane.name} failed ({lane.log}):\n{lane.summary()}", end="")
     total = time.monotonic() - started
-    verdict = f"FAILED: {', '.join(failed)}" if failed else "passed"
+    verdict = f"FAILED: {', '.join(lane.name for lane in failed)}" if failed else "passed"
     print(f"== test stages {verdict} in {total / 60:.1f} min", flush=True)
     return 1 if failed else 0
 
