@@ -3,9 +3,10 @@
 12 hex digits are never the shape of an order code, so log scrubbing leaves them be. They
 are correlation labels, not secrets (a client reads its own in X-Request-Id and learns
 nothing from it), so they come from a PRNG seeded from the OS once per process rather than
-from `secrets` — `secrets.token_hex` is a getrandom system call per request, 4 % of the
-small `order(code)` lookup's time on the event loop (py-spy, the bench's small document).
-A forked worker reseeds, so two processes never share a sequence."""
+from `secrets`: `secrets.token_hex` is a getrandom system call per request, which releases
+the GIL to aiosqlite's threads and then waits to get it back — the small `order(code)`
+lookup on SQLite was 12 % faster without it (docs/architecture.md §2, "The loop thread
+keeps the GIL"). A forked worker reseeds, so two processes never share a sequence."""
 
 from __future__ import annotations
 
