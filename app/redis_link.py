@@ -31,6 +31,11 @@ CALL_TIMEOUT_SECONDS = 1.0
 PROBE_INTERVAL_SECONDS = 0.5
 
 
+def database_of(url: str) -> int:
+    """The numbered Redis database a `redis://` URL selects (0 when it names none)."""
+    return int(redis.asyncio.ConnectionPool.from_url(url).connection_kwargs.get("db") or 0)
+
+
 class CircuitBreaker:
     """Closed: calls go through. Open (after a failure): calls are refused at once until a
     probe succeeds. Pure state, no I/O: the probing is the link's."""

@@ -38,7 +38,7 @@ import redis
 
 from app.errors import ServiceUnavailable
 from app.events.broker import Event
-from app.redis_link import RedisLink
+from app.redis_link import RedisLink, database_of
 
 logger = logging.getLogger("app.events")
 
@@ -58,7 +58,7 @@ def topic_of(channel: str | bytes, db: int) -> str:
 class RedisBroker:
     def __init__(self, link: RedisLink) -> None:
         self.link = link
-        self.db = int(link.pool.connection_kwargs.get("db") or 0)
+        self.db = database_of(link.url)
         self._pending: asyncio.Queue[tuple[str, str]] | None = None
         self._sender: asyncio.Task[None] | None = None
 

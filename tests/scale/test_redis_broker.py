@@ -21,7 +21,7 @@ from app.container import build_services
 from app.errors import ServiceUnavailable
 from app.events.broker import InProcessBroker
 from app.events.redis_broker import RedisBroker
-from app.redis_link import RedisLink
+from app.redis_link import RedisLink, database_of
 from app.settings import Settings
 from tests.conftest import FAST_PASSWORDS
 
@@ -65,18 +65,14 @@ async def instances(redis_url: str) -> AsyncIterator[Callable[[str], RedisBroker
         await broker.link.aclose()
 
 
-def db_of(url: str) -> int:
-    return int(redis.asyncio.ConnectionPool.from_url(url).connection_kwargs.get("db") or 0)
-
-
 def other_db(url: str) -> str:
     """The same Redis server, another numbered database (as a second deployment has)."""
-    db = db_of(url)
+    db = database_of(url)
     return url.rsplit("/", 1)[0] + f"/{db - 1 if db else 1}"
 
 
 async def subscriber_count(url: str, topic: str) -> int:
-    channel = f"orders-api:{db_of(url)}:{topic}"
+    channel = f"orders-api:{database_of(url)}:{topic}"
     client = redis.asyncio.Redis.from_url(url)
     try:
         counts: dict[Any, int] = dict(await client.pubsub_numsub(channel))
@@ -103,7 +99,7 @@ async def test_channels_carry_the_orders_api_prefix_and_the_database_number(
 ) -> None:
     # given a raw Redis subscriber on the prefixed channel of the URL's database
     topic = unique_topic()
-    channel = f"orders-api:{db_of(redis_url)}:{topic}"
+    channel = f"orders-api:{database_of(redis_url)}:{topic}"
     client = redis.asyncio.Redis.from_url(redis_url)
     raw = client.pubsub(ignore_subscribe_messages=True)
     await raw.subscribe(channel)

@@ -23,6 +23,7 @@ from starlette.websockets import WebSocketDisconnect
 from app.container import Services
 from app.events.broker import order_topic
 from app.events.redis_broker import channel_of
+from app.redis_link import database_of
 
 SUBSCRIBE = (
     "subscription S($code: String!) { orderUpdates(code: $code) { type order { code status } } }"
@@ -80,8 +81,7 @@ def wait_for_subscriber(services: Services, order_id: int | None, count: int = 1
 def order_channel(order_id: int, redis_url: str) -> str:
     """The Redis channel of an order's live updates (what RedisBroker subscribes to) for a
     server on `redis_url`'s numbered database."""
-    db = redis.asyncio.ConnectionPool.from_url(redis_url).connection_kwargs.get("db") or 0
-    return channel_of(order_topic(order_id), int(db))
+    return channel_of(order_topic(order_id), database_of(redis_url))
 
 
 async def channel_subscribers(redis_url: str, channel: str) -> int:
