@@ -6,6 +6,7 @@ enum types, descends into lists and objects, runs async resolvers in lockstep
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from enum import Enum
 from inspect import isawaitable
 from operator import attrgetter
 from typing import Any, cast
@@ -167,7 +168,7 @@ def _list_completer(
             raise value
         if value is None:
             return None
-        if not is_iterable(value):
+        if value.__class__ is not list and not is_iterable(value):  # (an ABC check)
             raise GraphQLError(not_iterable)
         out: list[Any] = []
         if not item_async:
@@ -376,6 +377,11 @@ def _quick_answer(leaf: GraphQLScalarType | GraphQLEnumType) -> Callable[[Any], 
     if passes is not None:
         return lambda v: v if type(v) is passes else GENERAL
     coerce = leaf.coerce_output_value
+    names = _member_names(leaf)
+    if names is not None:
+        # A status or a role: the member's name, as its coercion gave it at compile time.
+        member_of = next(iter(names)).__class__
+        return lambda v: names[v] if type(v) is member_of else GENERAL
 
     def coerced(value: Any) -> Any:
         if value is None or value is Undefined or isinstance(value, Exception):
@@ -384,6 +390,21 @@ def _quick_answer(leaf: GraphQLScalarType | GraphQLEnumType) -> Callable[[Any], 
         return GENERAL if answer is None or answer is Undefined else answer
 
     return coerced
+
+
+def _member_names(leaf: GraphQLScalarType | GraphQLEnumType) -> dict[Any, str] | None:
+    """For strawberry's enum types (resolvers return members of the Python enum it wraps):
+    each member's GraphQL name, from the type's own coercion, asked once per member (it is a
+    pure function, and a linear search over the values per call). None for anything else."""
+    wrapped = getattr(leaf, "wrapped_cls", None)
+    if not isinstance(leaf, GraphQLEnumType) or not isinstance(wrapped, type):
+        return None
+    if not issubclass(wrapped, Enum) or not len(wrapped):
+        return None
+    names = {member: leaf.coerce_output_value(member) for member in wrapped}
+    if not all(isinstance(name, str) for name in names.values()):
+        return None
+    return names
 
 
 def _leaf_runner(

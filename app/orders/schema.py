@@ -137,7 +137,7 @@ class OrdersQuery:
         # The children the query asks for, fetched here for the whole page (one statement
         # each, as their loaders would): the orders' fields then answer without a loader
         # round each (docs/architecture.md §2).
-        wanted = fields_at(info.selected_fields, ("myOrders", "edges", "node"))
+        wanted = fields_at(info, ("myOrders", "edges", "node"))
         ids = [view.order.id for view in page.orders if view.order.id is not None]
         lines = shipments = None
         if ids and "lines" in wanted:

@@ -167,7 +167,8 @@ class OrderType:
         if rows is None:
             assert self.row.id is not None
             rows = await OrderLinesByOrderIdLoader.of(info.context).load(self.row.id)
-        return [OrderLineType(row=row, currency=self.row.currency) for row in rows]
+        currency = self.row.currency  # read once, not per line
+        return [OrderLineType(row=row, currency=currency) for row in rows]
 
     @strawberry.field(
         description="Parcels sent so far, oldest first, each with its tracking events."

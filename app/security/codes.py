@@ -65,6 +65,8 @@ def normalise(raw: str) -> str:
 
 def display(code: str) -> str:
     """XXXX-XXXX-XXXX-XXXX for people."""
+    if len(code) == CODE_LENGTH:  # every code (16): one f-string, not a join of a generator
+        return f"{code[:4]}-{code[4:8]}-{code[8:12]}-{code[12:]}"
     return "-".join(code[i : i + 4] for i in range(0, len(code), 4))
 
 

@@ -75,9 +75,10 @@ from strawberry.types.fields.resolver import (
 from strawberry.types.nodes import SelectedField
 
 from app.graphql import compiled
+from app.graphql.common import fields_at
 from app.graphql.compiled import VETTED_ROOT_FIELDS, _RawInfo, compile_plan
 from app.graphql.completion import BACKREF as _BACKREF
-from app.graphql.completion import PASS_THROUGH
+from app.graphql.completion import GENERAL, PASS_THROUGH, _quick_answer
 from app.graphql.metrics import MetricsExtension
 from app.main import OrdersGraphQL
 from app.orders.models import OrderStatus
@@ -637,6 +638,21 @@ def test_every_enum_below_a_vetted_root_maps_its_members_to_their_names() -> Non
             assert enum_type.coerce_output_value(member) in enum_type.values, member
 
 
+def test_an_enum_leaf_answers_the_name_its_coercion_gives_without_asking_it_again() -> None:
+    """completion._quick_answer for an enum: each member's name is its coercion's answer,
+    asked once at compile time; anything but a member of the wrapped enum (its raw value,
+    None) goes to the general completion, which words what is wrong."""
+    enums = [t for t in _types_below_vetted_roots() if isinstance(t, GraphQLEnumType)]
+    for enum_type in enums:
+        assert isinstance(enum_type, CustomGraphQLEnumType), enum_type.name
+        quick = _quick_answer(enum_type)
+        member: enum.Enum
+        for member in enum_type.wrapped_cls:
+            assert quick(member) == enum_type.coerce_output_value(member), member
+            assert quick(member.value) is GENERAL, member
+        assert quick(None) is GENERAL
+
+
 def test_is_type_of_is_only_set_for_types_that_implement_an_interface(
     tiny: strawberry.Schema,
 ) -> None:
@@ -804,20 +820,37 @@ def _types_below_vetted_roots() -> list[Any]:
 
 
 def _reads_only_info_context(
-    function: Any, info_name: str, allowed: frozenset[str] = frozenset({"context"})
+    function: Any,
+    info_name: str,
+    allowed: frozenset[str] = frozenset({"context"}),
+    helpers: frozenset[str] = frozenset(),
 ) -> bool:
+    """Every use of `info` in `function` is `info.<one of allowed>` or the first argument
+    of a call to one of `helpers` (functions whose own reads are pinned elsewhere)."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     uses = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == info_name]
-    return all(
-        isinstance(parents.get(use), ast.Attribute) and parents[use].attr in allowed  # type: ignore[attr-defined]
-        for use in uses
-    )
+
+    def allowed_use(use: ast.Name) -> bool:
+        parent = parents.get(use)
+        if isinstance(parent, ast.Attribute):
+            return parent.attr in allowed
+        return (
+            isinstance(parent, ast.Call)
+            and isinstance(parent.func, ast.Name)
+            and parent.func.id in helpers
+            and parent.args[:1] == [use]
+        )
+
+    return all(allowed_use(use) for use in uses)
 
 
 # What a vetted root resolver may read of its Info: the context, and the selection below it
 # (Plan._resolve_root's _RawInfo carries the root's field nodes and the coerced variables).
 ROOT_READS = frozenset({"context", "selected_fields"})
+# ...or through app/graphql/common.py `fields_at`, which reads the _RawInfo's field nodes and
+# fragments (test_fields_at_reads_what_a_plans_info_carries pins it).
+ROOT_HELPERS = frozenset({"fields_at"})
 
 
 @pytest.mark.parametrize("name", sorted(VETTED_ROOT_FIELDS))
@@ -844,7 +877,9 @@ def test_every_vetted_root_field_is_what_a_plan_can_call(name: str) -> None:
     assert resolver.root_parameter is None and resolver.parent_parameter is None
     assert resolver.reserved_parameters[CLS_PARAMSPEC] is None
     assert resolver.is_async
-    assert _reads_only_info_context(resolver.wrapped_func, resolver.info_parameter.name, ROOT_READS)
+    assert _reads_only_info_context(
+        resolver.wrapped_func, resolver.info_parameter.name, ROOT_READS, ROOT_HELPERS
+    )
     for argument in graphql_field.args.values():
         named = argument.type
         while isinstance(named, GraphQLNonNull | GraphQLList):
@@ -898,9 +933,20 @@ def test_the_static_check_of_info_use_catches_other_reads() -> None:
     assert not _reads_only_info_context(reads_more, "info")
     assert not _reads_only_info_context(passes_it_on, "info")
     assert _reads_only_info_context(fine, "info")
+
+    async def asks_a_helper(self: Any, info: Any) -> Any:
+        return fields_at(info, ("order",))
+
+    async def gives_a_helper_more(self: Any, info: Any) -> Any:
+        return fields_at(info, info.path)
+
     assert not _reads_only_info_context(looks_below, "info")  # below a root: context only
     assert _reads_only_info_context(looks_below, "info", ROOT_READS)
     assert not _reads_only_info_context(reads_more, "info", ROOT_READS)
+    assert not _reads_only_info_context(asks_a_helper, "info", ROOT_READS)
+    assert _reads_only_info_context(asks_a_helper, "info", ROOT_READS, ROOT_HELPERS)
+    assert not _reads_only_info_context(gives_a_helper_more, "info", ROOT_READS, ROOT_HELPERS)
+    assert not _reads_only_info_context(passes_it_on, "info", ROOT_READS, ROOT_HELPERS)
 
 
 def test_a_plans_info_selects_what_the_executors_info_selects() -> None:
@@ -934,3 +980,48 @@ def test_a_plans_info_selects_what_the_executors_info_selects() -> None:
     assert [
         selection.name for selection in root.selections if isinstance(selection, SelectedField)
     ] == ["someValue", "shade", "constant", "__typename"]
+
+
+def test_fields_at_reads_what_a_plans_info_carries() -> None:
+    """app/graphql/common.py `fields_at` reads `_raw_info.field_nodes` and `.fragments`
+    (strawberry's Info keeps graphql-core's ResolveInfo there; a plan's is a _RawInfo): the
+    same names through a plan as through the executor, and the executor's through named
+    and inline fragments, as `info.selected_fields` gives them."""
+    seen: list[tuple[set[str], list[str]]] = []
+
+    def names(selections: Any) -> list[str]:
+        found: list[str] = []
+        for selection in selections:
+            if isinstance(selection, SelectedField):
+                found.append(selection.name)
+            else:
+                found.extend(names(selection.selections))
+        return found
+
+    @strawberry.type
+    class SelectionQuery:
+        @strawberry.field
+        async def order(self, info: strawberry.Info, some_code: str) -> Box | None:
+            (root,) = info.selected_fields
+            assert isinstance(root, SelectedField)
+            seen.append((fields_at(info, ("order",)), names(root.selections)))
+            return Box()
+
+    schema = strawberry.Schema(
+        query=SelectionQuery, config=StrawberryConfig(scalar_map={Blank: BLANK})
+    )
+    query = "query($c: String!) { order(someCode: $c) { someValue shade __typename } }"
+    plan = compile_plan(schema, parse(query), None)
+    assert plan is not None
+    asyncio.run(plan.run({}, {"c": "x"}, "rid"))
+    assert asyncio.run(schema.execute(query, variable_values={"c": "x"})).errors is None
+    with_fragments = (
+        '{ order(someCode: "x") { ...Named ... on Box { shade } constant @skip(if: true) } }'
+        " fragment Named on Box { someValue }"
+    )
+    assert asyncio.run(schema.execute(with_fragments)).errors is None
+    through_plan, through_executor, through_fragments = seen
+    assert through_plan[0] == through_executor[0] == {"someValue", "shade", "__typename"}
+    assert through_plan[0] == set(through_plan[1])
+    # whatever their conditions (an extra name only costs an unused statement)
+    assert through_fragments[0] == {"someValue", "shade", "constant"} == set(through_fragments[1])

@@ -70,3 +70,37 @@ def test_a_statement_without_every_field_still_gets_the_defaults() -> None:
     for name, field in OrderLine.model_fields.items():
         if name not in {"id", "sku"} and not field.is_required():
             assert getattr(built, name) == field.get_default(call_default_factory=True)
+
+
+_PLACED = select(table(Order).c.id, table(Order).c.placed_at)
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        # as SQLAlchemy writes a DateTime on SQLite: naive UTC with microseconds
+        ("2026-11-30 16:24:39.000000", datetime(2026, 11, 30, 16, 24, 39, tzinfo=UTC)),
+        ("2026-11-30 16:24:39.250000", datetime(2026, 11, 30, 16, 24, 39, 250000, tzinfo=UTC)),
+        # text that already carries an offset keeps it (converted only by the API's `utc`)
+        ("2026-11-30T18:24:39+02:00", datetime(2026, 11, 30, 16, 24, 39, tzinfo=UTC)),
+        ("2026-11-30T16:24:39Z", datetime(2026, 11, 30, 16, 24, 39, tzinfo=UTC)),
+    ],
+)
+def test_stored_times_read_as_aware_utc_datetimes(stored: str, expected: datetime) -> None:
+    placed = as_model(Order, _PLACED, (1, stored)).placed_at
+    assert placed == expected
+    assert placed.utcoffset() is not None
+
+
+def test_a_row_of_the_wrong_length_is_refused_not_misread() -> None:
+    with pytest.raises(ValueError, match="a row of 3 values for 2 columns"):
+        as_models(Order, _PLACED, [(1, "2026-11-30 16:24:39.000000", "extra")])
+
+
+def test_instances_are_read_only_so_sharing_one_fields_set_is_safe() -> None:
+    statement = EVERY_COLUMN[OrderLine]
+    first, second = as_models(OrderLine, statement, [_row_for(OrderLine)] * 2)
+    assert first.__pydantic_fields_set__ == {str(c.key) for c in statement.selected_columns}
+    with pytest.raises(AttributeError):  # no ORM state: nothing can change a field
+        first.sku = "CHANGED"
+    assert (first.sku, second.sku) == ("value-3", "value-3")
