@@ -102,9 +102,23 @@ def as_models(model: type[M], statement: Select[Any], rows: Sequence[Sequence[An
     not select every field of the model goes through `model_construct`, which fills the
     defaults."""
     shape = _shape_of(statement)
-    values_of = shape.values
     if not shape.selects_every_field(model):
-        return [model.model_construct(**values_of(row)) for row in rows]
+        return [model.model_construct(**shape.values(row)) for row in rows]
+    return _build(model, shape, rows)
+
+
+def as_partial_models(
+    model: type[M], statement: Select[Any], rows: Sequence[Sequence[Any]]
+) -> list[M]:
+    """Rows of a prebuilt SELECT of some of the model's columns as read-only instances that
+    hold only those: reading any other field raises (`UnmappedInstanceError`: there is no
+    ORM state to load it from) instead of answering a default, so a reader that needs more
+    than its statement selects fails loudly in its tests, never quietly in production."""
+    return _build(model, _shape_of(statement), rows)
+
+
+def _build(model: type[M], shape: _Shape, rows: Sequence[Sequence[Any]]) -> list[M]:
+    values_of = shape.values
     fields_set = shape.fields_set
     built: list[M] = []
     for row in rows:

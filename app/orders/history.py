@@ -8,13 +8,14 @@ path, the same error and the same time (the door counts the miss, app/security/d
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, or_, select
+from sqlalchemy import Select, and_, bindparam, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.db import Database
-from app.db_rows import as_model, as_models
+from app.db_rows import as_model, as_models, as_partial_models
 from app.errors import BadUserInput
 from app.orders.models import Order, OrderLine
 from app.orders.views import OrderFilter, OrderPage, OrderView
@@ -33,24 +34,41 @@ _OWNED_ORDER = select(*table(Order).columns).where(
 )
 # The history page (myOrders without filters), newest first, keyset on (placed_at, code).
 _ORDER = table(Order)
-_FIRST_PAGE = (
-    select(*_ORDER.columns)
-    .where(_ORDER.c.user_id == bindparam("owner"))
-    .order_by(_ORDER.c.placed_at.desc(), _ORDER.c.code.desc())
-    .limit(bindparam("limit"))
-)
-_PAGE_AFTER = (
-    select(*_ORDER.columns)
-    .where(
-        _ORDER.c.user_id == bindparam("owner"),
-        or_(
-            _ORDER.c.placed_at < bindparam("placed"),
-            and_(_ORDER.c.placed_at == bindparam("placed"), _ORDER.c.code < bindparam("code")),
-        ),
+# What a history list shows of each order (app/orders/types.py ORDER_SUMMARY_FIELDS are the
+# fields answered from these alone): a page that asks for nothing else reads 7 of the 27
+# columns. On SQLite, building the page's models from full rows was a fifth of its time.
+SUMMARY_COLUMNS = ("id", "code", "user_id", "status", "currency", "total_minor", "placed_at")
+
+
+def _page_statements(columns: Any) -> tuple[Select[Any], Select[Any]]:
+    """(first page, page after a cursor) selecting `columns`."""
+    newest_first = (_ORDER.c.placed_at.desc(), _ORDER.c.code.desc())
+    first = (
+        select(*columns)
+        .where(_ORDER.c.user_id == bindparam("owner"))
+        .order_by(*newest_first)
+        .limit(bindparam("limit"))
     )
-    .order_by(_ORDER.c.placed_at.desc(), _ORDER.c.code.desc())
-    .limit(bindparam("limit"))
-)
+    after = (
+        select(*columns)
+        .where(
+            _ORDER.c.user_id == bindparam("owner"),
+            or_(
+                _ORDER.c.placed_at < bindparam("placed"),
+                and_(
+                    _ORDER.c.placed_at == bindparam("placed"),
+                    _ORDER.c.code < bindparam("code"),
+                ),
+            ),
+        )
+        .order_by(*newest_first)
+        .limit(bindparam("limit"))
+    )
+    return first, after
+
+
+_FIRST_PAGE, _PAGE_AFTER = _page_statements(_ORDER.columns)
+_FIRST_SUMMARIES, _SUMMARIES_AFTER = _page_statements([_ORDER.c[n] for n in SUMMARY_COLUMNS])
 _LINES_OF_ORDERS = (
     select(*table(OrderLine).columns)
     .where(table(OrderLine).c.order_id.in_(bindparam("ids", expanding=True)))
@@ -120,13 +138,20 @@ class OrderHistory:
         return result
 
     async def list_orders(
-        self, viewer: Viewer | None, first: int | None, after: str | None, filt: OrderFilter
+        self,
+        viewer: Viewer | None,
+        first: int | None,
+        after: str | None,
+        filt: OrderFilter,
+        summaries: bool = False,
     ) -> OrderPage:
-        """`myOrders`: newest first, keyset-paginated on (placed_at, code)."""
+        """`myOrders`: newest first, keyset-paginated on (placed_at, code). With
+        `summaries`, an unfiltered page's orders hold only SUMMARY_COLUMNS (reading another
+        field of them raises)."""
         who = require_viewer(viewer)
         size = clamp_page_size(first, self._max_page_size)
         if filt == OrderFilter():  # the history as customers page through it: prebuilt
-            rows = await self._plain_page(who, size, after)
+            rows = await self._plain_page(who, size, after, summaries)
         else:
             rows = await self._filtered_page(who, size, after, filt)
         page = rows[:size]
@@ -139,14 +164,19 @@ class OrderHistory:
             has_next_page=len(rows) > size,
         )
 
-    async def _plain_page(self, who: Viewer, size: int, after: str | None) -> list[Order]:
+    async def _plain_page(
+        self, who: Viewer, size: int, after: str | None, summaries: bool
+    ) -> list[Order]:
+        params: dict[str, Any] = {"owner": who.user_id, "limit": size + 1}
         if after:
-            placed, code = self._order_cursor(after)
-            params = {"owner": who.user_id, "limit": size + 1, "placed": placed, "code": code}
-            rows = await self._db.fetch_all(_PAGE_AFTER, params)
-            return as_models(Order, _PAGE_AFTER, rows)
-        rows = await self._db.fetch_all(_FIRST_PAGE, {"owner": who.user_id, "limit": size + 1})
-        return as_models(Order, _FIRST_PAGE, rows)
+            params["placed"], params["code"] = self._order_cursor(after)
+            statement = _SUMMARIES_AFTER if summaries else _PAGE_AFTER
+        else:
+            statement = _FIRST_SUMMARIES if summaries else _FIRST_PAGE
+        rows = await self._db.fetch_all(statement, params)
+        if summaries:
+            return as_partial_models(Order, statement, rows)
+        return as_models(Order, statement, rows)
 
     def _order_cursor(self, after: str) -> tuple[datetime, str]:
         placed_iso, last_code = self._cursors.decode("order", after)

@@ -19,6 +19,7 @@ from app.orders.models import OrderLine
 from app.orders.service import CartDraft as CartDraftView
 from app.orders.service import OrderFilter, OrderView
 from app.orders.types import (
+    ORDER_SUMMARY_FIELDS,
     AddressInput,
     CancelOrderPayload,
     CartDraft,
@@ -133,11 +134,13 @@ class OrdersQuery:
             )
         ctx = info.context
         viewer = await ctx.viewer()
-        page = await ctx.services.orders.list_orders(viewer, first, after, filt)
+        wanted = fields_at(info, ("myOrders", "edges", "node"))
+        page = await ctx.services.orders.list_orders(
+            viewer, first, after, filt, summaries=wanted <= ORDER_SUMMARY_FIELDS
+        )
         # The children the query asks for, fetched here for the whole page (one statement
         # each, as their loaders would): the orders' fields then answer without a loader
         # round each (docs/architecture.md §2).
-        wanted = fields_at(info, ("myOrders", "edges", "node"))
         ids = [view.order.id for view in page.orders if view.order.id is not None]
         lines = shipments = None
         if ids and "lines" in wanted:

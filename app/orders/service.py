@@ -100,9 +100,14 @@ class OrderService:
         return await self._history.get_order(viewer, raw_code, client_ip)
 
     async def list_orders(
-        self, viewer: Viewer | None, first: int | None, after: str | None, filt: OrderFilter
+        self,
+        viewer: Viewer | None,
+        first: int | None,
+        after: str | None,
+        filt: OrderFilter,
+        summaries: bool = False,
     ) -> OrderPage:
-        return await self._history.list_orders(viewer, first, after, filt)
+        return await self._history.list_orders(viewer, first, after, filt, summaries)
 
     async def reload_owned(self, viewer: Viewer, order_id: int) -> Order | None:
         return await self._history.reload_owned(viewer, order_id)

@@ -66,6 +66,14 @@ class PaymentSummary:
     last4: str
 
 
+# The fields of Order answered from app/orders/history.py SUMMARY_COLUMNS alone: a history
+# page that selects no other field of its orders reads only those columns
+# (tests/api/test_my_orders.py compares such a page with a full read).
+ORDER_SUMMARY_FIELDS = frozenset(
+    {"__typename", "code", "status", "placedAt", "total", "lines", "shipments"}
+)
+
+
 @strawberry.type(name="Order")
 class OrderType:
     row: strawberry.Private[OrderRow]

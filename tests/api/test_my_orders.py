@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import update
+from sqlalchemy.orm.exc import UnmappedInstanceError
 from sqlmodel import col
 
 from app.container import Services
+from app.db_rows import as_partial_models
 from app.graphql.loaders import BatchLoader
+from app.orders import history
 from app.orders.models import Order
+from app.orders.types import ORDER_SUMMARY_FIELDS
 from app.security import codes
 from tests.conftest import Account, GraphQLClient, Run, db_session, error_codes
 
@@ -175,3 +180,50 @@ def test_a_page_fetches_the_lines_and_parcels_it_selects_with_the_page(
     del counted[:]
     gql.data("{ myOrders(first: 5) { edges { node { code } } } }", token=owner.token)
     assert not any("order_lines" in sql or "FROM shipments" in sql for sql in counted), counted
+
+
+SUMMARY_NODE = """
+  __typename code status placedAt total { amount currency }
+  lines { sku name quantity unitPrice { amount currency } }
+  shipments { carrier status }
+"""
+
+
+def test_a_page_of_summary_fields_reads_only_the_summary_columns_and_answers_the_same(
+    gql: GraphQLClient, services: Services, owner: Account, place_order: Callable[..., Any]
+) -> None:
+    # given three orders
+    for _ in range(3):
+        place_order(owner)
+    top_level = re.sub(r"\{[^{}]*\}", "", re.sub(r"\{[^{}]*\}", "", SUMMARY_NODE)).split()
+    assert set(top_level) == ORDER_SUMMARY_FIELDS  # every one of them is asked for below
+    counted = services.db.count_statements()
+    pages = {}
+    # when a page asks for every field of ORDER_SUMMARY_FIELDS, then for those and one more
+    for extra in ("", "updatedAt"):
+        del counted[:]
+        query = (
+            f"{{ myOrders(first: 2) {{ edges {{ cursor node {{ {SUMMARY_NODE} {extra} }} }} }} }}"
+        )
+        pages[extra] = gql.data(query, token=owner.token)["myOrders"]["edges"]
+        (page_sql,) = [sql for sql in counted if "FROM orders" in sql]
+        # then the first reads the summary columns only, the second whole rows
+        assert ("orders.ship_name" in page_sql) == bool(extra), page_sql
+    # and both answer the same for the fields they share
+    for summary, full in zip(pages[""], pages["updatedAt"], strict=True):
+        assert full["node"].pop("updatedAt")
+        assert summary == full
+    assert len(pages[""]) == 2
+
+
+def test_a_summary_order_refuses_a_field_its_statement_did_not_read() -> None:
+    (order,) = as_partial_models(
+        Order,
+        history._FIRST_SUMMARIES,
+        [(7, "ABCD", 3, "PAID", "EUR", 1299, "2026-11-30 16:24:39.000000")],
+    )
+    assert (order.id, order.code, order.total_minor) == (7, "ABCD", 1299)
+    assert order.placed_at == datetime(2026, 11, 30, 16, 24, 39, tzinfo=UTC)
+    # a default (an empty address, a zero) would be a wrong answer: it raises instead
+    with pytest.raises(UnmappedInstanceError):
+        _ = order.ship_name
