@@ -141,7 +141,7 @@ class OrdersQuery:
         # The children the query asks for, fetched here for the whole page (one statement
         # each, as their loaders would): the orders' fields then answer without a loader
         # round each (docs/architecture.md §2).
-        ids = [view.order.id for view in page.orders if view.order.id is not None]
+        ids = [order_id for view in page.orders if (order_id := view.order.id) is not None]
         lines = shipments = None
         if ids and "lines" in wanted:
             lines = await ctx.services.orders.lines_for_orders(ids)
