@@ -849,7 +849,7 @@ def _reads_only_info_context(
 # (Plan._resolve_root's _RawInfo carries the root's field nodes and the coerced variables).
 ROOT_READS = frozenset({"context", "selected_fields"})
 # ...or through app/graphql/common.py `fields_at`, which reads the _RawInfo's field nodes and
-# fragments (test_fields_at_reads_what_a_plans_info_carries pins it).
+# fragments (test_a_plans_info_selects_what_the_executors_info_selects pins it).
 ROOT_HELPERS = frozenset({"fields_at"})
 
 
@@ -951,15 +951,18 @@ def test_the_static_check_of_info_use_catches_other_reads() -> None:
 
 def test_a_plans_info_selects_what_the_executors_info_selects() -> None:
     """`Info.selected_fields` (strawberry's convert_selections) on Plan._resolve_root's
-    _RawInfo reads only `field_nodes`, `fragments` and `variable_values`: a vetted root
-    resolver sees the same selection through a plan as under graphql-core's executor."""
-    seen: list[Any] = []
+    _RawInfo reads only `field_nodes`, `fragments` and `variable_values`, and
+    app/graphql/common.py `fields_at` only `_raw_info.field_nodes` and `.fragments`: a
+    vetted root resolver sees the same selection through a plan as under graphql-core's
+    executor, and `fields_at` names what `selected_fields` does, through named and inline
+    fragments too (those only under the executor: plans refuse fragments)."""
+    seen: list[tuple[Any, set[str]]] = []
 
     @strawberry.type
     class SelectionQuery:
         @strawberry.field
         async def order(self, info: strawberry.Info, some_code: str) -> Box | None:
-            seen.append(info.selected_fields)
+            seen.append((info.selected_fields, fields_at(info, ("order",))))
             return Box()
 
     schema = strawberry.Schema(
@@ -972,56 +975,18 @@ def test_a_plans_info_selects_what_the_executors_info_selects() -> None:
     reference = asyncio.run(schema.execute(query, variable_values={"c": "x"}))
     assert planned is not None and reference.errors is None
     assert planned["data"] == reference.data
-    through_plan, through_executor = seen
-    assert through_plan == through_executor
-    (root,) = through_plan
-    assert isinstance(root, SelectedField) and root.name == "order"
-    assert root.arguments == {"someCode": "x"}
-    assert [
-        selection.name for selection in root.selections if isinstance(selection, SelectedField)
-    ] == ["someValue", "shade", "constant", "__typename"]
-
-
-def test_fields_at_reads_what_a_plans_info_carries() -> None:
-    """app/graphql/common.py `fields_at` reads `_raw_info.field_nodes` and `.fragments`
-    (strawberry's Info keeps graphql-core's ResolveInfo there; a plan's is a _RawInfo): the
-    same names through a plan as through the executor, and the executor's through named
-    and inline fragments, as `info.selected_fields` gives them."""
-    seen: list[tuple[set[str], list[str]]] = []
-
-    def names(selections: Any) -> list[str]:
-        found: list[str] = []
-        for selection in selections:
-            if isinstance(selection, SelectedField):
-                found.append(selection.name)
-            else:
-                found.extend(names(selection.selections))
-        return found
-
-    @strawberry.type
-    class SelectionQuery:
-        @strawberry.field
-        async def order(self, info: strawberry.Info, some_code: str) -> Box | None:
-            (root,) = info.selected_fields
-            assert isinstance(root, SelectedField)
-            seen.append((fields_at(info, ("order",)), names(root.selections)))
-            return Box()
-
-    schema = strawberry.Schema(
-        query=SelectionQuery, config=StrawberryConfig(scalar_map={Blank: BLANK})
-    )
-    query = "query($c: String!) { order(someCode: $c) { someValue shade __typename } }"
-    plan = compile_plan(schema, parse(query), None)
-    assert plan is not None
-    asyncio.run(plan.run({}, {"c": "x"}, "rid"))
-    assert asyncio.run(schema.execute(query, variable_values={"c": "x"})).errors is None
     with_fragments = (
         '{ order(someCode: "x") { ...Named ... on Box { shade } constant @skip(if: true) } }'
         " fragment Named on Box { someValue }"
     )
     assert asyncio.run(schema.execute(with_fragments)).errors is None
-    through_plan, through_executor, through_fragments = seen
-    assert through_plan[0] == through_executor[0] == {"someValue", "shade", "__typename"}
-    assert through_plan[0] == set(through_plan[1])
+    (through_plan, plan_names), (through_executor, executor_names), (_, fragment_names) = seen
+    assert through_plan == through_executor
+    (root,) = through_plan
+    assert isinstance(root, SelectedField) and root.name == "order"
+    assert root.arguments == {"someCode": "x"}
+    selected = [s.name for s in root.selections if isinstance(s, SelectedField)]
+    assert selected == ["someValue", "shade", "constant", "__typename"]
+    assert plan_names == executor_names == set(selected)
     # whatever their conditions (an extra name only costs an unused statement)
-    assert through_fragments[0] == {"someValue", "shade", "constant"} == set(through_fragments[1])
+    assert fragment_names == {"someValue", "shade", "constant"}
