@@ -36,6 +36,7 @@ from app.orders.types import (
     PlaceOrderPayload,
 )
 from app.shipments.models import Shipment
+from app.shipments.types import SHIPMENT_SUMMARY_FIELDS
 
 
 def _as_utc(value: datetime | None) -> datetime | None:
@@ -146,7 +147,10 @@ class OrdersQuery:
         if ids and "lines" in wanted:
             lines = await ctx.services.orders.lines_for_orders(ids)
         if ids and "shipments" in wanted:
-            shipments = await ctx.services.shipments.shipments_for_orders(ids)
+            parcel_fields = fields_at(info, ("myOrders", "edges", "node", "shipments"))
+            shipments = await ctx.services.shipments.shipments_for_orders(
+                ids, summaries=parcel_fields <= SHIPMENT_SUMMARY_FIELDS
+            )
         return OrderConnection(
             edges=[
                 OrderEdge(cursor=cursor, node=_page_order(view, lines, shipments))

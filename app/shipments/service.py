@@ -96,8 +96,10 @@ class ShipmentService:
     async def pick_lines_for_orders(self, order_ids: list[int]) -> dict[int, list[PickLine]]:
         return await self._reads.pick_lines_for_orders(order_ids)
 
-    async def shipments_for_orders(self, order_ids: list[int]) -> dict[int, list[Shipment]]:
-        return await self._reads.shipments_for_orders(order_ids)
+    async def shipments_for_orders(
+        self, order_ids: list[int], summaries: bool = False
+    ) -> dict[int, list[Shipment]]:
+        return await self._reads.shipments_for_orders(order_ids, summaries)
 
     async def events_for_shipments(self, shipment_ids: list[int]) -> dict[int, list[TrackingEvent]]:
         return await self._reads.events_for_shipments(shipment_ids)

@@ -69,6 +69,14 @@ class ShipmentLineType:
         return self.row.quantity
 
 
+# The fields of Shipment answered from app/shipments/reads.py SHIPMENT_SUMMARY_COLUMNS
+# alone (lines and events need only the parcel's id): a history page that selects no other
+# field of its parcels reads only those columns (tests/api/test_my_orders.py).
+SHIPMENT_SUMMARY_FIELDS = frozenset(
+    {"__typename", "carrier", "status", "estimatedDelivery", "lines", "events"}
+)
+
+
 @strawberry.type(name="Shipment", description="A parcel that left with a carrier.")
 class ShipmentType:
     row: strawberry.Private[ShipmentRow]

@@ -20,7 +20,9 @@ from app.orders import history
 from app.orders.models import Order
 from app.orders.types import ORDER_SUMMARY_FIELDS
 from app.security import codes
+from app.shipments.types import SHIPMENT_SUMMARY_FIELDS
 from tests.conftest import Account, GraphQLClient, Run, db_session, error_codes
+from tests.support.carriers import pack, ship
 
 MY_ORDERS = """
 query Mine($first: Int, $after: String, $filter: OrderFilterInput) {
@@ -227,3 +229,42 @@ def test_a_summary_order_refuses_a_field_its_statement_did_not_read() -> None:
     # a default (an empty address, a zero) would be a wrong answer: it raises instead
     with pytest.raises(UnmappedInstanceError):
         _ = order.ship_name
+
+
+SUMMARY_PARCEL = "__typename carrier status estimatedDelivery lines { sku } events { status }"
+
+
+def test_a_page_of_summary_parcel_fields_reads_only_their_columns_and_answers_the_same(
+    gql: GraphQLClient,
+    services: Services,
+    owner: Account,
+    warehouse: Account,
+    place_order: Callable[..., Any],
+    run: Run[Any],
+) -> None:
+    # given two shipped orders
+    for _ in range(2):
+        order = place_order(owner, [("MUG-001", 1)]).order
+        pack(run, services, warehouse, order)
+        ship(run, services, warehouse, order)
+    top_level = re.sub(r"\{[^{}]*\}", "", SUMMARY_PARCEL).split()
+    assert set(top_level) == SHIPMENT_SUMMARY_FIELDS  # every one of them is asked for below
+    counted = services.db.count_statements()
+    pages = {}
+    # when a page asks for every parcel field of SHIPMENT_SUMMARY_FIELDS, then one more
+    for extra in ("", "trackingNumber"):
+        del counted[:]
+        parcel = SUMMARY_PARCEL + " " + extra
+        query = (
+            f"{{ myOrders(first: 2) {{ edges {{ node {{ code shipments {{ {parcel} }} }} }} }} }}"
+        )
+        pages[extra] = gql.data(query, token=owner.token)["myOrders"]["edges"]
+        (parcels_sql,) = [sql for sql in counted if "FROM shipments" in sql]
+        # then the first reads the summary columns only, the second whole rows
+        assert ("shipments.tracking_number" in parcels_sql) == bool(extra), parcels_sql
+    # and both answer the same for the fields they share
+    for summary, full in zip(pages[""], pages["trackingNumber"], strict=True):
+        (parcel,) = full["node"]["shipments"]
+        assert parcel.pop("trackingNumber")
+        assert summary == full
+        assert summary["node"]["shipments"][0]["lines"] == [{"sku": "MUG-001"}]
