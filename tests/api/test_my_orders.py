@@ -184,6 +184,28 @@ def test_a_page_fetches_the_lines_and_parcels_it_selects_with_the_page(
     assert not any("order_lines" in sql or "FROM shipments" in sql for sql in counted), counted
 
 
+def _summary_then_full(
+    gql: GraphQLClient,
+    services: Services,
+    owner: Account,
+    query_of: Callable[[str], str],
+    extra: str,
+    table: str,
+    unread_column: str,
+) -> tuple[list[Any], list[Any]]:
+    """The page `query_of("")` (summary fields only) and `query_of(extra)` (one more),
+    each checked to read `unread_column` from `table` only when it asks for more."""
+    counted = services.db.count_statements()
+    pages = []
+    for more in ("", extra):
+        del counted[:]
+        pages.append(gql.data(query_of(more), token=owner.token)["myOrders"]["edges"])
+        (sql,) = [sql for sql in counted if f"FROM {table}" in sql]
+        # the summary page reads the summary columns only, the other whole rows
+        assert (unread_column in sql) == bool(more), sql
+    return pages[0], pages[1]
+
+
 SUMMARY_NODE = """
   __typename code status placedAt total { amount currency }
   lines { sku name quantity unitPrice { amount currency } }
@@ -199,23 +221,23 @@ def test_a_page_of_summary_fields_reads_only_the_summary_columns_and_answers_the
         place_order(owner)
     top_level = re.sub(r"\{[^{}]*\}", "", re.sub(r"\{[^{}]*\}", "", SUMMARY_NODE)).split()
     assert set(top_level) == ORDER_SUMMARY_FIELDS  # every one of them is asked for below
-    counted = services.db.count_statements()
-    pages = {}
     # when a page asks for every field of ORDER_SUMMARY_FIELDS, then for those and one more
-    for extra in ("", "updatedAt"):
-        del counted[:]
-        query = (
-            f"{{ myOrders(first: 2) {{ edges {{ cursor node {{ {SUMMARY_NODE} {extra} }} }} }} }}"
-        )
-        pages[extra] = gql.data(query, token=owner.token)["myOrders"]["edges"]
-        (page_sql,) = [sql for sql in counted if "FROM orders" in sql]
-        # then the first reads the summary columns only, the second whole rows
-        assert ("orders.ship_name" in page_sql) == bool(extra), page_sql
-    # and both answer the same for the fields they share
-    for summary, full in zip(pages[""], pages["updatedAt"], strict=True):
+    summaries, fulls = _summary_then_full(
+        gql,
+        services,
+        owner,
+        lambda more: (
+            f"{{ myOrders(first: 2) {{ edges {{ cursor node {{ {SUMMARY_NODE} {more} }} }} }} }}"
+        ),
+        "updatedAt",
+        "orders",
+        "orders.ship_name",
+    )
+    # then both answer the same for the fields they share
+    for summary, full in zip(summaries, fulls, strict=True):
         assert full["node"].pop("updatedAt")
         assert summary == full
-    assert len(pages[""]) == 2
+    assert len(summaries) == 2
 
 
 def test_a_summary_order_refuses_a_field_its_statement_did_not_read() -> None:
@@ -249,21 +271,21 @@ def test_a_page_of_summary_parcel_fields_reads_only_their_columns_and_answers_th
         ship(run, services, warehouse, order)
     top_level = re.sub(r"\{[^{}]*\}", "", SUMMARY_PARCEL).split()
     assert set(top_level) == SHIPMENT_SUMMARY_FIELDS  # every one of them is asked for below
-    counted = services.db.count_statements()
-    pages = {}
     # when a page asks for every parcel field of SHIPMENT_SUMMARY_FIELDS, then one more
-    for extra in ("", "trackingNumber"):
-        del counted[:]
-        parcel = SUMMARY_PARCEL + " " + extra
-        query = (
-            f"{{ myOrders(first: 2) {{ edges {{ node {{ code shipments {{ {parcel} }} }} }} }} }}"
-        )
-        pages[extra] = gql.data(query, token=owner.token)["myOrders"]["edges"]
-        (parcels_sql,) = [sql for sql in counted if "FROM shipments" in sql]
-        # then the first reads the summary columns only, the second whole rows
-        assert ("shipments.tracking_number" in parcels_sql) == bool(extra), parcels_sql
-    # and both answer the same for the fields they share
-    for summary, full in zip(pages[""], pages["trackingNumber"], strict=True):
+    summaries, fulls = _summary_then_full(
+        gql,
+        services,
+        owner,
+        lambda more: (
+            f"{{ myOrders(first: 2) {{ edges {{ node {{ code shipments {{ {SUMMARY_PARCEL} "
+            f"{more} }} }} }} }} }}"
+        ),
+        "trackingNumber",
+        "shipments",
+        "shipments.tracking_number",
+    )
+    # then both answer the same for the fields they share
+    for summary, full in zip(summaries, fulls, strict=True):
         (parcel,) = full["node"]["shipments"]
         assert parcel.pop("trackingNumber")
         assert summary == full
