@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import update
-from sqlalchemy.orm.exc import UnmappedInstanceError
 from sqlmodel import col
 
 from app.container import Services
-from app.db_rows import as_partial_models
+from app.db_rows import UnreadField, as_partial_models
 from app.graphql.loaders import BatchLoader
 from app.orders import history
 from app.orders.models import Order
@@ -249,7 +248,7 @@ def test_a_summary_order_refuses_a_field_its_statement_did_not_read() -> None:
     assert (order.id, order.code, order.total_minor) == (7, "ABCD", 1299)
     assert order.placed_at == datetime(2026, 11, 30, 16, 24, 39, tzinfo=UTC)
     # a default (an empty address, a zero) would be a wrong answer: it raises instead
-    with pytest.raises(UnmappedInstanceError):
+    with pytest.raises(UnreadField, match=r"OrderRow.ship_name was not selected"):
         _ = order.ship_name
 
 

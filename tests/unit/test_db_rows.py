@@ -10,9 +10,13 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Date, DateTime, select
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm.exc import UnmappedError, UnmappedInstanceError
 from sqlmodel import SQLModel
 
 from app.db_rows import as_model, as_models
+from app.engines import make_engine
 from app.models import Order, OrderLine, ReturnRequest, Shipment, TrackingEvent
 from app.tables import table
 
@@ -44,7 +48,7 @@ def test_a_row_reads_as_model_construct_would_give_it(model: type[SQLModel]) -> 
     built = as_model(model, statement, row)
     keys = [str(c.key) for c in statement.selected_columns]
     expected = model.model_construct(**dict(zip(keys, row, strict=True)))
-    assert type(built) is model
+    assert type(built).__mro__[1] is model  # its read-only twin (below)
     assert built.__pydantic_fields_set__ == set(keys)
     for key, raw in zip(keys, row, strict=True):
         value = getattr(built, key)
@@ -101,6 +105,25 @@ def test_instances_are_read_only_so_sharing_one_fields_set_is_safe() -> None:
     statement = EVERY_COLUMN[OrderLine]
     first, second = as_models(OrderLine, statement, [_row_for(OrderLine)] * 2)
     assert first.__pydantic_fields_set__ == {str(c.key) for c in statement.selected_columns}
-    with pytest.raises(AttributeError):  # no ORM state: nothing can change a field
+    with pytest.raises(UnmappedError):  # not mapped: nothing can change a field
         first.sku = "CHANGED"
     assert (first.sku, second.sku) == ("value-3", "value-3")
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)
+def test_rows_are_instances_of_an_unmapped_twin_that_leaves_the_model_as_it_was(
+    model: type[SQLModel],
+) -> None:
+    built = as_model(model, EVERY_COLUMN[model], _row_for(model))
+    twin = type(built)
+    assert isinstance(built, model) and twin is not model
+    # the twin is no mapped class, and the model gained no mapped subclass through it
+    assert sa_inspect(twin, raiseerr=False) is None
+    assert list(sa_inspect(model).self_and_descendants) == [sa_inspect(model)]
+    # a session refuses its instances, as it refuses any unmapped object
+    with Session(make_engine("sqlite://")) as session, pytest.raises(UnmappedInstanceError):
+        session.add(built)
+    # a column its statement selected reads from the row; the model's reads are unchanged
+    key = str(next(iter(EVERY_COLUMN[model].selected_columns)).key)
+    assert getattr(built, key) == built.__dict__[key]
+    assert isinstance(model.__dict__[key], InstrumentedAttribute)
