@@ -9,6 +9,7 @@ from collections.abc import Callable, Coroutine
 from enum import Enum
 from inspect import isawaitable
 from operator import attrgetter
+from types import CoroutineType
 from typing import Any, cast
 
 import strawberry
@@ -32,7 +33,7 @@ from graphql.pyutils import Undefined, inspect, is_iterable
 from graphql.type.scalars import GRAPHQL_MAX_INT, GRAPHQL_MIN_INT
 from strawberry.types.field import StrawberryField
 
-from app.graphql.lockstep import Waiting, close_unstarted, fill, step
+from app.graphql.lockstep import Waiting, close_unstarted, fill, resumed, step
 
 BACKREF = "strawberry-definition"  # where strawberry keeps a GraphQL field's definition
 
@@ -248,7 +249,7 @@ def _object_completer(
         if runner is None:
             return None
         runners.append((key, *runner))
-    if not any(is_async for _, _, is_async, _ in runners):
+    if not any(may_wait for _, _, may_wait, _ in runners):
         plain = [(key, run) for key, run, _, _ in runners]
 
         def complete_plain(value: Any, execution: Execution, path: Path) -> Any:
@@ -270,19 +271,13 @@ def _object_completer(
         pending: list[Waiting] = []
         failed: list[Failed] = []
         try:
-            for key, run, is_async, field_failed in runners:
-                completed = run(value, execution, path)
-                if is_async and isawaitable(completed):
-                    try:
-                        completed = step(cast(Coroutine[Any, Any, Any], completed))
-                    except Exception as raw:
-                        field_failed(raw, execution, (path, key))  # or raises on
-                        completed = None
-                    if type(completed) is Waiting:
-                        keys.append(key)
-                        pending.append(completed)
-                        failed.append(field_failed)
-                        completed = None
+            for key, run, may_wait, field_failed in runners:
+                completed = run(value, execution, path)  # (its first step taken)
+                if may_wait and completed.__class__ is Waiting:
+                    keys.append(key)
+                    pending.append(completed)
+                    failed.append(field_failed)
+                    completed = None
                 out[key] = completed
         except BaseException:
             close_unstarted([waiting.coroutine for waiting in pending])
@@ -308,9 +303,10 @@ def _field_runner(
     key: str,
     nodes: tuple[FieldNode, ...],
 ) -> tuple[Callable[[Any, Execution, Path], Any], bool, Failed] | None:
-    """(run, may return an awaitable, failed): one field of an object. `run` handles the
-    errors it raises itself; an awaitable it returns leaves them to `failed`, called by
-    `fill` (the field's error boundary)."""
+    """(run, may wait, failed): one field of an object. `run` handles the errors it
+    raises itself, and answers the completed value or — where the field may wait — a
+    `Waiting` whose errors are left to `failed`, called by `fill` (the field's error
+    boundary)."""
     name = nodes[0].name.value
     if any(node.arguments for node in nodes):
         return None
@@ -337,13 +333,36 @@ def _field_runner(
 
     leaf = graphql_field.type.of_type if non_null else graphql_field.type  # not in a list
     if read is not None and not get_async and isinstance(leaf, GraphQLScalarType | GraphQLEnumType):
-        return _leaf_runner(read, _quick_answer(leaf), complete, key, failed), False, failed
+        return _leaf_runner(read, leaf, complete, key, failed), False, failed
 
     if get_async:
 
-        async def run_async(source: Any, execution: Execution, path: Path) -> Any:
+        def run_async(source: Any, execution: Execution, path: Path) -> Any:
+            """The resolver's first step taken here: its completed value when it answers
+            at once (a page's order answering from rows fetched with the page), else a
+            `Waiting` that finishes it. Raises only what `failed` raises on."""
             here = (path, key)
-            completed = complete(await get(source, execution), execution, here)
+            coroutine = get(source, execution)
+            try:
+                waits_for = coroutine.send(None)
+            except StopIteration as done:
+                try:
+                    completed = complete(done.value, execution, here)
+                    if complete_async and completed.__class__ is CoroutineType:
+                        return step(completed)
+                    return completed
+                except Exception as raw:
+                    failed(raw, execution, here)
+                    return None
+            except Exception as raw:
+                failed(raw, execution, here)
+                return None
+            return step(finish(coroutine, waits_for, execution, here))
+
+        async def finish(
+            coroutine: Coroutine[Any, Any, Any], waits_for: Any, execution: Execution, here: Path
+        ) -> Any:
+            completed = complete(await resumed(coroutine, waits_for), execution, here)
             if complete_async and isawaitable(completed):
                 completed = await completed
             return completed
@@ -353,7 +372,10 @@ def _field_runner(
     def run(source: Any, execution: Execution, path: Path) -> Any:
         here = (path, key)
         try:
-            return complete(get(source, execution), execution, here)
+            completed = complete(get(source, execution), execution, here)
+            if complete_async and completed.__class__ is CoroutineType:
+                return step(completed)
+            return completed
         except Exception as raw:
             failed(raw, execution, here)
             return None
@@ -409,13 +431,30 @@ def _member_names(leaf: GraphQLScalarType | GraphQLEnumType) -> dict[Any, str] |
 
 def _leaf_runner(
     read: Callable[[Any], Any],
-    quick: Callable[[Any], Any],
+    leaf: GraphQLScalarType | GraphQLEnumType,
     complete: Complete,
     key: str,
     failed: Failed,
 ) -> Callable[[Any, Execution, Path], Any]:
-    """`run` for a leaf read without `info`: its quick answer, else the general
-    completion (which calls the same pure coercion again to word what went wrong)."""
+    """`run` for a leaf read without `info`: its quick answer (`_quick_answer`), else the
+    general completion (which calls the same pure coercion again to word what went
+    wrong). String, ID and Boolean test their value's type in `run` itself: most of a
+    page's leaves, and a call fewer each."""
+    passes = PASS_THROUGH.get(leaf) if isinstance(leaf, GraphQLScalarType) else None
+    if passes is str or passes is bool:
+
+        def run_passing(source: Any, execution: Execution, path: Path) -> Any:
+            try:
+                value = read(source)
+                if value.__class__ is passes:
+                    return value
+                return complete(value, execution, (path, key))
+            except Exception as raw:
+                failed(raw, execution, (path, key))
+                return None
+
+        return run_passing
+    quick = _quick_answer(leaf)
 
     def run(source: Any, execution: Execution, path: Path) -> Any:
         try:

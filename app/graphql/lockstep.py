@@ -9,6 +9,7 @@ only those that wait are handed to `fill` with what they wait for."""
 from __future__ import annotations
 
 import asyncio
+import types
 from collections.abc import Callable, Coroutine, Generator
 from inspect import CORO_CREATED, getcoroutinestate, iscoroutine
 from typing import Any, cast
@@ -48,6 +49,27 @@ def step(coroutine: Coroutine[Any, Any, Any]) -> Any:
     except StopIteration as done:
         return done.value
     return Waiting(coroutine, waits_for)
+
+
+@types.coroutine
+def resumed(coroutine: Coroutine[Any, Any, Any], waits_for: Any) -> Generator[Any, Any, Any]:
+    """Awaits a coroutine that took its first step and yielded `waits_for`: hands that up
+    first, then goes on with the coroutine as `await` would. What is thrown in (the
+    request time cap's cancellation) goes into the coroutine — so a DataLoader's statement
+    is still interrupted — and so does a close."""
+    while True:
+        try:
+            yield waits_for
+        except GeneratorExit:
+            coroutine.close()
+            raise
+        except BaseException as thrown:
+            try:
+                waits_for = coroutine.throw(thrown)
+            except StopIteration as done:
+                return done.value
+            continue  # it handled what was thrown, and waits again
+        return (yield from coroutine.__await__())
 
 
 def _collect(waits_for: Any, futures: list[asyncio.Future[Any]]) -> None:
