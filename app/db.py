@@ -193,11 +193,14 @@ class Database:
         if self._warm is None:
             await self._checkout(lease)
             return
-        try:
-            async with asyncio.timeout(POOL_TIMEOUT_SECONDS):
-                await self._gate.acquire()
-        except TimeoutError as exc:
-            raise ServiceUnavailable() from exc
+        if self._gate.locked():  # every lease out: wait for one, at most the pool timeout
+            try:
+                async with asyncio.timeout(POOL_TIMEOUT_SECONDS):
+                    await self._gate.acquire()
+            except TimeoutError as exc:
+                raise ServiceUnavailable() from exc
+        else:
+            await self._gate.acquire()  # free: it does not wait (and needs no timer)
         if self._warm:
             lease.conn, lease.driver, lease.autocommit = self._warm.pop()
             return
@@ -339,23 +342,47 @@ class Database:
 
     async def _read_retrying(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         for attempt in (1, 2):
-            async with self._using() as lease:
+            lease = _lease.get()
+            if lease is not None and lease.holder is None and not lease.lock.locked():
+                # The request's lease, held by no one (the common case): taken for this
+                # one statement without `_using`, whose async context manager and task
+                # lookup were a tenth of a small lookup. Nothing but the statement runs
+                # inside, so no nested use needs `holder`.
+                await lease.lock.acquire()
                 try:
-                    return await self._driver_fetch(lease, sql, args)
-                except asyncio.CancelledError:
-                    await self._interrupt(lease)
-                    raise
-                except Exception as exc:
-                    if not connection_lost(exc):
-                        if statement_cancelled(exc):
-                            raise ServiceUnavailable() from exc
-                        raise
-                    # The server dropped this connection (a restart): forget it and every
-                    # other pooled connection of that server, and read once more.
-                    await self._discard(lease)
-                    if attempt == 2 or lease.in_transaction:
-                        raise ServiceUnavailable() from exc
+                    if lease.conn is None:
+                        await self._connect(lease)
+                    rows = await self._read_on(lease, sql, args, attempt)
+                finally:
+                    lease.lock.release()
+            else:
+                async with self._using() as held:
+                    rows = await self._read_on(held, sql, args, attempt)
+            if rows is not None:
+                return rows
         raise AssertionError("unreachable")
+
+    async def _read_on(
+        self, lease: _Lease, sql: str, args: tuple[Any, ...], attempt: int
+    ) -> list[tuple[Any, ...]] | None:
+        """One statement on a lease the caller holds: its rows, or None to read once more
+        on a fresh connection."""
+        try:
+            return await self._driver_fetch(lease, sql, args)
+        except asyncio.CancelledError:
+            await self._interrupt(lease)
+            raise
+        except Exception as exc:
+            if not connection_lost(exc):
+                if statement_cancelled(exc):
+                    raise ServiceUnavailable() from exc
+                raise
+            # The server dropped this connection (a restart): forget it and every other
+            # pooled connection of that server, and read once more.
+            await self._discard(lease)
+            if attempt == 2 or lease.in_transaction:
+                raise ServiceUnavailable() from exc
+            return None
 
     async def _driver_fetch(
         self, lease: _Lease, sql: str, args: tuple[Any, ...]

@@ -157,3 +157,30 @@ def test_a_lost_connection_takes_the_warm_ones_with_it(database_url: str) -> Non
     warm_before, warm_after = asyncio.run(scenario())
     assert warm_before == 3
     assert warm_after == 0
+
+
+def test_tasks_of_one_request_take_turns_on_its_connection(database_url: str) -> None:
+    """Resolvers of one request may read at once (graphql-core runs sibling fields as
+    tasks): they share its one connection, one statement at a time — asyncpg refuses a
+    second operation on a busy connection, so on PostgreSQL a statement that did not wait
+    its turn would fail here — and a read inside the same task's transaction joins it."""
+
+    async def scenario() -> tuple[list[list[tuple[Any, ...]]], int, list[tuple[Any, ...]]]:
+        db = Database(database_url, pool_size=2)
+        try:
+            async with db.scope():
+                slow = select(text("1")).select_from(text("(SELECT 1) AS one"))
+                results = await asyncio.gather(
+                    *(db.fetch_all(slow if i % 2 else _NOBODY, {}) for i in range(8))
+                )
+                checked_out = db.engine.pool.checkedout()  # type: ignore[attr-defined]
+                async with db.write():
+                    joined = await db.fetch_all(slow, {})
+            return results, checked_out, joined
+        finally:
+            await db.dispose()
+
+    results, checked_out, joined = asyncio.run(scenario())
+    assert results == [[] if i % 2 == 0 else [(1,)] for i in range(8)]
+    assert checked_out == 1  # the request's one connection
+    assert joined == [(1,)]
