@@ -7,10 +7,11 @@ tree of closures and run directly:
 
 - a plan is only built for a document that the same parser (token limit) and the same
   validation rules accepted: nothing the general path refuses ever reaches a plan;
-- root fields call the very same strawberry resolvers (argument conversion included),
-  with an `Info` whose context is the request's; fields below them come from the same
-  resolvers (those taking `info` get the same kind of `Info`) or attributes, and are
-  serialised by the same graphql-core scalar/enum types;
+- root fields call the very same strawberry resolvers (argument conversion included;
+  variables and arguments that coercion hands over as they are skip it:
+  `plain_inputs`), with an `Info` whose context is the request's; fields below them
+  come from the same resolvers (those taking `info` get the same kind of `Info`) or
+  attributes, and are serialised by the same graphql-core scalar/enum types;
 - async resolvers below the root (the loader fields: lines, shipments, events, returns,
   timeline) run in lockstep, breadth first: every resolver of one round is started before
   any is waited for, so each DataLoader gets the whole round's keys in one batch, as under
@@ -56,6 +57,14 @@ from app.graphql.completion import BACKREF, Complete, Execution, Path, completer
 from app.graphql.errors import mask_error, with_default_codes
 from app.graphql.lockstep import drive
 from app.graphql.metrics import outcome_of
+from app.graphql.plain_inputs import (
+    PlainArguments,
+    PlainVariables,
+    coerce_plain_variables,
+    convert_plain_arguments,
+    plain_arguments,
+    plain_variables,
+)
 from app.metrics import lookup_tally, request_answered
 
 # Root fields whose resolvers read nothing from `info` but `info.context` (reviewed: each is
@@ -94,6 +103,7 @@ class _RootField:
     complete: Complete
     non_null: bool
     is_async: bool
+    plain_arguments: PlainArguments
 
 
 @dataclass(frozen=True)
@@ -105,13 +115,18 @@ class Plan:
     roots: tuple[_RootField, ...]
     metrics_name: str
     schema: strawberry.Schema
+    plain_variables: PlainVariables | None
 
     async def run(
         self, context: Any, variables: dict[str, Any] | None, request_id: str | None
     ) -> dict[str, Any] | None:
-        coerced = get_variable_values(
-            self.schema._schema, self.operation.variable_definitions or (), variables or {}
-        )
+        coerced: Any = None
+        if self.plain_variables is not None:
+            coerced = coerce_plain_variables(self.plain_variables, variables or {})
+        if coerced is None:
+            coerced = get_variable_values(
+                self.schema._schema, self.operation.variable_definitions or (), variables or {}
+            )
         if isinstance(coerced, list):
             return None  # variable errors: the general path words them
         started = time.perf_counter()
@@ -148,13 +163,15 @@ class Plan:
             raw_info: Any = _RawInfo(context, list(root.nodes), coerced)
             info = self.schema.config.info_class(_raw_info=raw_info, _field=root.field)
             execution.info = info
-            kwargs = convert_arguments(
-                raw_args,
-                root.field.arguments,
-                scalar_registry=self.schema.schema_converter.scalar_registry,
-                config=self.schema.config,
-                info=info,
-            )
+            kwargs = convert_plain_arguments(root.plain_arguments, raw_args)
+            if kwargs is None:
+                kwargs = convert_arguments(
+                    raw_args,
+                    root.field.arguments,
+                    scalar_registry=self.schema.schema_converter.scalar_registry,
+                    config=self.schema.config,
+                    info=info,
+                )
             resolver = root.field.base_resolver
             assert resolver is not None and resolver.info_parameter is not None
             kwargs[resolver.info_parameter.name] = info
@@ -214,7 +231,13 @@ def compile_plan(
         # concurrently and plans one after another, so which errors come with it may differ
         return None
     first = roots[0].nodes[0].name.value
-    return Plan(operation=operation, roots=tuple(roots), metrics_name=first, schema=schema)
+    return Plan(
+        operation=operation,
+        roots=tuple(roots),
+        metrics_name=first,
+        schema=schema,
+        plain_variables=plain_variables(schema._schema, operation.variable_definitions or ()),
+    )
 
 
 def _root_field(
@@ -252,4 +275,5 @@ def _root_field(
         complete=compiled[0],
         non_null=isinstance(graphql_field.type, GraphQLNonNull),
         is_async=resolver.is_async,
+        plain_arguments=plain_arguments(field, schema.config.name_converter.from_argument),
     )
