@@ -26,7 +26,7 @@ import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Any
 
@@ -99,6 +99,7 @@ class _Lease:
 
 
 _lease: ContextVar[_Lease | None] = ContextVar("db_lease", default=None)
+_Opened = tuple[_Lease, Token[_Lease | None]]
 
 # A prebuilt statement's SQL for given list lengths, and per positional argument: the
 # parameter's name, the index in its list (expanding IN) and its bind processor.
@@ -156,16 +157,28 @@ class Database:
     @contextlib.asynccontextmanager
     async def scope(self) -> AsyncIterator[None]:
         """Bind one connection (taken on first use) to everything awaited inside."""
-        if _lease.get() is not None:
-            yield
-            return
-        lease = _Lease()
-        token = _lease.set(lease)
+        opened = self.open_scope()
         try:
             yield
         finally:
-            _lease.reset(token)
-            await self._release(lease)
+            await self.close_scope(opened)
+
+    def open_scope(self) -> _Opened | None:
+        """`scope()` in two calls, for the request's middleware (an async context manager
+        per request costs more than both): bind a lease to what runs from here in this
+        context, or None when one is bound already. Always followed by `close_scope`."""
+        if _lease.get() is not None:
+            return None
+        lease = _Lease()
+        return lease, _lease.set(lease)
+
+    async def close_scope(self, opened: _Opened | None) -> None:
+        """Unbind what `open_scope` bound, and give its connection back."""
+        if opened is None:
+            return
+        lease, token = opened
+        _lease.reset(token)
+        await self._release(lease)
 
     @contextlib.asynccontextmanager
     async def _using(self) -> AsyncIterator[_Lease]:

@@ -368,5 +368,8 @@ class DatabaseScope:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        async with self.db.scope():
+        opened = self.db.open_scope()
+        try:
             await self.app(scope, receive, send)
+        finally:
+            await self.db.close_scope(opened)
