@@ -10,11 +10,9 @@ database when /metrics is scraped, never per request.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import hmac
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import (
@@ -132,33 +130,33 @@ def delivery_counted(carrier: str, *, on_time: bool) -> None:
 
 
 # -- code lookups: `found` is known only once the operation ended without a failure -------
-@dataclass
-class _LookupTally:
-    begun: int = 0
-    failed: int = 0
+class LookupTally:
+    """Around one GraphQL operation (`with LookupTally():`): code lookups that began in it
+    and did not fail are counted `found` when it ends (services report failures, never
+    successes). A class rather than a generator context manager: it is entered per request."""
 
+    __slots__ = ("_token", "begun", "failed")
 
-_tally: contextvars.ContextVar[_LookupTally | None] = contextvars.ContextVar(
-    "lookup_tally", default=None
-)
+    def __init__(self) -> None:
+        self.begun = 0
+        self.failed = 0
 
+    def __enter__(self) -> None:
+        self._token = _tally.set(self)
 
-@contextlib.contextmanager
-def lookup_tally() -> Iterator[None]:
-    """Around one GraphQL operation: code lookups that began in it and did not fail are
-    counted `found` when it ends (services report failures, never successes)."""
-    tally = _LookupTally()
-    token = _tally.set(tally)
-    try:
-        yield
-    finally:
+    def __exit__(self, *_: object) -> None:
         try:
-            _tally.reset(token)
+            _tally.reset(self._token)
         except ValueError:  # resumed in another context (a subscription's stream)
             _tally.set(None)
-        found = tally.begun - tally.failed
+        found = self.begun - self.failed
         if found > 0:
             _FOUND.inc(found)
+
+
+_tally: contextvars.ContextVar[LookupTally | None] = contextvars.ContextVar(
+    "lookup_tally", default=None
+)
 
 
 def lookup_begun() -> None:

@@ -65,7 +65,7 @@ from app.graphql.plain_inputs import (
     plain_arguments,
     plain_variables,
 )
-from app.metrics import lookup_tally, request_answered
+from app.metrics import LookupTally, request_answered
 
 # Root fields whose resolvers read nothing from `info` but `info.context` (reviewed: each is
 # a one-line call into its service). A new root field is not compiled until it is added.
@@ -132,7 +132,7 @@ class Plan:
         started = time.perf_counter()
         execution = Execution(None)
         data: dict[str, Any] | None = {}
-        with lookup_tally():
+        with LookupTally():
             try:
                 for root in self.roots:
                     assert data is not None

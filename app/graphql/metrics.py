@@ -19,7 +19,7 @@ from app.metrics import (
     BAD_REQUEST,
     PARSE_FAILED,
     VALIDATION_FAILED,
-    lookup_tally,
+    LookupTally,
     request_answered,
 )
 
@@ -92,7 +92,7 @@ class MetricsExtension(SchemaExtension):
         started = time.perf_counter()
         outcome: str | None = None
         try:
-            with lookup_tally():
+            with LookupTally():
                 yield
         except REFUSED_BEFORE_EXECUTION:
             outcome = BAD_REQUEST

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from limits import RateLimitItem, parse
@@ -43,6 +43,25 @@ KEY_PREFIX = "orders-api"
 class Bucket:
     name: str
     item: RateLimitItem
+    # `item.key_for(name, key)` split around the key (it formats five values a call, three
+    # times a lookup) and `item.get_expiry()`: what `settle` sends, worked out once
+    head: str = field(init=False, repr=False, compare=False)
+    tail: str = field(init=False, repr=False, compare=False)
+    window: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        head, marker, tail = self.item.key_for(self.name, _KEY_MARK).partition(_KEY_MARK)
+        assert marker, "limits' key_for no longer holds the key as given"
+        object.__setattr__(self, "head", head)
+        object.__setattr__(self, "tail", tail)
+        object.__setattr__(self, "window", self.item.get_expiry())
+
+    def key_for(self, key: str) -> str:
+        """The counter's storage key for `key`: `self.item.key_for(self.name, key)`."""
+        return f"{self.head}{key}{self.tail}"
+
+
+_KEY_MARK = "\x00key\x00"
 
 
 class Limiter:
@@ -129,12 +148,7 @@ class Limiter:
         (`ensure_within`), (HIT, …) spends one unit or refuses (`hit`), (COUNT, …) counts one
         (`record`). The counters are the ones the single operations above use."""
         plan = tuple(
-            (
-                op,
-                bucket.item.key_for(bucket.name, key),
-                bucket.item.amount,
-                bucket.item.get_expiry(),
-            )
+            (op, bucket.key_for(key), bucket.item.amount, bucket.window)
             for op, bucket, key in steps
         )
         storage = self.storage

@@ -131,3 +131,13 @@ async def test_a_refusal_names_its_budget_and_stops_the_plan() -> None:
     assert refused.value.retry_after is not None and 1 <= refused.value.retry_after <= 60
     # the refused lookup was not counted against the address (the plan stopped at HIT)
     assert await limiter.remaining(limiter.lookups_per_ip, ip) == 6 - 4
+
+
+@pytest.mark.parametrize("key", ["u-123", "203.0.113.9", "2001:db8::1", "a/b", "ключ", ""])
+def test_a_buckets_own_key_is_the_one_limits_makes(key: str) -> None:
+    limiter = Limiter(TIGHT)
+    buckets = [value for value in vars(limiter).values() if isinstance(value, Bucket)]
+    assert len(buckets) >= 8
+    for bucket in buckets:
+        assert bucket.key_for(key) == bucket.item.key_for(bucket.name, key)
+        assert bucket.window == bucket.item.get_expiry()
