@@ -42,7 +42,6 @@ _PASSING: dict[GraphQLScalarType, type] = {
     GraphQLBoolean: bool,
 }
 
-_MIN_INT, _MAX_INT = GRAPHQL_MIN_INT, GRAPHQL_MAX_INT
 
 # (graphql-core's signature of the variable, the Python type that passes, non-null)
 PlainVariables = tuple[tuple[GraphQLVariableSignature, type, bool], ...]
@@ -88,7 +87,7 @@ def coerce_plain_variables(plain: PlainVariables, given: Mapping[str, Any]) -> A
                 return None
         elif value.__class__ is not passes:
             return None
-        elif passes is int and not _MIN_INT <= given[name] <= _MAX_INT:
+        elif passes is int and not GRAPHQL_MIN_INT <= given[name] <= GRAPHQL_MAX_INT:
             return None  # beyond 32 bits: graphql-core words the error
         sources[name] = VariableValueSource(signature, value)
         coerced[name] = value

@@ -74,7 +74,6 @@ _LINES_OF_ORDERS = (
     .where(table(OrderLine).c.order_id.in_(bindparam("ids", expanding=True)))
     .order_by(table(OrderLine).c.id)
 )
-_LINE_ORDER_ID = list(_LINES_OF_ORDERS.selected_columns).index(table(OrderLine).c.order_id)
 # A live subscriber's re-read: by id *and* owner.
 _OWNED_BY_ID = select(*table(Order).columns).where(
     table(Order).c.id == bindparam("id"),
@@ -134,9 +133,8 @@ class OrderHistory:
         """Batch loader: lines of many orders in one statement."""
         result: dict[int, list[OrderLine]] = {order_id: [] for order_id in order_ids}
         rows = await self._db.fetch_all(_LINES_OF_ORDERS, {"ids": order_ids})
-        # grouped by the rows' own order_id (a model attribute read costs ten times more)
-        for row, line in zip(rows, as_models(OrderLine, _LINES_OF_ORDERS, rows), strict=True):
-            result[row[_LINE_ORDER_ID]].append(line)
+        for line in as_models(OrderLine, _LINES_OF_ORDERS, rows):
+            result[line.order_id].append(line)
         return result
 
     async def list_orders(
