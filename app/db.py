@@ -39,6 +39,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlmodel import SQLModel
 
 from app.db_errors import connection_lost, is_unavailable, statement_cancelled
+from app.db_gate import PoolGate
 from app.engines import (
     POOL_TIMEOUT_SECONDS,
     async_url,
@@ -138,7 +139,7 @@ class Database:
         self._warm: list[tuple[AsyncConnection, Any, bool]] | None = (
             None if isinstance(self.engine.pool, NullPool) else []
         )
-        self._gate = asyncio.Semaphore(pool_size)
+        self._gate = PoolGate(pool_size, POOL_TIMEOUT_SECONDS)
 
     def count_statements(self) -> list[str]:
         """Record every statement sent from now on into the returned list (for tools and
@@ -172,13 +173,15 @@ class Database:
         lease = _Lease()
         return lease, _lease.set(lease)
 
-    async def close_scope(self, opened: _Opened | None) -> None:
-        """Unbind what `open_scope` bound, and give its connection back."""
+    async def close_scope(self, opened: _Opened | None, *, cancelled: bool | None = None) -> None:
+        """Unbind what `open_scope` bound, and give its connection back. `cancelled`: whether
+        the scope ends in a cancellation (the time cap), when the caller knows (a request
+        that answered was not); None looks at the current task."""
         if opened is None:
             return
         lease, token = opened
         _lease.reset(token)
-        await self._release(lease)
+        await self._release(lease, cancelled)
 
     @contextlib.asynccontextmanager
     async def _using(self) -> AsyncIterator[_Lease]:
@@ -206,14 +209,10 @@ class Database:
         if self._warm is None:
             await self._checkout(lease)
             return
-        if self._gate.locked():  # every lease out: wait for one, at most the pool timeout
-            try:
-                async with asyncio.timeout(POOL_TIMEOUT_SECONDS):
-                    await self._gate.acquire()
-            except TimeoutError as exc:
-                raise ServiceUnavailable() from exc
-        else:
-            await self._gate.acquire()  # free: it does not wait (and needs no timer)
+        try:  # every lease out: wait for one, at most the pool timeout
+            await self._gate.acquire()
+        except TimeoutError as exc:
+            raise ServiceUnavailable() from exc
         if self._warm:
             lease.conn, lease.driver, lease.autocommit = self._warm.pop()
             return
@@ -251,12 +250,13 @@ class Database:
                 raise RuntimeError("release_connection() while a transaction is open")
             await self._release(lease)
 
-    async def _release(self, lease: _Lease) -> None:
+    async def _release(self, lease: _Lease, cancelled: bool | None = None) -> None:
         conn, driver, lease.conn, lease.driver = lease.conn, lease.driver, None, None
         if conn is None:
             return
-        task = asyncio.current_task()
-        cancelled = task is not None and task.cancelling() > 0
+        if cancelled is None:
+            task = asyncio.current_task()
+            cancelled = task is not None and task.cancelling() > 0
         if self._warm is not None and not cancelled and _is_idle(conn, driver):
             self._warm.append((conn, driver, lease.autocommit))
             self._gate.release()

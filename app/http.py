@@ -135,10 +135,11 @@ class GuardMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         media_type = JSON
         if scope["path"] == self.graphql_path:
-            negotiated = negotiate(_headers(scope).get("accept"))
+            request_headers = _headers(scope)
+            negotiated = negotiate(request_headers.get("accept"))
             media_type = negotiated or JSON
             scope["state"][_MEDIA_TYPE] = media_type
-            refusal = self._refusal(scope, acceptable=negotiated is not None)
+            refusal = self._refusal(scope, request_headers, acceptable=negotiated is not None)
             if refusal is not None:
                 status, code, message, headers = refusal
                 request_refused()
@@ -173,45 +174,46 @@ class GuardMiddleware:
                 # Strawberry answers 500 (an unhandled AttributeError, UnicodeDecodeError or
                 # RecursionError) to a body that is JSON `null`/`5`/`"x"`, not UTF-8, or
                 # nested too deeply; found by tests/security_stage. So the body (at most
-                # MAX_BODY_BYTES) is read and checked here, then replayed to the app.
+                # MAX_BODY_BYTES) is read and checked here, then replayed to the app. One
+                # `asyncio.timeout` serves both deadlines, the body's and then (moved once
+                # the body is in) the execution time cap: one timer a request, not two.
+                running = False
                 try:
-                    async with asyncio.timeout(self.body_timeout_seconds):
+                    async with asyncio.timeout(self.body_timeout_seconds) as deadline:
                         body = await _read_body(capped_receive)
+                        if body is None:
+                            return  # the client went away
+                        document, problem = _json_body(body)
+                        # JSON spells a surrogate or NUL only as a \u escape (raw ones are
+                        # not UTF-8, or not JSON): a body without one has nothing to look for
+                        hostile = None
+                        if problem is None and b"\\u" in body:
+                            hostile = _hostile(document)
+                        if problem is None and hostile is None:
+                            scope["state"][_PARSED_BODY] = document  # parsed once
+                            # The time cap: an operation that has not answered by then gets
+                            # a clean SERVICE_UNAVAILABLE (the database also has a statement
+                            # timeout). asyncio.timeout rather than wait_for: no extra task.
+                            running = True
+                            deadline.reschedule(
+                                asyncio.get_running_loop().time() + self.timeout_seconds
+                            )
+                            await self.app(scope, with_body(body, capped_receive), send_with_id)
+                            return
+                        deadline.reschedule(None)  # a refusal is not raced against it
                 except TimeoutError:
-                    request_refused()
-                    await _reply(
-                        send,
-                        408,
-                        "BAD_USER_INPUT",
-                        "The request body did not arrive in time.",
-                        request_id,
-                        [(b"connection", b"close")],
-                        media_type,
-                    )
-                    return
-                if body is None:
-                    return  # the client went away
-                document, problem = _json_body(body)
-                if problem is not None:
-                    request_refused()
-                    await _reply(send, 400, "BAD_USER_INPUT", problem, request_id, None, media_type)
-                    return
-                # JSON spells a surrogate or NUL only as a \u escape (raw ones are not
-                # UTF-8, or not JSON): a body without one has nothing to look for
-                hostile = _hostile(document) if b"\\u" in body else None
-                if hostile is not None:
-                    request_refused("BAD_USER_INPUT")
-                    await _reply_errors(send, [hostile], request_id, media_type)
-                    return
-                scope["state"][_PARSED_BODY] = document  # parsed once, for the endpoint
-                # Execution time cap: an operation that has not answered by then gets a
-                # clean SERVICE_UNAVAILABLE (the database also has a statement timeout).
-                # asyncio.timeout rather than wait_for: no extra task per request.
-                try:
-                    async with asyncio.timeout(self.timeout_seconds):
-                        await self.app(scope, with_body(body, capped_receive), send_with_id)
-                except TimeoutError:
-                    if not started:
+                    if not running:
+                        request_refused()
+                        await _reply(
+                            send,
+                            408,
+                            "BAD_USER_INPUT",
+                            "The request body did not arrive in time.",
+                            request_id,
+                            [(b"connection", b"close")],
+                            media_type,
+                        )
+                    elif not started:
                         await _reply(
                             send,
                             503,
@@ -221,6 +223,14 @@ class GuardMiddleware:
                             None,
                             media_type,
                         )
+                    return
+                if problem is not None:
+                    request_refused()
+                    await _reply(send, 400, "BAD_USER_INPUT", problem, request_id, None, media_type)
+                    return
+                assert hostile is not None
+                request_refused("BAD_USER_INPUT")
+                await _reply_errors(send, [hostile], request_id, media_type)
                 return
             await self.app(scope, capped_receive, send_with_id)
         except BodyTooLarge:
@@ -231,10 +241,9 @@ class GuardMiddleware:
             )
 
     def _refusal(
-        self, scope: Scope, *, acceptable: bool
+        self, scope: Scope, headers: dict[str, str], *, acceptable: bool
     ) -> tuple[int, str, str, list[tuple[bytes, bytes]]] | None:
         method = scope["method"]
-        headers = _headers(scope)
         if method == "GET":
             accepts_html = "text/html" in headers.get("accept", "")
             if self.ide_enabled and accepts_html and not scope.get("query_string"):
@@ -371,5 +380,7 @@ class DatabaseScope:
         opened = self.db.open_scope()
         try:
             await self.app(scope, receive, send)
-        finally:
-            await self.db.close_scope(opened)
+        except BaseException:
+            await self.db.close_scope(opened)  # it looks whether the time cap cancelled it
+            raise
+        await self.db.close_scope(opened, cancelled=False)  # answered: nothing cancelled it

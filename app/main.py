@@ -11,7 +11,6 @@ from typing import Any
 from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
@@ -27,6 +26,7 @@ from app.access_log import AccessLogMiddleware
 from app.console.headers import PageHeadersMiddleware
 from app.console.routes import CONSOLE_URL, console_routes
 from app.container import Services, build_services
+from app.cors import CorsMiddleware
 from app.errors import DomainError, ErrorCode
 from app.graphiql import ASSETS_DIR, ASSETS_URL, graphiql_html
 from app.graphql.context import Context, client_ip_from
@@ -109,8 +109,16 @@ class OrdersGraphQL(GraphQL[Context, None]):
         return with_default_codes(dict(await super().process_result(request, result)))
 
     async def get_sub_response(self, request: Request | WebSocket) -> Response:
-        sub_response = await super().get_sub_response(request)
-        sub_response.media_type = media_type_of(request.scope)  # negotiated by the guard
+        """What resolvers may add to the answer (headers, a status, a background task):
+        strawberry's empty one — no status, no headers — made without building a response
+        and deleting its content-length through a MutableHeaders (two per request), in the
+        negotiated media type (the guard's)."""
+        sub_response = Response.__new__(Response)
+        sub_response.status_code = None  # type: ignore[assignment]  # (as strawberry's)
+        sub_response.media_type = media_type_of(request.scope)
+        sub_response.background = None
+        sub_response.body = b""
+        sub_response.raw_headers = []
         return sub_response
 
     def create_response(self, response_data: Any, sub_response: Response) -> Response:
@@ -120,7 +128,8 @@ class OrdersGraphQL(GraphQL[Context, None]):
         media_type = sub_response.media_type or JSON
         status, body, retry = shape(response_data, media_type)
         response = Response(self.encode_json(body), status_code=status, media_type=media_type)
-        response.headers.raw.extend(sub_response.headers.raw)
+        if sub_response.raw_headers:  # (the list behind `headers`, without building one)
+            response.raw_headers.extend(sub_response.raw_headers)
         if sub_response.background:
             response.background = sub_response.background
         if sub_response.status_code and status == 200:
@@ -261,7 +270,7 @@ def create_app(
             # Outside the guard, so preflights are answered here and refusals by the guard (415,
             # 429…) still carry the CORS headers a browser needs to read them.
             Middleware(
-                CORSMiddleware,
+                CorsMiddleware,
                 allow_origins=list(settings.cors_origins),
                 allow_methods=["GET", "POST", "OPTIONS"],
                 allow_headers=["Authorization", "Content-Type"],

@@ -19,6 +19,12 @@ unread (a slow client drips one just as its deadline passes) answers with a rese
 reset makes the client's kernel drop the 408 it had not read yet: 401 of 1,000 slow
 clients saw a bare reset in one CI run.
 
+The deadline is kept lazily: a phase's deadline is a number on the connection (`_due`),
+and one timer per connection (`_timer`) checks it when it fires, re-arming itself for what
+is left. A request on a kept-alive connection then sets two numbers instead of starting
+and cancelling two loop timers (a timer is started again only when none is pending, or the
+pending one would fire after the new deadline).
+
 This runs before any application code, for every route. GuardMiddleware (app/http.py)
 keeps its own body deadline for deployments that serve the app another way. Measured in
 `tests/security_stage/test_slow_clients.py` (README "Security figures")."""
@@ -52,7 +58,9 @@ def _timeout_response() -> bytes:
 class SlowClientProtocol(HttpToolsProtocol):
     header_timeout: float = 5.0
     body_timeout: float = 10.0
-    _deadline: asyncio.TimerHandle | None = None
+    _due: float | None = None  # when the current phase's deadline passes (loop time)
+    _timer: asyncio.TimerHandle | None = None  # the pending check, if any
+    _timer_at = 0.0  # when `_timer` fires
     _lingering = False
 
     # uvicorn's protocol narrows asyncio.Protocol's BaseTransport to Transport (it calls
@@ -62,7 +70,10 @@ class SlowClientProtocol(HttpToolsProtocol):
         self._arm(self.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._due = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -72,30 +83,43 @@ class SlowClientProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._deadline is None:  # the next request on a kept-alive connection
+        if self._due is None:  # the next request on a kept-alive connection
             self._arm(self.header_timeout)
 
     def on_headers_complete(self) -> None:
-        self._disarm()
+        self._due = None
         super().on_headers_complete()
         if not (self.parser.should_upgrade() and self._should_upgrade()):
             self._arm(self.body_timeout)  # a WebSocket leaves this protocol instead
 
     def on_message_complete(self) -> None:
-        self._disarm()
+        self._due = None
         super().on_message_complete()
 
     def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(seconds, self._expired)
+        due = self._due = self.loop.time() + seconds
+        if self._timer is not None:
+            if self._timer_at <= due:
+                return  # it fires first, and re-arms itself for the rest
+            self._timer.cancel()
+        self._timer_at = due
+        self._timer = self.loop.call_at(due, self._check)
 
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+    def _check(self) -> None:
+        """The timer fired: the phase's deadline has passed, or the phase has moved on
+        (another deadline, re-armed for; none, the connection is idle or upgraded)."""
+        self._timer = None
+        due = self._due
+        if due is None or self._lingering:
+            return
+        if self.loop.time() < due:
+            self._timer_at = due
+            self._timer = self.loop.call_at(due, self._check)
+            return
+        self._expired()
 
     def _expired(self) -> None:
-        self._deadline = None
+        self._due = None
         if self.transport.is_closing():
             return
         cycle = self.cycle
@@ -123,7 +147,8 @@ class SlowClientProtocol(HttpToolsProtocol):
         self._lingering = True
         self.transport.write_eof()
         self.transport.resume_reading()  # flow control may have paused it
-        self._deadline = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        self._timer_at = self.loop.time() + LINGER_SECONDS
+        self._timer = self.loop.call_at(self._timer_at, self.transport.close)
 
 
 def slow_client_protocol(header_timeout: float, body_timeout: float) -> type[HttpToolsProtocol]:

@@ -79,3 +79,46 @@ def test_a_body_that_arrives_in_time_reaches_the_app() -> None:
 
     asyncio.run(GuardMiddleware(app, body_timeout_seconds=2.0)(_scope(), receive, send))
     assert ran and sent[0]["status"] == 200
+
+
+def _answer_after(seconds: float) -> Any:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await asyncio.sleep(seconds)  # the operation's own time (the timer is under test)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    return app
+
+
+def _run_guard(guard: GuardMiddleware) -> tuple[list[Message], float]:
+    chunks = [{"type": "http.request", "body": b'{"query": "{ __typename }"}', "more_body": False}]
+
+    async def receive() -> Message:
+        if chunks:
+            return chunks.pop()
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    started = time.monotonic()
+    asyncio.run(asyncio.wait_for(guard(_scope(), receive, send), 10.0))
+    return sent, time.monotonic() - started
+
+
+def test_once_the_body_is_in_the_time_cap_replaces_the_body_deadline() -> None:
+    # one timer serves both deadlines: the body's (0.2 s) must not cut the operation
+    guard = GuardMiddleware(_answer_after(0.5), body_timeout_seconds=0.2, timeout_seconds=3.0)
+    sent, _ = _run_guard(guard)
+    assert sent[0]["status"] == 200
+
+
+def test_the_time_cap_ends_an_operation_that_runs_longer() -> None:
+    guard = GuardMiddleware(_answer_after(30), body_timeout_seconds=5.0, timeout_seconds=0.3)
+    sent, took = _run_guard(guard)
+    assert sent[0]["status"] == 503
+    assert json.loads(sent[1]["body"])["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+    assert 0.3 <= took < 3.0, took  # the cap, not the body deadline (5 s)

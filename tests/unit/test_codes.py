@@ -41,6 +41,45 @@ def test_known_check_symbol() -> None:
     assert codes.is_valid_canonical("000000000000001Y")
 
 
+def _reference_sum(symbols: str, first_factor: int) -> int:
+    """Luhn mod 32's sum as DESIGN §2 states it: a loop from the right, factors alternating."""
+    total, factor = 0, first_factor
+    for symbol in reversed(symbols):
+        addend = factor * codes.ALPHABET.index(symbol)
+        total += addend // codes.BASE + addend % codes.BASE
+        factor = 1 if factor == 2 else 2
+    return total
+
+
+def _reference_valid(code: str) -> bool:
+    return (
+        len(code) == codes.CODE_LENGTH
+        and all(symbol in codes.ALPHABET for symbol in code)
+        and _reference_sum(code, 1) % codes.BASE == 0
+    )
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=codes.ALPHABET, max_size=20), st.sampled_from([1, 2]))
+def test_the_check_sum_is_the_loop_from_the_right(symbols: str, first_factor: int) -> None:
+    assert codes._luhn_sum(symbols, first_factor) == _reference_sum(symbols, first_factor)
+
+
+@settings(max_examples=500)
+@given(
+    st.one_of(
+        canonical_codes(),
+        st.text(alphabet=codes.ALPHABET, min_size=16, max_size=16),  # most fail the check
+        st.text(alphabet=codes.ALPHABET + "!U a-\u00c4\x00", min_size=14, max_size=18),
+        canonical_codes().flatmap(
+            lambda code: st.integers(0, 15).map(lambda at: code[:at] + "U" + code[at + 1 :])
+        ),
+    )
+)
+def test_is_valid_canonical_agrees_with_the_reference(code: str) -> None:
+    assert codes.is_valid_canonical(code) == _reference_valid(code)
+
+
 @given(canonical_codes())
 def test_display_then_normalise_round_trips(code: str) -> None:
     shown = codes.display(code)

@@ -762,6 +762,36 @@ def test_the_view_hooks_the_endpoint_calls_keep_their_shape(tiny: strawberry.Sch
     assert response.headers["x-from-resolver"] == "1"
 
 
+def test_the_apps_sub_response_is_strawberrys_empty_one_in_the_negotiated_media_type(
+    tiny: strawberry.Schema,
+) -> None:
+    """OrdersGraphQL.get_sub_response builds strawberry's sub-response (no status, no
+    headers, no body, no background) without going through Response(): the same state, in
+    the media type the guard negotiated; what a resolver sets on it reaches the answer."""
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "headers": [],
+        "path": "/graphql",
+        "state": {"graphql_media_type": "application/graphql-response+json"},
+    }
+    view = object.__new__(OrdersGraphQL)  # the hooks read nothing of the view's own
+    ours = asyncio.run(view.get_sub_response(Request(scope)))
+    theirs = asyncio.run(GraphQL(tiny).get_sub_response(Request(scope)))
+    for attribute in ("status_code", "raw_headers", "body", "background"):
+        assert getattr(ours, attribute) == getattr(theirs, attribute), attribute
+    assert ours.media_type == "application/graphql-response+json"
+
+    ours.headers["x-from-resolver"] = "1"
+    ours.status_code = 202
+    response = view.create_response({"data": {"a": 1}}, ours)
+    assert response.status_code == 202
+    assert response.media_type == "application/graphql-response+json"
+    assert response.headers["x-from-resolver"] == "1"
+    assert response.headers["content-length"] == str(len(response.body))
+    assert json.loads(bytes(response.body)) == {"data": {"a": 1}}
+
+
 def test_validate_document_is_strawberrys_validation_with_its_own_rules_added(
     tiny: strawberry.Schema,
 ) -> None:
