@@ -357,8 +357,17 @@ def parsed_body_of(scope: Scope) -> Any:
     return scope.get("state", {}).get(_PARSED_BODY)
 
 
+_GUARDED = frozenset({b"accept", b"content-type", b"content-length"})
+
+
 def _headers(scope: Scope) -> dict[str, str]:
-    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+    """The request headers the guard reads (ASGI names are lower-case; the last of a name
+    wins), decoded: only these, not every header a browser sends."""
+    return {
+        name.decode("latin-1"): value.decode("latin-1")
+        for name, value in scope["headers"]
+        if name in _GUARDED
+    }
 
 
 def request_id_of(scope: MutableMapping[str, Any]) -> str:

@@ -229,13 +229,15 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
+            # First: the router tries routes in order (a regex match each), and nearly
+            # every request is a /graphql POST.
             Route(
                 "/graphql",
                 GraphQLEndpoint(graphql_app, persisted, plans=settings.compiled_plans),
                 methods=["GET", "POST", "OPTIONS"],
             ),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
             WebSocketRoute("/graphql", graphql_app),
             Route(
                 "/webhooks/carrier",

@@ -45,6 +45,7 @@ TIMED = [
     "tests/scale",
     "tests/e2e/test_live_updates.py",
     "tests/security/test_slow_body.py",
+    "tests/security/test_slow_client_deadlines.py",
     "tests/security_stage/test_bruteforce.py",
     "tests/security_stage/test_login_race.py",
     "tests/security_stage/test_nat_fair_budgets.py",

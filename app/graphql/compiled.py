@@ -175,12 +175,12 @@ class Plan:
             resolver = root.field.base_resolver
             assert resolver is not None and resolver.info_parameter is not None
             kwargs[resolver.info_parameter.name] = info
-            value = cast(Callable[..., Any], resolver.wrapped_func)(None, **kwargs)
+            value = cast("Callable[..., Any]", resolver.wrapped_func)(None, **kwargs)
             if root.is_async or isawaitable(value):
                 value = await value
             completed = root.complete(value, execution, path)
             if isawaitable(completed):
-                completed = await drive(cast(Coroutine[Any, Any, Any], completed))
+                completed = await drive(cast("Coroutine[Any, Any, Any]", completed))
             return completed
         except Exception as raw:
             error = located_error(raw, list(root.nodes), [root.key])

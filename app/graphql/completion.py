@@ -188,7 +188,7 @@ def _list_completer(
                 try:
                     completed = item(element, execution, here)
                     if isawaitable(completed):
-                        completed = step(cast(Coroutine[Any, Any, Any], completed))
+                        completed = step(cast("Coroutine[Any, Any, Any]", completed))
                 except Exception as raw:
                     item_failed(raw, execution, here)
                     completed = None
