@@ -74,6 +74,7 @@ from app.seeding.rows import SeedError  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from scripts.bench import Target, ensure_wrk, free_port, load_average  # noqa: E402
 from scripts.carrier_client import event_body, sign  # noqa: E402
+from scripts.cpu_quota import CpuQuota, QuotaUnavailable  # noqa: E402
 
 LUA_DIR = ROOT / "scripts" / "loadtest_lua"
 PG_ADMIN_URL = os.environ.get(
@@ -946,6 +947,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--replay-share", type=float, default=0.05, help="placeOrder requests retrying a key"
     )
+    parser.add_argument(
+        "--instance-cpu",
+        type=float,
+        help="hold each instance to this many cores (a cgroup CPU quota; needs root): on a "
+        "machine with fewer cores than the instances, PostgreSQL, Redis and wrk need, it "
+        "shows whether two instances serve twice what one does",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database and workdir")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args(argv)
@@ -977,6 +985,7 @@ def main(argv: list[str] | None = None) -> int:
     jwt_secret = secrets.token_urlsafe(48)
     carrier_secret = secrets.token_urlsafe(48)
     targets: list[Target] = []
+    quotas: list[CpuQuota] = []
     results: dict[int, PhaseResult] = {}
     checks: dict[int, list[Check]] = {}
     phases: Phases | None = None
@@ -1026,6 +1035,14 @@ def main(argv: list[str] | None = None) -> int:
             target = Target(name, server_command(port), port, workdir / f"instance-{name}.log")
             targets.append(target)
             target.start(env)
+            if args.instance_cpu:
+                assert target.process is not None
+                try:
+                    quota = CpuQuota(f"orders-loadtest-{os.getpid()}-{name}", args.instance_cpu)
+                    quotas.append(quota)
+                    quota.add(target.process.pid)
+                except QuotaUnavailable as exc:
+                    raise fail(f"--instance-cpu: {exc}") from exc
             wait_ready(target)  # one after the other, as a rollout would
         say(f"instances up: A :{targets[0].port}, B :{targets[1].port} (APP_ENV=production)")
         requests = Requests(seeded, jwt_secret, carrier_secret, CursorCodec(jwt_secret))
@@ -1043,6 +1060,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for target in targets:
             target.stop()
+        for quota in quotas:
+            quota.remove()
         if args.keep:
             say(f"kept {workdir} and database {db_name}")
         else:
@@ -1059,6 +1078,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{(wrk_version.stdout + wrk_version.stderr).split('[')[0].strip()}, "
         f"load average before: {load_before:.2f}"
     )
+    if args.instance_cpu:
+        print(f"each instance held to {args.instance_cpu:g} cores (cgroup CPU quota)")
     if 1 in results and 2 in results:
         ratio = results[2].total_rps() / results[1].total_rps()
         print(
@@ -1077,16 +1098,25 @@ def main(argv: list[str] | None = None) -> int:
             / results[n].seconds
             for n in (1, 2)
         }
-        print(
-            f"note: this machine has {os.cpu_count()} CPUs, shared by the instances, PostgreSQL, "
-            "Redis, wrk and whatever else runs here, so a second instance can only add the CPU "
-            "that one instance leaves idle: expect about 1x once one instance keeps a core "
-            f"busy. Here one instance kept {busy[1]:.2f} cores busy and two kept {busy[2]:.2f} "
-            f"({busy[2] / max(busy[1], 1e-9):.2f}x the CPU). The paced operations are the same "
-            "load in both phases, so they take a larger part of one instance; order(code) "
-            "gets what is left, hence its larger ratio. Not a figure for instances on hosts "
-            "of their own."
-        )
+        if args.instance_cpu:
+            print(
+                f"note: each instance was held to {args.instance_cpu:g} cores, so two may use "
+                f"twice what one may; one kept {busy[1]:.2f} cores busy and two kept "
+                f"{busy[2]:.2f} ({busy[2] / max(busy[1], 1e-9):.2f}x the CPU). PostgreSQL, Redis "
+                f"and wrk share the rest of this machine's {os.cpu_count()} CPUs."
+            )
+        else:
+            print(
+                f"note: this machine has {os.cpu_count()} CPUs, shared by the instances, "
+                "PostgreSQL, Redis, wrk and whatever else runs here, so a second instance can "
+                "only add the CPU that one instance leaves idle: expect about 1x once one "
+                f"instance keeps a core busy. Here one instance kept {busy[1]:.2f} cores busy "
+                f"and two kept {busy[2]:.2f} ({busy[2] / max(busy[1], 1e-9):.2f}x the CPU). The "
+                "paced operations are the same load in both phases, so they take a larger part "
+                "of one instance; order(code) gets what is left, hence its larger ratio. Not a "
+                "figure for instances on hosts of their own. (--instance-cpu holds each "
+                "instance to a share of a core.)"
+            )
     five_xx = sum(p.result["s5xx"] for p in phases.all_processes) if phases else 0
     failed = [c for cs in checks.values() for c in cs if not c.passed]
     if args.json:
