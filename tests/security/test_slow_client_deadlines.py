@@ -44,8 +44,16 @@ async def _serve(header: float, body: float) -> tuple[asyncio.Server, int]:
     return server, server.sockets[0].getsockname()[1]
 
 
-async def _cut_after(reader: asyncio.StreamReader, started: float) -> tuple[bytes, float]:
+async def _cut_after_sending(
+    server: asyncio.Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, slow: bytes
+) -> tuple[bytes, float]:
+    """Send the start of a request that never finishes: the status line answered, and the
+    seconds until the connection ended."""
+    started = time.monotonic()
+    writer.write(slow)
     answer = await asyncio.wait_for(reader.read(), 15)  # the 408, then EOF
+    writer.close()
+    server.close()
     return answer.split(b"\r\n", 1)[0], time.monotonic() - started
 
 
@@ -64,12 +72,8 @@ def test_the_next_requests_header_deadline_is_its_own_after_a_longer_body_phase(
         answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         assert answer.startswith(b"HTTP/1.1 200"), answer
         await reader.readexactly(2)
-        started = time.monotonic()
-        writer.write(b"POST /x HTTP/1.1\r\nHost: t\r\nX-Slow: ")  # and no more
-        cut = await _cut_after(reader, started)
-        writer.close()
-        server.close()
-        return cut
+        slow = b"POST /x HTTP/1.1\r\nHost: t\r\nX-Slow: "  # and no more
+        return await _cut_after_sending(server, reader, writer, slow)
 
     status, took = asyncio.run(run())
     assert status == b"HTTP/1.1 408 Request Timeout"
@@ -81,12 +85,8 @@ def test_a_body_deadline_longer_than_the_headers_runs_in_full() -> None:
     async def run() -> tuple[bytes, float]:
         server, port = await _serve(header=1.0, body=2.5)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        started = time.monotonic()
-        writer.write(b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n{")
-        cut = await _cut_after(reader, started)
-        writer.close()
-        server.close()
-        return cut
+        slow = b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n{"
+        return await _cut_after_sending(server, reader, writer, slow)
 
     status, took = asyncio.run(run())
     assert status == b"HTTP/1.1 408 Request Timeout"

@@ -16,6 +16,20 @@ async def _waiter(gate: PoolGate, name: str, served: list[str]) -> None:
     served.append(name)
 
 
+async def _full_with_two_waiting(
+    timeout: float,
+) -> tuple[PoolGate, list[str], asyncio.Task[None], asyncio.Task[None]]:
+    """A gate of one place, taken, and waiters a then b queued behind it."""
+    gate = PoolGate(1, timeout=timeout)
+    await gate.acquire()
+    served: list[str] = []
+    a = asyncio.create_task(_waiter(gate, "a", served))
+    await asyncio.sleep(0)
+    b = asyncio.create_task(_waiter(gate, "b", served))
+    await asyncio.sleep(0)
+    return gate, served, a, b
+
+
 def test_places_are_taken_then_handed_to_waiters_in_arrival_order() -> None:
     async def run() -> list[str]:
         gate = PoolGate(2, timeout=5.0)
@@ -86,13 +100,7 @@ def test_a_waiter_that_timed_out_takes_no_place() -> None:
 
 def test_a_cancelled_waiter_is_passed_over() -> None:
     async def run() -> list[str]:
-        gate = PoolGate(1, timeout=5.0)
-        await gate.acquire()
-        served: list[str] = []
-        a = asyncio.create_task(_waiter(gate, "a", served))
-        await asyncio.sleep(0)
-        b = asyncio.create_task(_waiter(gate, "b", served))
-        await asyncio.sleep(0)
+        gate, served, a, b = await _full_with_two_waiting(5.0)
         a.cancel()
         await asyncio.sleep(0)
         gate.release()
@@ -105,13 +113,7 @@ def test_a_cancelled_waiter_is_passed_over() -> None:
 
 def test_a_waiter_cancelled_after_its_place_was_handed_over_passes_it_on() -> None:
     async def run() -> list[str]:
-        gate = PoolGate(1, timeout=5.0)
-        await gate.acquire()
-        served: list[str] = []
-        a = asyncio.create_task(_waiter(gate, "a", served))
-        await asyncio.sleep(0)
-        b = asyncio.create_task(_waiter(gate, "b", served))
-        await asyncio.sleep(0)
+        gate, served, a, b = await _full_with_two_waiting(5.0)
         gate.release()  # a's now, but a has not run yet
         a.cancel()  # (the request's time cap, in the same loop turn)
         await asyncio.wait_for(b, 1.0)
@@ -123,13 +125,7 @@ def test_a_waiter_cancelled_after_its_place_was_handed_over_passes_it_on() -> No
 
 def test_waiters_behind_a_cancelled_one_still_time_out() -> None:
     async def run() -> None:
-        gate = PoolGate(1, timeout=0.1)
-        await gate.acquire()
-        served: list[str] = []
-        a = asyncio.create_task(_waiter(gate, "a", served))
-        await asyncio.sleep(0)
-        b = asyncio.create_task(_waiter(gate, "b", served))
-        await asyncio.sleep(0)
+        _gate, served, a, b = await _full_with_two_waiting(0.1)
         a.cancel()  # gone before the timer (armed for a) fires
         await asyncio.wait([b], timeout=2.0)
         assert b.done(), "b was never timed out"
