@@ -173,15 +173,13 @@ class Database:
         lease = _Lease()
         return lease, _lease.set(lease)
 
-    async def close_scope(self, opened: _Opened | None, *, cancelled: bool | None = None) -> None:
-        """Unbind what `open_scope` bound, and give its connection back. `cancelled`: whether
-        the scope ends in a cancellation (the time cap), when the caller knows (a request
-        that answered was not); None looks at the current task."""
+    async def close_scope(self, opened: _Opened | None) -> None:
+        """Unbind what `open_scope` bound, and give its connection back."""
         if opened is None:
             return
         lease, token = opened
         _lease.reset(token)
-        await self._release(lease, cancelled)
+        await self._release(lease)
 
     @contextlib.asynccontextmanager
     async def _using(self) -> AsyncIterator[_Lease]:
@@ -250,13 +248,12 @@ class Database:
                 raise RuntimeError("release_connection() while a transaction is open")
             await self._release(lease)
 
-    async def _release(self, lease: _Lease, cancelled: bool | None = None) -> None:
+    async def _release(self, lease: _Lease) -> None:
         conn, driver, lease.conn, lease.driver = lease.conn, lease.driver, None, None
         if conn is None:
             return
-        if cancelled is None:
-            task = asyncio.current_task()
-            cancelled = task is not None and task.cancelling() > 0
+        task = asyncio.current_task()
+        cancelled = task is not None and task.cancelling() > 0
         if self._warm is not None and not cancelled and _is_idle(conn, driver):
             self._warm.append((conn, driver, lease.autocommit))
             self._gate.release()

@@ -389,7 +389,5 @@ class DatabaseScope:
         opened = self.db.open_scope()
         try:
             await self.app(scope, receive, send)
-        except BaseException:
-            await self.db.close_scope(opened)  # it looks whether the time cap cancelled it
-            raise
-        await self.db.close_scope(opened, cancelled=False)  # answered: nothing cancelled it
+        finally:
+            await self.db.close_scope(opened)

@@ -60,7 +60,6 @@ class SlowClientProtocol(HttpToolsProtocol):
     body_timeout: float = 10.0
     _due: float | None = None  # when the current phase's deadline passes (loop time)
     _timer: asyncio.TimerHandle | None = None  # the pending check, if any
-    _timer_at = 0.0  # when `_timer` fires
     _lingering = False
 
     # uvicorn's protocol narrows asyncio.Protocol's BaseTransport to Transport (it calls
@@ -99,10 +98,9 @@ class SlowClientProtocol(HttpToolsProtocol):
     def _arm(self, seconds: float) -> None:
         due = self._due = self.loop.time() + seconds
         if self._timer is not None:
-            if self._timer_at <= due:
+            if self._timer.when() <= due:
                 return  # it fires first, and re-arms itself for the rest
             self._timer.cancel()
-        self._timer_at = due
         self._timer = self.loop.call_at(due, self._check)
 
     def _check(self) -> None:
@@ -113,7 +111,6 @@ class SlowClientProtocol(HttpToolsProtocol):
         if due is None or self._lingering:
             return
         if self.loop.time() < due:
-            self._timer_at = due
             self._timer = self.loop.call_at(due, self._check)
             return
         self._expired()
@@ -147,8 +144,7 @@ class SlowClientProtocol(HttpToolsProtocol):
         self._lingering = True
         self.transport.write_eof()
         self.transport.resume_reading()  # flow control may have paused it
-        self._timer_at = self.loop.time() + LINGER_SECONDS
-        self._timer = self.loop.call_at(self._timer_at, self.transport.close)
+        self._timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
 
 def slow_client_protocol(header_timeout: float, body_timeout: float) -> type[HttpToolsProtocol]:

@@ -107,6 +107,21 @@ def test_a_listed_origin_can_read_answers_and_their_headers(
     assert refused.headers["access-control-allow-origin"] == SHOP
 
 
+def test_answers_to_requests_without_origin_vary_on_origin(
+    client_for: Callable[[tuple[str, ...]], TestClient],
+) -> None:
+    # a cache must not hand an answer given without Origin to a page that sends one
+    client = client_for((SHOP,))
+    response = client.post("/graphql", json=QUERY)
+    assert response.json() == {"data": {"__typename": "Query"}}
+    assert response.headers.get_list("vary") == ["Origin"]
+    assert "access-control-allow-origin" not in response.headers
+    # an answer with a Vary of its own (the guard's 406 varies on Accept): one header, both
+    refused = client.post("/graphql", json=QUERY, headers={"accept": "text/plain"})
+    assert refused.status_code == 406
+    assert refused.headers.get_list("vary") == ["Accept, Origin"]
+
+
 def test_without_cors_origins_no_origin_is_allowed(
     client_for: Callable[[tuple[str, ...]], TestClient],
 ) -> None:
